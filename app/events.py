@@ -1,0 +1,187 @@
+"""The events of the live feed: small immutable records, and their JSON form.
+
+Rules of this module:
+
+* Pure data.  No trio, no sockets; the feed, the tracer and the web shells
+  import it, never the other way round.
+* An event is built by its producer without ``seq`` and ``t``;
+  :meth:`app.feed.Feed.publish` stamps both exactly once, as it appends the
+  event to the ring.  After that nobody changes it.
+* ``task`` is a lane id from :func:`app.feed.Feed.new_id`: a Trio task of a
+  scenario, an echo connection, or 0 for the server itself.  ``run`` says
+  which scenario run the task belongs to, ``"echo"`` for echo connections.
+* The JSON form is the one the page reads: ``{"kind": "output", "seq": 7,
+  "t": 1.25, ...}`` with fields left out when they hold their default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+#: The ``run`` of every echo connection's events.
+ECHO_RUN: Final = "echo"
+
+
+class Event(
+    msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind", omit_defaults=True
+):
+    """Base of every feed event.
+
+    ``gc=False``: events hold only scalars and small lists of scalars, never a
+    cycle, and a busy feed holds tens of thousands of them; keeping them out of
+    the cyclic collector's lists keeps its passes short.
+    """
+
+    #: Global and increasing; stamped by the feed.
+    seq: int = 0
+    #: Seconds since the feed started (monotonic); stamped by the feed.
+    t: float = 0.0
+    #: Lane id; 0 is the server itself.
+    task: int = 0
+    #: Scenario run id, :data:`ECHO_RUN`, or "" for the server.
+    run: str = ""
+
+
+class Spawn(Event, tag="spawn", frozen=True):
+    """A watched task started.  *parent* is the lane of the task whose nursery holds it."""
+
+    name: str
+    parent: int = 0
+
+
+class Exit(Event, tag="exit", frozen=True):
+    """A watched task ended; *error* names the exception that ended it, if any."""
+
+    error: str = ""
+
+
+class Output(Event, tag="output", frozen=True):
+    """A line a scenario task printed (the tutorial's ``print``)."""
+
+    text: str
+
+
+class Step(Event, tag="step", frozen=True):
+    """Scheduler steps of one task, coalesced: from ``t`` for ``dur`` s, ``busy`` s of it running.
+
+    A step is one run of the task between two checkpoints.  Consecutive steps
+    of a task are merged into one event so that the feed rate stays bounded
+    whatever the task count; ``count`` says how many were merged.
+    """
+
+    dur: float
+    busy: float
+    count: int = 1
+
+
+class Block(Event, tag="block", frozen=True):
+    """One step held the loop for *dur* seconds: every other task was stalled meanwhile."""
+
+    name: str
+    dur: float
+
+
+class ConnOpen(Event, tag="conn_open", frozen=True):
+    """An echo connection was accepted: *transport* is ``tcp`` or ``ws``."""
+
+    transport: str
+    peer: str
+
+
+class ConnClose(Event, tag="conn_close", frozen=True):
+    """An echo connection ended, with its totals and the reason it ended."""
+
+    transport: str
+    peer: str
+    bytes_in: int
+    bytes_out: int
+    msgs: int
+    dur: float
+    reason: str
+
+
+class ConnSample(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One busy connection in a :class:`EchoStats` tick: ``[task, bytes_in, bytes_out, msgs]``."""
+
+    task: int
+    bytes_in: int
+    bytes_out: int
+    msgs: int
+
+
+class EchoStats(Event, tag="echo_stats", frozen=True):
+    """Once a second while any echo connection is open: totals and the busiest connections.
+
+    Per-connection counters are summarised here instead of one event per
+    message; ``conns`` lists at most a bounded number of the connections that
+    moved bytes during the tick (cumulative counters), busiest first.
+    """
+
+    tcp: int
+    ws: int
+    bytes_per_s: float
+    msgs_per_s: float
+    conns: list[ConnSample] = []
+
+
+class Stats(Event, tag="stats", frozen=True):
+    """Once a second: the server's own health; ``lag`` is the worst loop wake-up delay seen."""
+
+    lag: float
+    tasks: int
+    subscribers: int
+    dropped: int = 0
+
+
+class RunStart(Event, tag="run_start", frozen=True):
+    """A scenario run began with these (validated) parameters."""
+
+    scenario: str
+    params: dict[str, Any]
+
+
+class RunEnd(Event, tag="run_end", frozen=True):
+    """A scenario run ended: *state* is ``done``, ``cancelled``, ``timeout`` or ``error``."""
+
+    state: str
+    error: str = ""
+    summary: dict[str, Any] = {}
+
+
+class Notice(Event, tag="notice", frozen=True):
+    """Something the server wants a human watching the page to know (a warning, a refusal)."""
+
+    level: str
+    text: str
+
+
+AnyEvent = (
+    Spawn
+    | Exit
+    | Output
+    | Step
+    | Block
+    | ConnOpen
+    | ConnClose
+    | EchoStats
+    | Stats
+    | RunStart
+    | RunEnd
+    | Notice
+)
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    """The JSON form of one event (UTF-8)."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | str) -> AnyEvent:
+    """Parse one event's JSON form; raises :class:`msgspec.ValidationError` if it is not one."""
+    event: AnyEvent = _decoder.decode(data)
+    return event
