@@ -1,0 +1,63 @@
+"""What the parts of one server share: settings, the feed, the connection tables, the drain signal.
+
+The root task builds one :class:`Hub` and hands it to every part, so that a
+part never reaches into another part to find these.  It holds state, not
+behaviour: who does what with it lives with each part.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import trio
+
+from app import __version__
+from app.config import Settings
+from app.echo.conns import ConnTable
+from app.feed import Feed
+
+
+@dataclass(eq=False)
+class Hub:
+    """The shared state of one server process."""
+
+    settings: Settings
+    feed: Feed
+    #: TCP echo connections.
+    tcp: ConnTable
+    #: Websocket echo connections.
+    ws: ConnTable
+    #: Set once shutdown begins: endpoints say goodbye (1001), listeners stop accepting.
+    draining: trio.Event = field(default_factory=trio.Event)
+    #: ``tcp`` and ``web`` listening addresses, once bound.
+    listeners: dict[str, str] = field(default_factory=dict)
+    #: Worker number when running as one of ``--workers N`` (0 when alone).
+    worker: int = 0
+    #: Open web connections (HTTP and websocket), kept by the front.
+    web_connections: int = 0
+    pid: int = field(default_factory=os.getpid)
+    version: str = __version__
+
+    @classmethod
+    def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:
+        """A hub with fresh tables sharing *feed* (a new one if not given)."""
+        feed = feed or Feed()
+
+        def table(transport: str, limit: int) -> ConnTable:
+            return ConnTable(
+                transport,
+                limit,
+                settings.idle_timeout,
+                new_id=feed.new_id,
+                publish=feed.publish,
+                now=feed.now,
+            )
+
+        return cls(
+            settings=settings,
+            feed=feed,
+            tcp=table("tcp", settings.max_connections),
+            ws=table("ws", settings.max_web_connections),
+            worker=worker,
+        )

@@ -1,0 +1,124 @@
+"""One trio-echo server: the root nursery and the order things start and stop in.
+
+::
+
+    Server.run
+    └── root nursery
+        ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
+        ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
+        └── ticker             loop lag, idle sweeps, 1 Hz summaries
+
+Both listeners are bound before anything starts, so a port in use fails
+fast with one clear error and nothing half-started.  Shutdown (:meth:`stop`)
+is a drain: the web front stops accepting and endpoints close with 1001,
+for at most ``--graceful-timeout`` seconds; then the root scope is
+cancelled and every task and connection goes with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+from dataclasses import dataclass
+
+import trio
+
+from app.config import Settings, is_loopback
+from app.echo.epoll import EpollEngine
+from app.echo.tasks import TaskEngine
+from app.feed import Feed
+from app.hub import Hub
+from app.net import bound_port, open_listener
+from app.ticker import run_ticker
+from app.web.asgi import build_app, websocket_endpoints
+from app.web.front import WebFront
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Where a started server listens (the real ports, also when 0 was asked)."""
+
+    host: str
+    tcp: int
+    http: int
+
+    @property
+    def tcp_address(self) -> str:
+        return f"{_bracket(self.host)}:{self.tcp}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{_bracket(self.host)}:{self.http}"
+
+
+class Server:
+    """A server process's root: build it, ``await nursery.start(server.run)``, then :meth:`stop`."""
+
+    def __init__(self, settings: Settings, *, feed: Feed | None = None, worker: int = 0) -> None:
+        self.settings = settings
+        self.hub = Hub.create(settings, feed, worker)
+        self._stop = trio.Event()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Ports] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind, start every part, report :class:`Ports`, and serve until :meth:`stop` or cancelled.
+
+        Raises:
+            OSError: a listener could not be bound (the message names the address).
+        """
+        s = self.settings
+        hub = self.hub
+        reuse_port = s.workers > 1
+        tcp_listener = _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
+        try:
+            http_listener = _listen(s.host, s.http_port, s.backlog, reuse_port, "web")
+        except BaseException:
+            tcp_listener.close()
+            raise
+        with tcp_listener, http_listener:
+            ports = Ports(s.host, bound_port(tcp_listener), bound_port(http_listener))
+            hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
+            if not is_loopback(s.host):
+                log.warning(
+                    "listening on %s: the echo server and the page are reachable from the network",
+                    s.host,
+                )
+            fast = websocket_endpoints(hub) if s.ws_engine == "fast" else None
+            front = WebFront(http_listener, build_app(hub), hub, fast)
+            engine = _engine(s.engine, tcp_listener, hub)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                nursery.start_soon(front.run, name="web front")
+                nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
+                task_status.started(ports)
+                await self._stop.wait()
+                log.info("shutting down")
+                hub.draining.set()
+                hub.tcp.abort_all("shutdown")
+                await front.drain(s.graceful_timeout)
+                nursery.cancel_scope.cancel()
+
+
+def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
+    if name == "epoll" and hasattr(select, "epoll"):
+        return EpollEngine(listener, hub.tcp)
+    return TaskEngine(listener, hub.tcp)
+
+
+def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:
+    try:
+        return open_listener(host, port, backlog, reuse_port=reuse_port)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

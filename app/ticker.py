@@ -1,0 +1,92 @@
+"""The server's heartbeat: loop lag, idle sweeps, and the once-a-second summaries.
+
+It wakes every :data:`PROBE_INTERVAL` seconds and measures how late it woke:
+that delay is the loop lag, the time some task held the scheduler (a
+``time.sleep`` in a scenario shows up here).  Once a second it publishes a
+:class:`~app.events.Stats` event, and an :class:`~app.events.EchoStats`
+event while echo connections are open, and logs refusals over the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import trio
+
+from app.echo.conns import ConnTable, LimitLog
+from app.events import EchoStats, Stats
+from app.hub import Hub
+
+PROBE_INTERVAL: Final = 0.1
+STATS_INTERVAL: Final = 1.0
+# Idle sweeps run this many times per idle timeout, so that a connection is
+# closed at most a quarter of the timeout late; at most once per second.
+SWEEPS_PER_TIMEOUT: Final = 4
+
+
+def count_tasks() -> int:
+    """How many Trio tasks exist in this run (walks the task tree)."""
+    count = 0
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None:
+            continue
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
+async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
+    """Probe lag, sweep idle connections and publish summaries until cancelled."""
+    feed = hub.feed
+    tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)
+    sweep_every = min(STATS_INTERVAL, hub.settings.idle_timeout / SWEEPS_PER_TIMEOUT)
+    now = trio.current_time()
+    next_probe = now + PROBE_INTERVAL
+    next_sweep = now + sweep_every
+    next_stats = now + STATS_INTERVAL
+    last_totals = (0, 0)
+    worst_lag = 0.0
+    while True:
+        await trio.sleep_until(next_probe)
+        now = trio.current_time()
+        worst_lag = max(worst_lag, now - next_probe)
+        next_probe = max(next_probe + PROBE_INTERVAL, now)
+        if now >= next_sweep:
+            next_sweep = now + sweep_every
+            for table in tables:
+                table.sweep_idle()
+        if now < next_stats:
+            continue
+        elapsed = now - next_stats + STATS_INTERVAL
+        next_stats = now + STATS_INTERVAL
+        for table in tables:
+            table.refusals.flush()
+        for limit_log in refusals:
+            limit_log.flush()
+        samples_tcp, bytes_tcp, msgs_tcp = hub.tcp.samples()
+        samples_ws, bytes_ws, msgs_ws = hub.ws.samples()
+        totals = (bytes_tcp + bytes_ws, msgs_tcp + msgs_ws)
+        if len(hub.tcp) or len(hub.ws) or totals != last_totals:
+            feed.publish(
+                EchoStats(
+                    tcp=len(hub.tcp),
+                    ws=len(hub.ws),
+                    bytes_per_s=round((totals[0] - last_totals[0]) / elapsed, 1),
+                    msgs_per_s=round((totals[1] - last_totals[1]) / elapsed, 1),
+                    conns=(samples_tcp + samples_ws),
+                )
+            )
+        last_totals = totals
+        feed.publish(
+            Stats(
+                lag=round(worst_lag, 6),
+                tasks=count_tasks(),
+                subscribers=feed.subscribers,
+                dropped=feed.dropped,
+            )
+        )
+        worst_lag = 0.0

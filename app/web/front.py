@@ -1,0 +1,252 @@
+"""The web listener: accepts each connection, then hands it to Hypercorn or the websocket shell.
+
+Why not ``hypercorn.trio.serve``: it accepts without a bound on connections,
+one per scheduler pass, and a peer that stops reading blocks Hypercorn's
+shielded ``send_all`` forever, which also stalls shutdown.  This front keeps
+Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
+
+* a bound on open web connections (``--max-web-connections``): one more is
+  answered ``503`` and closed, with one log line per burst;
+* greedy accepting (see :mod:`app.net`);
+* routing of websocket upgrades (``GET /ws/...``, peeked, not consumed) to
+  the websockets library's Trio connection (:mod:`app.web.wstrio`), which
+  is RFC 6455-strict and fast, unless ``--ws-engine asgi``;
+* a write timeout on every connection (:class:`GuardedStream`): a peer that
+  does not take our bytes for :data:`WRITE_TIMEOUT` seconds is cut off, even
+  inside Hypercorn's shielded send;
+* a drain for shutdown: stop accepting, let Hypercorn close idle keep-alive
+  connections and the endpoints say 1001, then cut whatever is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Final
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.utils import wrap_app
+from starlette.types import ASGIApp
+
+from app.echo.conns import LimitLog
+from app.hub import Hub
+from app.net import accept_forever
+from app.web.wsapi import Endpoint
+from app.web.wstrio import serve_websocket
+
+log = logging.getLogger(__name__)
+
+# Hypercorn keeps a connection's task group (its keep-alive timer, the app's
+# tasks) alive after the socket is closed or the peer has hung up, up to
+# keep_alive_timeout.  From then on they have this long to finish (send the
+# last response, say goodbye) before they are cancelled.
+CLOSED_LINGER: Final = 1.0
+# Requests starting with this go to the websocket shell, the rest to Hypercorn.
+WEBSOCKET_PREFIX: Final = b"GET /ws/"
+# A new connection must send its first bytes within this time.
+FIRST_BYTES_TIMEOUT: Final = 10.0
+# Poll interval while a request line trickles in byte by byte (rare).
+PEEK_RETRY: Final = 0.01
+# A peer that accepts none of our bytes for this long is gone or hostile
+# (a browser that stopped reading /ws/events, a slow reader of a page).
+WRITE_TIMEOUT: Final = 10.0
+# Answer to a connection over the limit; best effort, then close.
+BUSY_RESPONSE: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 30\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+    b"too many connections, retry\r\n"
+)
+
+
+class GuardedStream(trio.abc.HalfCloseableStream):
+    """A socket stream for Hypercorn whose sends give up after :data:`WRITE_TIMEOUT`.
+
+    The timeout is a cancel scope of its own inside ``send_all``, so it fires
+    even though Hypercorn shields its sends from outer cancellation.
+    """
+
+    def __init__(
+        self, sock: socket.socket, peer: str, write_timeout: float = WRITE_TIMEOUT
+    ) -> None:
+        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        #: Hypercorn reads the addresses from here.
+        self.socket = self._stream.socket
+        self.peer = peer
+        self._write_timeout = write_timeout
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with trio.move_on_after(self._write_timeout) as scope:
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            log.info("web: %s took no data for %.0f s; closing it", self.peer, self._write_timeout)
+            self.abort()
+            raise trio.BrokenResourceError("write timeout")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = bytes(await self._stream.receive_some(max_bytes))
+        if not data:
+            self.on_eof()
+        return data
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self.on_close()
+
+    def on_close(self) -> None:
+        """Called once the connection is closed; the front replaces it to do its accounting."""
+
+    def on_eof(self) -> None:
+        """Called when the peer has sent all it will; the front replaces it."""
+
+    def abort(self) -> None:
+        """Close the socket now; any task waiting on it gets ``ClosedResourceError``."""
+        self.socket.close()
+
+
+class WebFront:
+    """Serve the ASGI *app* on *listener* through Hypercorn, within the hub's web limits."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        app: ASGIApp,
+        hub: Hub,
+        websockets: Mapping[str, Endpoint] | None = None,
+    ) -> None:
+        self._listener = listener
+        self._hub = hub
+        self._limit = hub.settings.max_web_connections
+        self._refusals = LimitLog("web", self._limit)
+        self._config = hypercorn_config(hub)
+        self._context = WorkerContext(None)
+        self._app = wrap_app(app, self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        self._streams: set[GuardedStream] = set()
+        self._accepting = trio.CancelScope()
+        self._idle = trio.Event()
+        #: Endpoints for upgrades routed past Hypercorn; None sends everything to Hypercorn.
+        self._websockets = websockets
+
+    @property
+    def refusals(self) -> LimitLog:
+        return self._refusals
+
+    async def run(self) -> None:
+        """Accept and serve until cancelled; after :meth:`drain`, return once connections end."""
+        async with trio.open_nursery() as nursery:
+
+            def on_accept(sock: socket.socket, peer: str) -> None:
+                if len(self._streams) >= self._limit:
+                    self._refusals.refuse(peer)
+                    _refuse(sock)
+                    return
+                stream = GuardedStream(sock, peer)
+                self._streams.add(stream)
+                self._hub.web_connections = len(self._streams)
+                nursery.start_soon(self._serve, stream, name=f"web {peer}")
+
+            with self._accepting:
+                await accept_forever(self._listener, on_accept)
+
+    async def _serve(self, stream: GuardedStream) -> None:
+        with trio.CancelScope() as scope:
+
+            def linger() -> None:
+                scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
+
+            def on_close() -> None:
+                self._forget(stream)
+                linger()
+
+            stream.on_close = on_close  # type: ignore[method-assign]
+            stream.on_eof = linger  # type: ignore[method-assign]
+            try:
+                route = await _first_bytes(stream)
+                if route is None:
+                    return
+                if route and self._websockets is not None:
+                    await serve_websocket(
+                        stream,
+                        stream.peer,
+                        self._websockets,
+                        max_message_size=self._hub.settings.max_message_size,
+                        draining=self._hub.draining,
+                    )
+                else:
+                    await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
+            finally:
+                # Hypercorn's close path awaits send_eof() before aclose(), so a
+                # cancelled connection would skip the close: make sure it happens.
+                stream.abort()
+                self._forget(stream)
+
+    def _forget(self, stream: GuardedStream) -> None:
+        self._streams.discard(stream)
+        self._hub.web_connections = len(self._streams)
+        if not self._streams and self._accepting.cancel_called:
+            self._idle.set()
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let connections end by themselves for *grace* seconds, then cut the rest.
+
+        Endpoints see :attr:`Hub.draining` (set by the caller) and close with
+        1001; Hypercorn closes idle keep-alive connections when told the
+        worker is terminating.
+        """
+        self._accepting.cancel()
+        await self._context.terminated.set()
+        if self._streams:
+            with trio.move_on_after(grace):
+                await self._idle.wait()
+        for stream in list(self._streams):
+            stream.abort()
+
+
+def hypercorn_config(hub: Hub) -> Config:
+    """Hypercorn's settings, derived from ours."""
+    config = Config()
+    config.websocket_max_message_size = hub.settings.max_message_size
+    config.graceful_timeout = hub.settings.graceful_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("app.web.hypercorn")
+    return config
+
+
+async def _first_bytes(stream: GuardedStream) -> bool | None:
+    """Peek (without consuming) whether the request is a websocket route: True, False, or None.
+
+    None: the client sent nothing within :data:`FIRST_BYTES_TIMEOUT`, or hung
+    up; the connection is closed without a word.
+    """
+    sock = stream.socket
+    with trio.move_on_after(FIRST_BYTES_TIMEOUT):
+        while True:
+            head = await sock.recv(len(WEBSOCKET_PREFIX), socket.MSG_PEEK)
+            if not head:
+                return None
+            if len(head) == len(WEBSOCKET_PREFIX) or not WEBSOCKET_PREFIX.startswith(head):
+                return head == WEBSOCKET_PREFIX
+            # Only part of the request line is in: wait for the rest.
+            await trio.sleep(PEEK_RETRY)
+    log.debug("web: %s sent nothing for %.0f s; closing it", stream.peer, FIRST_BYTES_TIMEOUT)
+    return None
+
+
+def _refuse(sock: socket.socket) -> None:
+    try:
+        sock.send(BUSY_RESPONSE)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # already gone: closing is all that is left
+    sock.close()

@@ -1,0 +1,183 @@
+"""The websockets library's Trio shell of :class:`app.web.wsapi.WebSocket`.
+
+The front hands this module every connection whose first bytes are
+``GET /ws/``.  websockets' ``ServerConnection`` for Trio does the handshake,
+RFC 6455 framing and validation (close codes 1002 / 1007 / 1009 for bad
+frames, bad UTF-8, oversized messages, fragment reassembly within the size
+limit), answers pings, sends keepalive pings and drops a peer that does not
+answer them, and runs its reader task in a nursery owned by this module's
+caller: still one tree of tasks.
+
+Bounds per connection: one message of ``--max-message-size`` being
+assembled, at most :data:`MAX_QUEUE` whole frames waiting for the endpoint
+(reading pauses beyond that), and the front's write timeout on sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+import trio
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+from websockets.trio.server import Server, ServerConnection
+
+from app.web.wsapi import ABNORMAL, NORMAL, Endpoint, WebSocketClosed, run_endpoint
+
+log = logging.getLogger(__name__)
+# websockets logs every frame at debug level; keep that out of --log-level debug.
+_protocol_log = logging.getLogger("app.web.websockets")
+_protocol_log.setLevel(logging.INFO)
+
+# A client has this long to send its whole handshake request.
+HANDSHAKE_TIMEOUT: Final = 10.0
+# Keepalive: a ping after this much silence, and the connection is dropped
+# (1011) when its pong does not come back within the timeout.
+PING_INTERVAL: Final = 20.0
+PING_TIMEOUT: Final = 20.0
+# How long our closing handshake waits for the peer's answer.
+CLOSE_TIMEOUT: Final = 1.0
+# Frames received but not yet taken by the endpoint before reading pauses.
+MAX_QUEUE: Final = 2
+
+
+class _ServerStatus:
+    """The one thing websockets' ``ServerConnection`` asks of its server: is it closing?"""
+
+    def __init__(self, draining: trio.Event) -> None:
+        self._draining = draining
+
+    @property
+    def closing(self) -> bool:
+        return self._draining.is_set()
+
+
+class TrioWebSocket:
+    """One websocket on websockets' Trio connection, with its handshake request already read."""
+
+    def __init__(self, conn: ServerConnection, peer: str) -> None:
+        assert conn.request is not None
+        self._conn = conn
+        self._request = conn.request
+        self._peer = peer
+        target = urlsplit(self._request.path)
+        self._path = target.path
+        self._query = target.query
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def query_string(self) -> str:
+        return self._query
+
+    def header(self, name: str) -> str | None:
+        return self._request.headers.get(name)
+
+    async def accept(self) -> None:
+        conn = self._conn
+        await conn.handshake()
+        if conn.protocol.state is not OPEN:
+            # Not a valid upgrade: websockets has answered 400 or 426 already.
+            raise WebSocketClosed(ABNORMAL, "handshake failed")
+        conn.start_keepalive()
+
+    async def reject(self, status: int) -> None:
+        def refuse(conn: ServerConnection, request: Any) -> Any:
+            return conn.respond(status, f"{status}\n")
+
+        await self._conn.handshake(process_request=refuse)
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._conn.recv()
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc), exc.rcvd.reason if exc.rcvd else "") from None
+
+    async def send(self, data: str | bytes) -> None:
+        try:
+            await self._conn.send(data)
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc)) from None
+
+    async def send_utf8(self, data: bytes) -> None:
+        """Send already-encoded UTF-8 as a text message, without decoding it first."""
+        try:
+            await self._conn.send(data, text=True)
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc)) from None
+
+    async def close(self, code: int = NORMAL, reason: str = "") -> None:
+        if self._conn.protocol.state is OPEN:
+            await self._conn.aclose(code, reason)
+
+
+def _code(exc: ConnectionClosed) -> int:
+    frame = exc.rcvd or exc.sent
+    return frame.code if frame is not None else ABNORMAL
+
+
+async def serve_websocket(
+    stream: trio.abc.Stream,
+    peer: str,
+    endpoints: Mapping[str, Endpoint],
+    *,
+    max_message_size: int,
+    draining: trio.Event,
+) -> None:
+    """Serve one websocket connection on *stream*: handshake, route by path, run the endpoint.
+
+    An unknown path is answered 404; a request that does not arrive within
+    :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
+    """
+    protocol = ServerProtocol(max_size=max_message_size, logger=_protocol_log)
+    try:
+        async with trio.open_nursery() as nursery:
+            conn = ServerConnection(
+                nursery,
+                stream,
+                protocol,
+                cast(Server, _ServerStatus(draining)),
+                ping_interval=PING_INTERVAL,
+                ping_timeout=PING_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT,
+                max_queue=MAX_QUEUE,
+            )
+            with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                await _wait_request(conn)
+            if conn.request is None:
+                log.debug("websocket: %s sent no valid handshake", peer)
+                nursery.cancel_scope.cancel()
+                return
+            ws = TrioWebSocket(conn, peer)
+            endpoint = endpoints.get(ws.path)
+            if endpoint is None:
+                await ws.reject(404)
+            else:
+                await run_endpoint(ws, endpoint, draining)
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await conn.wait_closed()
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _wait_request(conn: ServerConnection) -> None:
+    """Wait until the handshake request is in, or the connection is gone."""
+    async with trio.open_nursery() as nursery:
+
+        async def first(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(first, conn.request_rcvd)
+        nursery.start_soon(first, conn.stream_closed)
