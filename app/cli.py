@@ -1,0 +1,180 @@
+"""The ``trio-echo`` command: ``serve``, ``client``, and friends.
+
+This is the process's outer shell: parse flags, resolve settings, set up
+logging and signals, run Trio, and turn every expected failure into one line
+on stderr and an exit code.  Nothing here knows how a part works inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from app import __version__
+from app.config import (
+    CLIENT_OPTIONS,
+    SERVE_OPTIONS,
+    ClientSettings,
+    ConfigError,
+    Settings,
+    add_options,
+    resolve,
+)
+
+log = logging.getLogger("app")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    # Until Trio's signal receiver is up, SIGTERM means "stop now, quietly".
+    signal.signal(signal.SIGTERM, _interrupt)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-echo",
+        description="A structured-concurrency echo platform: TCP and websocket echo, "
+        "and the coroutine tutorial live in the browser.",
+        epilog="Every flag can also be set in the environment as TRIO_ECHO_<NAME>; "
+        "flags win over the environment, which wins over defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"trio-echo {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the TCP echo server, the web page and the scenario runner in one process",
+        description="Run the TCP echo server (RFC 862), the web server (page, /ws/events, "
+        "/ws/echo, /healthz) and the scenario runner under one Trio nursery. "
+        "Ctrl-C or SIGTERM stops it (exit 0).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_options(serve, SERVE_OPTIONS, Settings)
+    serve.set_defaults(command=_serve)
+
+    client = commands.add_parser(
+        "client",
+        help="the tutorial's >>: client (interactive, or piped stdin to stdout)",
+        description="Send lines to the echo server and print what comes back. "
+        "Interactive on a terminal (prompt >>:); piped, it sends stdin, half-closes, and "
+        "exits 0 once every byte came back.",
+    )
+    add_options(client, CLIENT_OPTIONS, ClientSettings)
+    client.set_defaults(command=_client)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
+    _setup_logging(settings.log_level)
+    _raise_fd_limit(settings.max_connections + settings.max_web_connections)
+    try:
+        trio.run(serve_until_signal, settings)
+    except KeyboardInterrupt:
+        pass
+    except BaseExceptionGroup as group:
+        _fail_on_oserror(group)
+    except OSError as exc:
+        _die(str(exc))
+    return 0
+
+
+async def serve_until_signal(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once.
+
+    Prints one parseable line per listener once both are bound.
+    """
+    # Imported here so that `trio-echo client` does not pay for Hypercorn and Starlette.
+    from app.server import Server
+
+    server = Server(settings)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run_server(task_status: trio.TaskStatus[Any]) -> None:
+                await server.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    if server.hub.draining.is_set():
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("%s received", signal.Signals(signum).name)
+                    server.stop()
+
+            nursery.start_soon(watch_signals)
+            ports = await nursery.start(run_server)
+            print(f"tcp echo listening on {ports.tcp_address}", flush=True)
+            print(f"web listening on {ports.web_url}", flush=True)
+
+
+def _client(args: argparse.Namespace) -> int:
+    from app.client import main as client_main
+
+    settings = resolve(ClientSettings, CLIENT_OPTIONS, vars(args), os.environ)
+    return client_main(settings, sys.stdin, sys.stdout, sys.stderr)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Lift the soft file-descriptor limit to the hard one; warn if the limits cannot fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # A few dozen descriptors for listeners, epoll and the interpreter itself.
+    if hard < wanted + 64:
+        log.warning(
+            "the open-file limit is %d, below the %d connections the limits allow; "
+            "accepts will pause when it is reached",
+            hard,
+            wanted,
+        )
+
+
+def _fail_on_oserror(group: BaseExceptionGroup[BaseException]) -> None:
+    """Turn an expected startup failure inside Trio's exception group into one line."""
+    leaves = _leaves(group)
+    errors = [exc for exc in leaves if isinstance(exc, OSError)]
+    if not errors or not all(isinstance(exc, OSError | KeyboardInterrupt) for exc in leaves):
+        raise group
+    _die(str(errors[0]))
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _die(message: str) -> NoReturn:
+    print(f"trio-echo: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,190 @@
+"""``trio-echo client``: the tutorial's ``>>:`` client, over TCP or websocket.
+
+Interactive (stdin is a terminal): prompt ``>>:``, send each line, print
+what comes back.  Piped: send all of stdin, half-close, print every echoed
+byte to stdout, and exit 0 once all of it came back.  Over TCP the echo is a
+byte stream, so the piped mode compares byte counts; over websocket each
+line is one text message.
+
+Exit codes: 0 when everything came back, 1 when the connection was refused
+or closed early (one line on stderr says which), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+from io import BufferedReader
+from typing import BinaryIO, Final, TextIO
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
+from app.config import ClientSettings
+
+PROMPT: Final = ">>: "
+# Read stdin and the socket in chunks of this size.
+CHUNK: Final = 64 * 1024
+
+
+class ClientError(Exception):
+    """The server could not be reached or went away; the message says which, in one line."""
+
+
+async def run_client(
+    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+) -> None:
+    """Echo *stdin* through the server to *stdout*.
+
+    Raises:
+        ClientError: connection refused, closed early, or timed out.
+    """
+    if settings.ws:
+        await _ws_client(settings, stdin, stdout, interactive)
+    else:
+        await _tcp_client(settings, stdin, stdout, interactive)
+
+
+async def _connect_tcp(settings: ClientSettings) -> trio.SocketStream:
+    where = f"{settings.host}:{settings.tcp_port}"
+    try:
+        with trio.fail_after(settings.connect_timeout):
+            return await trio.open_tcp_stream(settings.host, settings.tcp_port)
+    except trio.TooSlowError:
+        raise ClientError(f"no answer from {where} within {settings.connect_timeout:g} s") from None
+    except OSError as exc:
+        raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
+
+
+async def _tcp_client(
+    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+) -> None:
+    stream = await _connect_tcp(settings)
+    async with stream:
+        if interactive:
+            await _tcp_interactive(stream, stdin, stdout)
+        else:
+            await _tcp_piped(stream, stdin, stdout)
+
+
+async def _tcp_piped(stream: trio.SocketStream, stdin: BufferedReader, stdout: BinaryIO) -> None:
+    sent = 0
+    received = 0
+    failure = ""
+    all_sent = False
+
+    async def pump_in() -> None:
+        nonlocal sent, all_sent
+        try:
+            while chunk := await trio.to_thread.run_sync(
+                stdin.read1, CHUNK, abandon_on_cancel=True
+            ):
+                sent += len(chunk)  # counted before sending: a failed send still owes an echo
+                await stream.send_all(chunk)
+            await stream.send_eof()
+            all_sent = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the reader sees the same broken connection and reports it
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump_in)
+        try:
+            while data := await stream.receive_some(CHUNK):
+                received += len(data)
+                stdout.write(data)
+                stdout.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            failure = f"connection lost after {received} bytes: {exc}"
+        # Whatever stdin still holds can no longer come back.
+        nursery.cancel_scope.cancel()
+    if failure:
+        raise ClientError(failure)
+    if not all_sent:
+        raise ClientError(
+            f"server closed the connection after echoing {received} bytes, input left"
+        )
+    if received != sent:
+        raise ClientError(f"server closed the connection after echoing {received} of {sent} bytes")
+
+
+async def _tcp_interactive(
+    stream: trio.SocketStream, stdin: BufferedReader, stdout: BinaryIO
+) -> None:
+    buffer = b""
+    while True:
+        line = await _prompt(stdin, stdout)
+        if line is None:
+            return
+        await _send_or_fail(stream, line)
+        # The tutorial's client waits for the echo of what it sent.
+        while len(buffer) < len(line):
+            data = await stream.receive_some(CHUNK)
+            if not data:
+                raise ClientError("server closed the connection")
+            buffer += data
+        stdout.write(buffer[: len(line)])
+        stdout.flush()
+        buffer = buffer[len(line) :]
+
+
+async def _send_or_fail(stream: trio.SocketStream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise ClientError(f"connection lost: {exc}") from None
+
+
+async def _prompt(stdin: BufferedReader, stdout: BinaryIO) -> bytes | None:
+    """Show ``>>:`` and read one line (with its newline); None at end of input."""
+    stdout.write(PROMPT.encode())
+    stdout.flush()
+    line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
+    return line or None
+
+
+async def _ws_client(
+    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+) -> None:
+    try:
+        async with open_websocket_url(
+            settings.ws, connect_timeout=settings.connect_timeout, disconnect_timeout=1
+        ) as ws:
+            while True:
+                if interactive:
+                    line = await _prompt(stdin, stdout)
+                else:
+                    line = await trio.to_thread.run_sync(stdin.readline) or None
+                if line is None:
+                    return
+                try:
+                    await ws.send_message(line.decode())
+                except UnicodeDecodeError:
+                    await ws.send_message(line)  # not text: binary, so every byte comes back
+                reply = await ws.get_message()
+                stdout.write(reply.encode() if isinstance(reply, str) else reply)
+                stdout.flush()
+    except ConnectionClosed as exc:
+        raise ClientError(f"websocket closed: {exc.reason}") from None
+    except (OSError, HandshakeError) as exc:
+        raise ClientError(f"cannot connect to {settings.ws}: {exc}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The first underlying OS error's text (Trio groups one error per address tried)."""
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup):
+        cause = cause.exceptions[0]
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """Run the client; return the exit code."""
+    interactive = stdin.isatty()
+    try:
+        trio.run(run_client, settings, stdin.buffer, stdout.buffer, interactive)  # type: ignore[arg-type]
+    except ClientError as exc:
+        print(f"trio-echo client: {exc}", file=stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=stderr)
+    return 0
