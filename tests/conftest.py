@@ -1,0 +1,99 @@
+"""Shared fixtures.
+
+Rules for every test here (after trio-websocket's):
+
+* loopback only, port 0 everywhere, so tests never collide with a running server;
+* real sockets, a real Hypercorn, real websockets; nothing on the network is mocked;
+* every wait is bounded by ``trio.fail_after`` so a hang fails instead of hanging;
+* behaviour, not speed: no assertion on how fast anything is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import trio
+
+from app.config import Settings
+from app.hub import Hub
+from app.server import Ports, Server
+
+ENGINES = ("epoll", "tasks")
+WS_ENGINES = ("fast", "asgi")
+
+
+@dataclass
+class Running:
+    """A server started in the test's nursery."""
+
+    server: Server
+    ports: Ports
+
+    @property
+    def hub(self) -> Hub:
+        return self.server.hub
+
+    @property
+    def tcp(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.ports.tcp)
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.ports.http}{path}"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test server: ephemeral ports, quiet, fast shutdown."""
+    base = Settings(tcp_port=0, http_port=0, log_level="debug", graceful_timeout=0.3)
+    return dataclasses.replace(base, **overrides)
+
+
+async def start_server(nursery: trio.Nursery, **overrides: Any) -> Running:
+    server = Server(make_settings(**overrides))
+    ports = await nursery.start(server.run)
+    return Running(server, ports)
+
+
+@pytest.fixture
+async def running(nursery: trio.Nursery) -> AsyncIterator[Running]:
+    """A server with default limits (epoll engine)."""
+    yield await start_server(nursery)
+
+
+@pytest.fixture(params=ENGINES)
+async def engine_server(
+    request: pytest.FixtureRequest, nursery: trio.Nursery
+) -> AsyncIterator[Running]:
+    """The same server once per echo engine: every engine passes the same tests."""
+    yield await start_server(nursery, engine=request.param)
+
+
+@pytest.fixture(params=WS_ENGINES)
+async def ws_server(
+    request: pytest.FixtureRequest, nursery: trio.Nursery
+) -> AsyncIterator[Running]:
+    """The same server once per websocket path: every path passes the same tests."""
+    yield await start_server(nursery, ws_engine=request.param)
+
+
+async def wait_until(condition: Callable[[], bool], poll: float = 0.01) -> None:
+    """Wait until *condition()* holds: for server state that no event announces.
+
+    Callers bound the wait with ``trio.fail_after``.
+    """
+    while not condition():  # noqa: ASYNC110 (polling server-side state on purpose)
+        await trio.sleep(poll)
+
+
+async def read_all(stream: trio.SocketStream, limit: int = 1 << 30) -> bytes:
+    """Everything *stream* delivers until EOF."""
+    chunks = []
+    total = 0
+    while data := await stream.receive_some(65536):
+        chunks.append(data)
+        total += len(data)
+        assert total <= limit, "server sent more than expected"
+    return b"".join(chunks)

@@ -1,0 +1,210 @@
+"""TCP echo (RFC 862) over real sockets, once per engine: exact, complete, bounded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pytest
+import trio
+from conftest import ENGINES, Running, read_all, start_server, wait_until
+
+
+async def connect(running: Running) -> trio.SocketStream:
+    return await trio.open_tcp_stream(*running.tcp)
+
+
+async def test_echoes_a_line(engine_server: Running) -> None:
+    with trio.fail_after(5):
+        async with await connect(engine_server) as s:
+            await s.send_all(b"hello\n")
+            assert await s.receive_some(100) == b"hello\n"
+
+
+async def test_every_byte_value_round_trips_and_eof_follows_half_close(
+    engine_server: Running,
+) -> None:
+    payload = bytes(range(256)) * 64
+    with trio.fail_after(5):
+        async with await connect(engine_server) as s:
+            await s.send_all(payload)
+            await s.send_eof()
+            assert await read_all(s) == payload
+
+
+async def test_multi_mib_half_close_round_trip_while_still_sending(engine_server: Running) -> None:
+    """8 MiB sent while the echo flows back, then half-close: all returns in order, then EOF."""
+    payload = os.urandom(8 * 1024 * 1024)
+    received = bytearray()
+    with trio.fail_after(30):
+        s = await connect(engine_server)
+
+        async def send() -> None:
+            view = memoryview(payload)
+            for i in range(0, len(payload), 100_000):  # uneven chunks on purpose
+                await s.send_all(view[i : i + 100_000])
+            await s.send_eof()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            received += await read_all(s)
+        await s.aclose()
+    assert len(received) == len(payload)
+    assert received == payload
+
+
+async def test_thousand_connections_echo_at_once(engine_server: Running) -> None:
+    count = 1000
+    results: dict[int, bytes] = {}
+
+    async def one(i: int) -> None:
+        async with await connect(engine_server) as s:
+            msg = f"conn {i} ".encode() * 10
+            await s.send_all(msg)
+            await s.send_eof()
+            results[i] = await read_all(s)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+    assert len(results) == count
+    assert all(results[i] == f"conn {i} ".encode() * 10 for i in range(count))
+
+
+def rst_close(stream: trio.SocketStream) -> None:
+    """Close with SO_LINGER 0, so the kernel sends RST instead of FIN."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+
+
+async def test_reset_mid_echo_harms_no_other_connection(engine_server: Running) -> None:
+    with trio.fail_after(10):
+        bystander = await connect(engine_server)
+        victim = await connect(engine_server)
+        await victim.send_all(os.urandom(4 * 1024 * 1024))  # echo still in flight
+        rst_close(victim)
+        for _ in range(20):
+            await bystander.send_all(b"still here")
+            assert await bystander.receive_some(100) == b"still here"
+        # The reset connection is gone from the table, the bystander is not.
+        await wait_until(lambda: len(engine_server.hub.tcp) == 1)
+        await bystander.aclose()
+
+
+async def closed_by_server(stream: trio.SocketStream) -> bool:
+    """True when the server closed *stream* without echoing: EOF, or a reset."""
+    try:
+        return await stream.receive_some(10) == b""
+    except trio.BrokenResourceError:
+        return True
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_connection_over_the_limit_is_closed_at_once(
+    nursery: trio.Nursery, engine: str
+) -> None:
+    running = await start_server(nursery, engine=engine, max_connections=2)
+    with trio.fail_after(5):
+        a = await connect(running)
+        b = await connect(running)
+        await a.send_all(b"a")
+        assert await a.receive_some(10) == b"a"
+        await b.send_all(b"b")
+        assert await b.receive_some(10) == b"b"
+        async with await connect(running) as extra:
+            assert await closed_by_server(extra)
+        assert running.hub.tcp.refusals.total == 1
+        # The two inside the limit are untouched, and a freed slot is reusable.
+        await a.send_all(b"again")
+        assert await a.receive_some(10) == b"again"
+        await b.aclose()
+        await wait_until(lambda: len(running.hub.tcp) == 1)
+        async with await connect(running) as c:
+            await c.send_all(b"c")
+            assert await c.receive_some(10) == b"c"
+        await a.aclose()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_idle_connection_is_closed(nursery: trio.Nursery, engine: str) -> None:
+    running = await start_server(nursery, engine=engine, idle_timeout=0.3)
+    with trio.fail_after(5):
+        busy = await connect(running)
+        idle = await connect(running)
+        start = trio.current_time()
+        async with trio.open_nursery() as inner:
+
+            async def keep_busy() -> None:
+                while True:
+                    await busy.send_all(b"x")
+                    assert await busy.receive_some(10) == b"x"
+                    await trio.sleep(0.05)
+
+            inner.start_soon(keep_busy)
+            assert await idle.receive_some(10) == b""
+            waited = trio.current_time() - start
+            # The busy one was never idle, so it is still open.
+            assert len(running.hub.tcp) == 1
+            inner.cancel_scope.cancel()
+        await busy.aclose()
+        await idle.aclose()
+    assert waited >= 0.3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_client_that_never_reads_gets_backpressure(
+    nursery: trio.Nursery, engine: str
+) -> None:
+    """The server stops reading from a peer that does not read, instead of buffering for it."""
+    running = await start_server(nursery, engine=engine)
+    with trio.fail_after(20):
+        hog = await connect(running)
+        sent = 0
+        chunk = b"x" * 65536
+        with trio.move_on_after(2):
+            while True:
+                await hog.send_all(chunk)
+                sent += len(chunk)
+        # The sender was blocked: the kernel buffers on both sides are full and
+        # the server holds at most one read of it.
+        assert sent < 64 * 1024 * 1024
+        conn = next(iter(running.hub.tcp))
+        read_then = conn.bytes_in
+        await trio.sleep(0.3)
+        assert conn.bytes_in == read_then, "server kept reading from a peer that does not read"
+        assert conn.bytes_in - conn.bytes_out <= 64 * 1024
+        # Everyone else is served meanwhile.
+        async with await connect(running) as other:
+            await other.send_all(b"ping")
+            assert await other.receive_some(10) == b"ping"
+        # And once the hog reads, the stream resumes where it stopped.
+        got = 0
+        while got < 1024 * 1024:
+            got += len(await hog.receive_some(65536))
+        await hog.aclose()
+
+
+async def test_feed_reports_open_and_close_with_totals(running: Running) -> None:
+    from app.events import ConnClose, ConnOpen
+
+    feed = running.hub.feed
+    cursor = feed.last_seq
+    with trio.fail_after(5):
+        async with await connect(running) as s:
+            await s.send_all(b"12345")
+            await s.send_eof()
+            assert await read_all(s) == b"12345"
+        while True:
+            events = feed.ring.read(cursor, 1000)
+            assert isinstance(events, list)
+            closes = [e for e in events if isinstance(e, ConnClose)]
+            if closes:
+                break
+            await trio.sleep(0.01)
+    opens = [e for e in events if isinstance(e, ConnOpen)]
+    assert len(opens) == 1 and opens[0].transport == "tcp"
+    close = closes[0]
+    assert close.task == opens[0].task
+    assert (close.bytes_in, close.bytes_out, close.reason) == (5, 5, "eof")

@@ -1,0 +1,98 @@
+"""``trio-echo client`` as a user runs it: a real process against a real server."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+from conftest import Running
+
+CLIENT = [sys.executable, "-m", "app", "client"]
+
+
+async def run_client(
+    args: list[str], stdin: bytes, cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(20):
+        return await trio.run_process(
+            CLIENT + args,
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=cwd,
+        )
+
+
+async def test_piped_stdin_comes_back_on_stdout(running: Running, tmp_path: Path) -> None:
+    data = b"hello\n" + bytes(range(256)) * 4096  # ~1 MiB, binary-safe
+    done = await run_client(["--port", str(running.ports.tcp)], data, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+    assert done.stderr == b""
+
+
+async def test_piped_over_websocket(running: Running, tmp_path: Path) -> None:
+    done = await run_client(["--ws", running.url("/ws/echo")], "one\ntwo ✓\n".encode(), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "one\ntwo ✓\n".encode()
+
+
+async def test_refused_connection_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    done = await run_client(["--port", str(port)], b"hi\n", tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot connect" in lines[0] and "refused" in lines[0].lower()
+
+
+async def test_server_closing_early_is_exit_1(nursery: trio.Nursery, tmp_path: Path) -> None:
+    async def slam(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    listeners = await nursery.start(trio.serve_tcp, slam, 0)
+    port = listeners[0].socket.getsockname()[1]
+    done = await run_client(["--port", str(port)], b"x" * 100_000, tmp_path)
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr
+    assert len(done.stderr.decode().strip().splitlines()) == 1
+
+
+async def test_interactive_prompt_on_a_terminal(running: Running, tmp_path: Path) -> None:
+    """On a terminal the client prompts ``>>:`` and prints each echo, like the tutorial's."""
+    controller, terminal = pty.openpty()
+    proc = await trio.lowlevel.open_process(
+        [*CLIENT, "--port", str(running.ports.tcp)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=tmp_path,
+    )
+    os.close(terminal)
+    screen = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal screen
+        while marker not in screen:
+            await trio.lowlevel.wait_readable(controller)
+            screen += os.read(controller, 4096)
+
+    try:
+        with trio.fail_after(20):
+            await read_until(b">>: ")
+            os.write(controller, b"hello trio\n")
+            await read_until(b"hello trio\r\nhello trio\r\n>>: ")
+            os.write(controller, b"\x04")  # Ctrl-D: end of input
+            assert await proc.wait() == 0
+    finally:
+        os.close(controller)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
