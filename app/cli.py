@@ -14,6 +14,8 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
@@ -28,6 +30,8 @@ from app.config import (
     add_options,
     resolve,
 )
+from app.scenarios import SCENARIOS
+from app.scenarios.catalog import Param
 
 log = logging.getLogger("app")
 
@@ -78,7 +82,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_options(client, CLIENT_OPTIONS, ClientSettings)
     client.set_defaults(command=_client)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run one of the tutorial's examples in the terminal, no server",
+        description="Run one scenario in the terminal and print it the way the tutorial did. "
+        "Each scenario takes the same parameters as on the page.",
+    )
+    scenarios = demo.add_subparsers(title="scenarios", required=True, metavar="NAME")
+    for scenario in SCENARIOS.values():
+        info = scenario.info
+        sub = scenarios.add_parser(
+            info.name, help=info.title, description=f"{info.idea} {info.watch}"
+        )
+        for param in info.params:
+            _add_param(sub, param)
+        sub.add_argument(
+            "--trace",
+            metavar="FILE",
+            type=Path,
+            help="also write the run as a Chrome trace (Perfetto)",
+        )
+        sub.add_argument(
+            "--block-threshold",
+            type=float,
+            default=Settings().block_threshold,
+            help="seconds a step may hold the loop before it is a block (default: 0.05)",
+        )
+        sub.set_defaults(command=_demo, scenario=info.name)
     return parser
+
+
+def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
+    bound = f"; {param.lo:g}..{param.hi:g}" if param.lo is not None and param.hi is not None else ""
+    kwargs: dict[str, Any] = {
+        "dest": f"param_{param.name}",
+        "default": argparse.SUPPRESS,
+        "help": f"{param.help} (default: {param.default}{bound})",
+    }
+    if param.kind == "choice":
+        kwargs["choices"] = param.choices
+    else:
+        kwargs["type"] = int if param.kind == "int" else float
+    parser.add_argument(f"--{param.name}", **kwargs)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+    from app.scenarios.runner import RunRefused
+
+    params = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_")}
+    try:
+        record = trio.run(
+            partial(
+                run_demo,
+                args.scenario,
+                params,
+                out=sys.stdout,
+                err=sys.stderr,
+                trace_path=args.trace,
+                block_threshold=args.block_threshold,
+            )
+        )
+    except RunRefused as exc:
+        print(f"trio-echo demo: {exc}", file=sys.stderr)
+        return 2
+    return 0 if record.state == "done" else 1
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@ or closed early (one line on stderr says which), 2 for bad arguments.
 
 from __future__ import annotations
 
-from io import BufferedReader
+import fcntl
+import os
+import stat
 from typing import BinaryIO, Final, TextIO
 
 import trio
@@ -25,12 +27,61 @@ PROMPT: Final = ">>: "
 CHUNK: Final = 64 * 1024
 
 
+class Stdin:
+    """Standard input read without threads: polled when it is a pipe, socket or terminal.
+
+    A thread blocked in ``read()`` cannot be cancelled, and one still blocked
+    when the interpreter exits aborts it; so pollable input goes through
+    Trio's :class:`trio.lowlevel.FdStream` on a duplicate descriptor.  That
+    makes the shared file description non-blocking, which would leak into
+    the shell afterwards: :meth:`close` restores the original flags.  Regular
+    files and devices such as /dev/null cannot be polled, and never block, so
+    they are read directly.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        mode = os.fstat(fd).st_mode
+        pollable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+        self._stream = trio.lowlevel.FdStream(os.dup(fd)) if pollable else None
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Up to *max_bytes*; b"" at end of input."""
+        if self._buffer:
+            data, self._buffer = self._buffer[:max_bytes], self._buffer[max_bytes:]
+            return data
+        return await self._read_raw(max_bytes)
+
+    async def readline(self) -> bytes:
+        """One line with its newline; the rest of the input at its end; b"" after that."""
+        while b"\n" not in self._buffer:
+            chunk = await self._read_raw(CHUNK)
+            if not chunk:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
+
+    async def _read_raw(self, max_bytes: int) -> bytes:
+        if self._stream is None:
+            await trio.lowlevel.checkpoint()
+            return os.read(self._fd, max_bytes)
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    def close(self) -> None:
+        if self._stream is not None:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+
+
 class ClientError(Exception):
     """The server could not be reached or went away; the message says which, in one line."""
 
 
 async def run_client(
-    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+    settings: ClientSettings, stdin: Stdin, stdout: BinaryIO, interactive: bool
 ) -> None:
     """Echo *stdin* through the server to *stdout*.
 
@@ -55,7 +106,7 @@ async def _connect_tcp(settings: ClientSettings) -> trio.SocketStream:
 
 
 async def _tcp_client(
-    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+    settings: ClientSettings, stdin: Stdin, stdout: BinaryIO, interactive: bool
 ) -> None:
     stream = await _connect_tcp(settings)
     async with stream:
@@ -65,7 +116,7 @@ async def _tcp_client(
             await _tcp_piped(stream, stdin, stdout)
 
 
-async def _tcp_piped(stream: trio.SocketStream, stdin: BufferedReader, stdout: BinaryIO) -> None:
+async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) -> None:
     sent = 0
     received = 0
     failure = ""
@@ -74,9 +125,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: BufferedReader, stdout: B
     async def pump_in() -> None:
         nonlocal sent, all_sent
         try:
-            while chunk := await trio.to_thread.run_sync(
-                stdin.read1, CHUNK, abandon_on_cancel=True
-            ):
+            while chunk := await stdin.read(CHUNK):
                 sent += len(chunk)  # counted before sending: a failed send still owes an echo
                 await stream.send_all(chunk)
             await stream.send_eof()
@@ -105,9 +154,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: BufferedReader, stdout: B
         raise ClientError(f"server closed the connection after echoing {received} of {sent} bytes")
 
 
-async def _tcp_interactive(
-    stream: trio.SocketStream, stdin: BufferedReader, stdout: BinaryIO
-) -> None:
+async def _tcp_interactive(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) -> None:
     buffer = b""
     while True:
         line = await _prompt(stdin, stdout)
@@ -132,16 +179,15 @@ async def _send_or_fail(stream: trio.SocketStream, data: bytes) -> None:
         raise ClientError(f"connection lost: {exc}") from None
 
 
-async def _prompt(stdin: BufferedReader, stdout: BinaryIO) -> bytes | None:
+async def _prompt(stdin: Stdin, stdout: BinaryIO) -> bytes | None:
     """Show ``>>:`` and read one line (with its newline); None at end of input."""
     stdout.write(PROMPT.encode())
     stdout.flush()
-    line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
-    return line or None
+    return await stdin.readline() or None
 
 
 async def _ws_client(
-    settings: ClientSettings, stdin: BufferedReader, stdout: BinaryIO, interactive: bool
+    settings: ClientSettings, stdin: Stdin, stdout: BinaryIO, interactive: bool
 ) -> None:
     try:
         async with open_websocket_url(
@@ -151,7 +197,7 @@ async def _ws_client(
                 if interactive:
                     line = await _prompt(stdin, stdout)
                 else:
-                    line = await trio.to_thread.run_sync(stdin.readline) or None
+                    line = await stdin.readline() or None
                 if line is None:
                     return
                 try:
@@ -180,11 +226,14 @@ def _reason(exc: BaseException) -> str:
 def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Run the client; return the exit code."""
     interactive = stdin.isatty()
+    reader = Stdin(stdin.fileno())
     try:
-        trio.run(run_client, settings, stdin.buffer, stdout.buffer, interactive)  # type: ignore[arg-type]
+        trio.run(run_client, settings, reader, stdout.buffer, interactive)
     except ClientError as exc:
         print(f"trio-echo client: {exc}", file=stderr)
         return 1
     except KeyboardInterrupt:
         print(file=stderr)
+    finally:
+        reader.close()
     return 0

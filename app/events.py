@@ -52,9 +52,10 @@ class Spawn(Event, tag="spawn", frozen=True):
 
 
 class Exit(Event, tag="exit", frozen=True):
-    """A watched task ended; *error* names the exception that ended it, if any."""
+    """A watched task ended, after *steps* scheduler steps and *busy* seconds of running."""
 
-    error: str = ""
+    steps: int = 0
+    busy: float = 0.0
 
 
 class Output(Event, tag="output", frozen=True):
@@ -133,6 +134,8 @@ class Stats(Event, tag="stats", frozen=True):
     tasks: int
     subscribers: int
     dropped: int = 0
+    #: Wake-up delays of the lag probe during the second, oldest first (for the chart).
+    lags: list[float] = []
 
 
 class RunStart(Event, tag="run_start", frozen=True):

@@ -47,6 +47,7 @@ class Feed:
         self.dropped = 0
         #: Wall-clock time the feed started, for the page's clock.
         self.started_at = time.time()
+        self._taps: list[Callable[[Event], None]] = []
 
     @property
     def ring(self) -> Ring:
@@ -68,6 +69,10 @@ class Feed:
         """A fresh lane id for a task or connection; never reused within a process."""
         return next(self._ids)
 
+    def add_tap(self, tap: Callable[[Event], None]) -> None:
+        """Call *tap* with every event as it is published (synchronously; it must not block)."""
+        self._taps.append(tap)
+
     def publish(self, event: E, *, at: float | None = None) -> E:
         """Stamp *event* (``seq``, and ``t`` = now or *at*) and append it.  Never blocks.
 
@@ -76,6 +81,8 @@ class Feed:
         t = self.now() if at is None else at
         msgspec.structs.force_setattr(event, "t", round(t, 6))
         self._ring.append(event)
+        for tap in self._taps:
+            tap(event)
         if self._parked:
             self._parked = False
             self._wakeup.set()

@@ -16,6 +16,8 @@ from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
 from app.feed import Feed
+from app.scenarios.runner import Runner
+from app.tracer import StepTracer, TaskWatcher
 
 
 @dataclass(eq=False)
@@ -28,6 +30,9 @@ class Hub:
     tcp: ConnTable
     #: Websocket echo connections.
     ws: ConnTable
+    #: The Trio instrument that gives watched tasks their lanes (and traces steps).
+    tracer: TaskWatcher
+    runner: Runner
     #: Set once shutdown begins: endpoints say goodbye (1001), listeners stop accepting.
     draining: trio.Event = field(default_factory=trio.Event)
     #: ``tcp`` and ``web`` listening addresses, once bound.
@@ -54,10 +59,15 @@ class Hub:
                 now=feed.now,
             )
 
+        tracer = StepTracer(feed, settings.block_threshold) if settings.trace else TaskWatcher(feed)
         return cls(
             settings=settings,
             feed=feed,
             tcp=table("tcp", settings.max_connections),
             ws=table("ws", settings.max_web_connections),
+            tracer=tracer,
+            runner=Runner(
+                feed, tracer, max_runs=settings.max_runs, run_timeout=settings.run_timeout
+            ),
             worker=worker,
         )

@@ -30,9 +30,12 @@ class Hello(msgspec.Struct, kw_only=True, tag_field="type", tag="hello"):
     now: float
     #: ``seq`` of the newest event when this hello was sent.
     seq: int
-    #: Whether this connection may start and cancel scenario runs.
+    #: Whether this connection may start and cancel scenario runs (always, once the
+    #: handshake passed the Origin check).
     control: bool
     scenarios: list[dict[str, Any]]
+    #: Recent scenario runs, oldest first: ``id``, ``scenario``, ``params``, ``state``.
+    runs: list[dict[str, Any]]
     limits: dict[str, Any]
     listeners: dict[str, str]
 

@@ -6,7 +6,10 @@
     └── root nursery
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
+        ├── scenario runner    the tutorial's examples as worker tasks, started from the page
         └── ticker             loop lag, idle sweeps, 1 Hz summaries
+
+The tracer (a Trio instrument) is installed for the server's lifetime.
 
 Both listeners are bound before anything starts, so a port in use fails
 fast with one clear error and nothing half-started.  Shutdown (:meth:`stop`)
@@ -27,6 +30,7 @@ import trio
 from app.config import Settings, is_loopback
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
+from app.events import ECHO_RUN
 from app.feed import Feed
 from app.hub import Hub
 from app.net import bound_port, open_listener
@@ -92,23 +96,33 @@ class Server:
             fast = websocket_endpoints(hub) if s.ws_engine == "fast" else None
             front = WebFront(http_listener, build_app(hub), hub, fast)
             engine = _engine(s.engine, tcp_listener, hub)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
-                nursery.start_soon(front.run, name="web front")
-                nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
-                task_status.started(ports)
-                await self._stop.wait()
-                log.info("shutting down")
-                hub.draining.set()
-                hub.tcp.abort_all("shutdown")
-                await front.drain(s.graceful_timeout)
-                nursery.cancel_scope.cancel()
+            trio.lowlevel.add_instrument(hub.tracer)
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(hub.runner.serve, name="scenario runner")
+                    nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                    nursery.start_soon(front.run, name="web front")
+                    nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
+                    task_status.started(ports)
+                    await self._stop.wait()
+                    log.info("shutting down")
+                    hub.draining.set()
+                    hub.tcp.abort_all("shutdown")
+                    await front.drain(s.graceful_timeout)
+                    nursery.cancel_scope.cancel()
+            finally:
+                trio.lowlevel.remove_instrument(hub.tracer)
 
 
 def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
     if name == "epoll" and hasattr(select, "epoll"):
         return EpollEngine(listener, hub.tcp)
-    return TaskEngine(listener, hub.tcp)
+    tracer = hub.tracer
+
+    def watch_connection(lane: int) -> None:
+        tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
+
+    return TaskEngine(listener, hub.tcp, watch_connection)
 
 
 def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:

@@ -49,11 +49,11 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
     next_sweep = now + sweep_every
     next_stats = now + STATS_INTERVAL
     last_totals = (0, 0)
-    worst_lag = 0.0
+    lags: list[float] = []
     while True:
         await trio.sleep_until(next_probe)
         now = trio.current_time()
-        worst_lag = max(worst_lag, now - next_probe)
+        lags.append(round(now - next_probe, 6))
         next_probe = max(next_probe + PROBE_INTERVAL, now)
         if now >= next_sweep:
             next_sweep = now + sweep_every
@@ -83,10 +83,11 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
         last_totals = totals
         feed.publish(
             Stats(
-                lag=round(worst_lag, 6),
+                lag=max(lags, default=0.0),
+                lags=lags,
                 tasks=count_tasks(),
                 subscribers=feed.subscribers,
                 dropped=feed.dropped,
             )
         )
-        worst_lag = 0.0
+        lags = []

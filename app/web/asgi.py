@@ -15,11 +15,12 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.hub import Hub
+from app.trace_export import chrome_trace
 from app.web.ws_echo import echo
 from app.web.ws_events import events
 from app.web.wsapi import Endpoint, WebSocket
@@ -77,6 +78,18 @@ def build_app(hub: Hub) -> Starlette:
             }
         )
 
+    async def trace(request: Request) -> Response:
+        record = hub.runner.get(request.path_params["run"])
+        if record is None:
+            return JSONResponse(
+                {"error": "no such run (only recent runs are kept)"}, status_code=404
+            )
+        body = chrome_trace(record.events, title=f"trio-echo {record.id} {record.scenario}")
+        return JSONResponse(
+            body,
+            headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
+        )
+
     sockets = [
         WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining))
         for path, endpoint in websocket_endpoints(hub).items()
@@ -84,6 +97,7 @@ def build_app(hub: Hub) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/api/runs/{run:str}/trace.json", trace),
             *sockets,
             Mount("/", StaticFiles(directory=static_dir(), html=True)),
         ]

@@ -16,9 +16,11 @@ from urllib.parse import parse_qs
 import trio
 
 from app import protocol
+from app.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
 from app.feed import Feed
 from app.hub import Hub
 from app.ring import Gap
+from app.scenarios.runner import Runner, RunRefused
 from app.web.origin import origin_allowed
 from app.web.wsapi import WebSocket, WebSocketClosed
 
@@ -30,6 +32,9 @@ MAX_BATCH: Final = 1_000
 # costs each browser ~20 frames/s, not one frame per event; it is also the
 # added latency, well under the 100 ms the page can notice.
 MIN_BATCH_INTERVAL: Final = 0.05
+# Control messages per connection: a burst of 20, then 10 a second.
+CONTROL_RATE: Final = 10.0
+CONTROL_BURST: Final = 20
 
 
 def parse_since(query: str) -> int | None:
@@ -65,7 +70,7 @@ async def events(ws: WebSocket, hub: Hub) -> None:
     hub.feed.subscribers += 1
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_control, ws, nursery.cancel_scope)
+            nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
             await _stream(ws, hub.feed, hub.feed.start_cursor(since))
     finally:
         hub.feed.subscribers -= 1
@@ -82,7 +87,8 @@ def hello(hub: Hub) -> protocol.Hello:
         now=round(hub.feed.now(), 6),
         seq=hub.feed.last_seq,
         control=True,
-        scenarios=[],
+        scenarios=[s.info.describe() for s in hub.runner.scenarios.values()],
+        runs=hub.runner.runs(),
         limits={
             "max_connections": s.max_connections,
             "max_web_connections": s.max_web_connections,
@@ -109,15 +115,36 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
         await trio.sleep(MIN_BATCH_INTERVAL)
 
 
-async def _read_control(ws: WebSocket, done: trio.CancelScope) -> None:
-    """Answer what the client sends; when the client leaves, stop the writer too."""
+async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:
+    """Answer each control message; when the client leaves, stop the writer too.
+
+    A refused message gets an ``error`` reply and the connection stays open;
+    only the client's own messages are refused, nothing else is affected.
+    """
+    bucket = TokenBucket(CONTROL_RATE, CONTROL_BURST)
     try:
         while True:
-            await ws.receive()
-            await ws.send(
-                protocol.encode(
-                    protocol.ErrorMessage(message="this server takes no control messages")
+            data = await ws.receive()
+            if bucket.take(trio.current_time()):
+                answer = control_answer(runner, data)
+            else:
+                answer = protocol.ErrorMessage(
+                    message=f"too many control messages: at most {CONTROL_RATE:g} a second",
+                    id=request_id(data),
                 )
-            )
+            await ws.send(protocol.encode(answer))
     except WebSocketClosed:
         done.cancel()
+
+
+def control_answer(runner: Runner, data: str | bytes) -> protocol.Reply | protocol.ErrorMessage:
+    """Carry out one control message and say how it went."""
+    try:
+        message = parse_control(data)
+        if isinstance(message, Start):
+            record = runner.start(message.scenario, message.params)
+        else:
+            record = runner.cancel(message.run)
+    except (BadControlMessage, RunRefused) as exc:
+        return protocol.ErrorMessage(message=str(exc), id=request_id(data))
+    return protocol.Reply(id=message.id, run=record.id, result=record.describe())

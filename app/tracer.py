@@ -1,0 +1,235 @@
+"""The scheduler made visible: a Trio Instrument that follows watched tasks into the feed.
+
+Watched tasks are the tasks of scenario runs (everything spawned, at any
+depth, inside a run's nursery) and the connection tasks of the ``tasks`` echo
+engine; not Trio's system tasks, not the server's own plumbing, and not tasks
+in a nursery marked quiet (``many-tasks`` spawns thousands there).
+
+* :class:`TaskWatcher` gives each watched task a lane: ``spawn`` (with the
+  parent's lane, so the page can draw the nursery tree) and ``exit``.  It is
+  always installed: output is attributed through it.
+* :class:`StepTracer` adds every scheduler step: when it started, how long it
+  ran.  Steps of one task are coalesced into one ``step`` event per
+  :data:`WINDOW` (or earlier, after a :data:`GAP` of idleness), and the whole
+  tracer emits at most :data:`STEP_BUDGET` step events a second, so the feed
+  rate stays bounded whatever the task count; beyond that, windows just
+  grow.  A step of any task that holds the loop longer than the threshold
+  is a ``block`` event: every other task was stalled for that long.
+
+Rules of the hooks: they only append and publish (never await), and each is
+wrapped so that it cannot raise, because Trio removes an instrument for good
+the first time one of its hooks raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import Final
+
+import trio
+
+from app.events import Block, Exit, Spawn, Step
+from app.feed import Feed
+
+log = logging.getLogger(__name__)
+
+# A task's steps closer together than this share one step event...
+GAP: Final = 0.002
+# ...until the event would cover more than this much time.
+WINDOW: Final = 0.02
+# Step events per second, for the whole process; a busier scheduler gets
+# coarser bars, not a faster feed.
+STEP_BUDGET: Final = 5_000
+# How often open windows of idle tasks are flushed (checked at step ends).
+FLUSH_EVERY: Final = 0.05
+
+
+class Lane:
+    """A watched task's lane, and its step window not yet published."""
+
+    __slots__ = ("busy", "count", "id", "name", "run", "steps", "win_busy", "win_end", "win_start")
+
+    def __init__(self, lane_id: int, run: str, name: str) -> None:
+        self.id = lane_id
+        self.run = run
+        self.name = name
+        #: Steps and seconds running, in total.
+        self.steps = 0
+        self.busy = 0.0
+        self.count = 0
+        self.win_start = 0.0
+        self.win_end = 0.0
+        self.win_busy = 0.0
+
+
+class TaskWatcher(trio.abc.Instrument):
+    """Lanes for watched tasks: ``spawn`` and ``exit`` events, and who printed what."""
+
+    def __init__(self, feed: Feed) -> None:
+        self._feed = feed
+        # A plain dict, looked up on every step; entries go when their task exits
+        # (Trio calls task_exited for every task it spawned).
+        self._lanes: dict[trio.lowlevel.Task, Lane] = {}
+        self._roots: weakref.WeakKeyDictionary[trio.Nursery, str] = weakref.WeakKeyDictionary()
+        self._quiet: weakref.WeakSet[trio.Nursery] = weakref.WeakSet()
+        #: Exceptions swallowed inside hooks (each would otherwise remove the instrument).
+        self.hook_errors = 0
+
+    # -- what the runner and the engines tell it -------------------------------------------
+
+    def watch_nursery(self, nursery: trio.Nursery, run: str) -> None:
+        """Watch every task started in *nursery* from now on (and their children), as *run*."""
+        self._roots[nursery] = run
+
+    def quiet(self, nursery: trio.Nursery) -> None:
+        """Give no lanes to tasks started in *nursery*."""
+        self._quiet.add(nursery)
+
+    def bind(self, task: trio.lowlevel.Task, lane_id: int, run: str) -> None:
+        """Watch a task that already runs, under a lane its owner announced (an echo connection)."""
+        self._lanes[task] = Lane(lane_id, run, task.name)
+
+    def lane_of(self, task: trio.lowlevel.Task) -> Lane | None:
+        return self._lanes.get(task)
+
+    def current_lane(self) -> int:
+        """The calling task's lane id, 0 if it is not watched."""
+        lane = self._lanes.get(trio.lowlevel.current_task())
+        return lane.id if lane is not None else 0
+
+    # -- Instrument hooks --------------------------------------------------------------------
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        try:
+            nursery = task.parent_nursery
+            if nursery is None or nursery in self._quiet:
+                return
+            parent = self._lanes.get(nursery.parent_task)
+            run = self._roots.get(nursery)
+            if run is None:
+                if parent is None:
+                    return
+                run = parent.run
+            lane = Lane(self._feed.new_id(), run, task.name)
+            self._lanes[task] = lane
+            self._feed.publish(
+                Spawn(task=lane.id, run=run, name=task.name, parent=parent.id if parent else 0)
+            )
+        except Exception:
+            self._hook_failed("task_spawned")
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        try:
+            lane = self._lanes.pop(task, None)
+            if lane is not None:
+                self._exit(lane)
+        except Exception:
+            self._hook_failed("task_exited")
+
+    def _exit(self, lane: Lane) -> None:
+        self._feed.publish(
+            Exit(task=lane.id, run=lane.run, steps=lane.steps, busy=round(lane.busy, 6))
+        )
+
+    def _hook_failed(self, hook: str) -> None:
+        self.hook_errors += 1
+        if self.hook_errors == 1:
+            log.exception("tracer: %s failed; the tracer stays installed", hook)
+
+
+class StepTracer(TaskWatcher):
+    """:class:`TaskWatcher` plus every scheduler step, coalesced, and the blocking detector."""
+
+    def __init__(self, feed: Feed, block_threshold: float) -> None:
+        super().__init__(feed)
+        self._threshold = block_threshold
+        self._now = time.perf_counter
+        self._step_start = 0.0
+        self._open: set[Lane] = set()
+        self._tokens = float(STEP_BUDGET)
+        self._last_flush = self._now()
+        #: Step windows published, and windows merged because the budget was spent.
+        self.step_events = 0
+        self.blocks = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._step_start = self._now()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        try:
+            end = self._now()
+            start = self._step_start
+            held = end - start
+            lane = self._lanes.get(task)
+            if held > self._threshold:
+                self._block(task, lane, start, held)
+            if lane is not None:
+                self._add_step(lane, start, end)
+            if end - self._last_flush > FLUSH_EVERY:
+                self._flush_idle(end)
+        except Exception:
+            self._hook_failed("after_task_step")
+
+    def _block(
+        self, task: trio.lowlevel.Task, lane: Lane | None, start: float, held: float
+    ) -> None:
+        self.blocks += 1
+        self._feed.publish(
+            Block(
+                task=lane.id if lane else 0,
+                run=lane.run if lane else "",
+                name=task.name,
+                dur=round(held, 6),
+            ),
+            at=self._feed.to_feed_time(start),
+        )
+
+    def _add_step(self, lane: Lane, start: float, end: float) -> None:
+        lane.steps += 1
+        lane.busy += end - start
+        if lane.count and (start - lane.win_end > GAP or end - lane.win_start > WINDOW):
+            self._publish_window(lane)
+        if not lane.count:
+            lane.win_start = start
+            lane.win_busy = 0.0
+            self._open.add(lane)
+        lane.count += 1
+        lane.win_end = end
+        lane.win_busy += end - start
+
+    def _publish_window(self, lane: Lane) -> bool:
+        if self._tokens < 1:
+            return False  # over budget: the window keeps growing until tokens come back
+        self._tokens -= 1
+        self.step_events += 1
+        self._feed.publish(
+            Step(
+                task=lane.id,
+                run=lane.run,
+                dur=round(lane.win_end - lane.win_start, 6),
+                busy=round(lane.win_busy, 6),
+                count=lane.count,
+            ),
+            at=self._feed.to_feed_time(lane.win_start),
+        )
+        lane.count = 0
+        self._open.discard(lane)
+        return True
+
+    def _flush_idle(self, now: float) -> None:
+        self._tokens = min(
+            float(STEP_BUDGET), self._tokens + (now - self._last_flush) * STEP_BUDGET
+        )
+        self._last_flush = now
+        for lane in list(self._open):
+            if now - lane.win_end > GAP and not self._publish_window(lane):
+                break
+
+    def _exit(self, lane: Lane) -> None:
+        if lane.count:
+            self._publish_window(lane)
+            lane.count = 0
+            self._open.discard(lane)
+        super()._exit(lane)
