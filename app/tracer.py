@@ -147,6 +147,7 @@ class StepTracer(TaskWatcher):
         self._threshold = block_threshold
         self._now = time.perf_counter
         self._step_start = 0.0
+        self._step_task: trio.lowlevel.Task | None = None
         self._open: set[Lane] = set()
         self._tokens = float(STEP_BUDGET)
         self._last_flush = self._now()
@@ -155,10 +156,14 @@ class StepTracer(TaskWatcher):
         self.blocks = 0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._step_task = task
         self._step_start = self._now()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         try:
+            if task is not self._step_task:
+                return  # the step began before this instrument was installed
+            self._step_task = None
             end = self._now()
             start = self._step_start
             held = end - start
