@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+from run_harness import Harness
 
 from app.config import Settings
 from app.hub import Hub
@@ -97,3 +98,15 @@ async def read_all(stream: trio.SocketStream, limit: int = 1 << 30) -> bytes:
         total += len(data)
         assert total <= limit, "server sent more than expected"
     return b"".join(chunks)
+
+
+@pytest.fixture
+async def harness(nursery: trio.Nursery) -> AsyncIterator[Harness]:
+    """A scenario runner with the step tracer installed, as in a server, for one test."""
+    h = Harness()
+    trio.lowlevel.add_instrument(h.tracer)
+    await nursery.start(h.runner.serve)
+    try:
+        yield h
+    finally:
+        trio.lowlevel.remove_instrument(h.tracer)

@@ -1,0 +1,156 @@
+"""The tracer: lanes and parents, steps, blocks, a bounded rate, and hooks that never raise."""
+
+from __future__ import annotations
+
+import time
+
+import trio
+import trio.testing
+from run_harness import Harness, blocks, lanes, steps
+
+from app.events import Block, Exit, Spawn, Step
+from app.feed import Feed
+from app.tracer import STEP_BUDGET, StepTracer, TaskWatcher
+
+
+async def test_steps_are_attributed_to_the_lane_that_ran_them(harness: Harness) -> None:
+    record = await harness.run("spawn-join", tasks=2, n=3, sleep=0.01)
+    spawned = lanes(record)
+    by_lane: dict[int, list[Step]] = {}
+    for step in steps(record):
+        by_lane.setdefault(step.task, []).append(step)
+    # Every watched task ran at least once, and each f task ran once per line at least
+    # (three prints separated by sleeps): steps are merged, but not across a 10 ms sleep.
+    assert set(by_lane) == set(spawned)
+    for lane, spawn in spawned.items():
+        if spawn.name.startswith("f("):
+            assert sum(s.count for s in by_lane[lane]) >= 3
+            assert len(by_lane[lane]) >= 3
+            assert all(0 <= s.busy <= s.dur + 1e-6 for s in by_lane[lane])
+    exits = {e.task: e for e in record.events if isinstance(e, Exit)}
+    assert set(exits) == set(spawned)
+    for lane, exit_event in exits.items():
+        assert exit_event.steps == sum(s.count for s in by_lane[lane])
+
+
+async def test_nested_nurseries_keep_the_parent_links(harness: Harness) -> None:
+    record = await harness.run("blocking", mode="trio.sleep", count=1, duration=0.01)
+    spawned = {s.name: s for s in lanes(record).values()}
+    root = spawned["blocking"]
+    assert root.parent == 0
+    # heartbeat and the workers live in nurseries opened by the root task.
+    assert {spawned[n].parent for n in ("heartbeat", "worker-1", "worker-2")} == {root.task}
+
+
+async def test_block_fires_for_time_sleep_not_for_trio_sleep_or_to_thread(harness: Harness) -> None:
+    for mode, expected in (("time.sleep", 2), ("trio.sleep", 0), ("to_thread", 0)):
+        record = await harness.run("blocking", mode=mode, count=1, duration=0.2)
+        found = blocks(record)
+        assert len(found) == expected, mode
+        for block in found:
+            assert block.name in ("worker-1", "worker-2")
+            assert 0.2 <= block.dur < 1.0
+            assert lanes(record)[block.task].name == block.name
+
+
+async def test_block_names_unwatched_tasks_too() -> None:
+    feed = Feed()
+    tracer = StepTracer(feed, block_threshold=0.05)
+    trio.lowlevel.add_instrument(tracer)
+    await trio.lowlevel.checkpoint()  # the tracer sees steps that begin after it is added
+    try:
+        time.sleep(0.1)  # noqa: ASYNC251 (the block under test)
+        await trio.lowlevel.checkpoint()
+    finally:
+        trio.lowlevel.remove_instrument(tracer)
+    found = [e for e in feed.ring.read(0, 100) if isinstance(e, Block)]  # type: ignore[union-attr]
+    assert len(found) == 1
+    assert found[0].task == 0 and "test_block_names_unwatched_tasks_too" in found[0].name
+
+
+async def test_hooks_fed_garbage_do_not_raise_and_the_tracer_stays_installed(
+    nursery: trio.Nursery,
+) -> None:
+    feed = Feed()
+    tracer = StepTracer(feed, block_threshold=0.05)
+    trio.lowlevel.add_instrument(tracer)
+    try:
+        bogus = object()
+        tracer.task_spawned(bogus)  # type: ignore[arg-type]
+        tracer.before_task_step(bogus)  # type: ignore[arg-type]
+        tracer.after_task_step(bogus)  # type: ignore[arg-type]
+        tracer.task_exited(bogus)  # type: ignore[arg-type]
+        assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
+        # Still installed and working: a watched nursery's task gets its lane.
+        async with trio.open_nursery() as watched:
+            tracer.watch_nursery(watched, "r1")
+            watched.start_soon(trio.sleep, 0, name="after-garbage")
+    finally:
+        trio.lowlevel.remove_instrument(tracer)
+    events = feed.ring.read(0, 1000)
+    assert isinstance(events, list)
+    assert [e.name for e in events if isinstance(e, Spawn)] == ["after-garbage"]
+    assert any(isinstance(e, Exit) for e in events)
+
+
+async def test_step_events_stay_within_the_budget_whatever_the_task_count() -> None:
+    feed = Feed()
+    tracer = StepTracer(feed, block_threshold=10)
+    trio.lowlevel.add_instrument(tracer)
+
+    async def busy() -> None:
+        for _ in range(50):
+            await trio.lowlevel.checkpoint()
+            await trio.sleep(0.003)  # a gap, so each step would want its own event
+
+    start = time.perf_counter()
+    try:
+        async with trio.open_nursery() as nursery:
+            tracer.watch_nursery(nursery, "r1")
+            for i in range(400):
+                nursery.start_soon(busy, name=f"busy {i}")
+    finally:
+        trio.lowlevel.remove_instrument(tracer)
+    elapsed = time.perf_counter() - start
+    count = sum(1 for e in feed.ring.read(0, feed.ring.capacity) if isinstance(e, Step))  # type: ignore[union-attr]
+    # 400 tasks x ~100 steps would be ~40,000 events; the budget holds it to
+    # STEP_BUDGET a second (plus the initial burst and one flush per exiting task).
+    assert count <= STEP_BUDGET * (elapsed + 1) + 400
+
+
+async def test_watcher_alone_gives_lanes_without_steps() -> None:
+    feed = Feed()
+    watcher = TaskWatcher(feed)
+    trio.lowlevel.add_instrument(watcher)
+    try:
+        async with trio.open_nursery() as nursery:
+            watcher.watch_nursery(nursery, "r9")
+            nursery.start_soon(trio.sleep, 0.01, name="sleeper")
+            await trio.testing.wait_all_tasks_blocked()
+            lane = watcher.lane_of(next(iter(nursery.child_tasks)))
+            assert lane is not None and lane.run == "r9"
+    finally:
+        trio.lowlevel.remove_instrument(watcher)
+    kinds = [type(e).__name__ for e in feed.ring.read(0, 100)]  # type: ignore[union-attr]
+    assert kinds == ["Spawn", "Exit"]
+
+
+async def test_quiet_nurseries_get_no_lanes() -> None:
+    feed = Feed()
+    watcher = TaskWatcher(feed)
+    trio.lowlevel.add_instrument(watcher)
+    try:
+        async with trio.open_nursery() as outer:
+            watcher.watch_nursery(outer, "r1")
+
+            async def parent() -> None:
+                async with trio.open_nursery() as inner:
+                    watcher.quiet(inner)
+                    for _ in range(10):
+                        inner.start_soon(trio.sleep, 0)
+
+            outer.start_soon(parent, name="parent")
+    finally:
+        trio.lowlevel.remove_instrument(watcher)
+    spawned = [e.name for e in feed.ring.read(0, 100) if isinstance(e, Spawn)]  # type: ignore[union-attr]
+    assert spawned == ["parent"]
