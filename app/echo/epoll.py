@@ -114,9 +114,8 @@ class EpollEngine:
                     n = sock.recv_into(buf)
                 except BlockingIOError:
                     continue
-                except PEER_GONE as exc:
-                    log.debug("tcp echo: %s went away: %s", link.conn.peer, exc)
-                    self._drop(link, "reset")
+                except OSError as exc:
+                    self._lost(link, exc)
                     continue
                 conn = link.conn
                 if n == 0:
@@ -128,9 +127,8 @@ class EpollEngine:
                     sent = sock.send(view[:n])
                 except BlockingIOError:
                     sent = 0
-                except PEER_GONE as exc:
-                    log.debug("tcp echo: %s went away: %s", conn.peer, exc)
-                    self._drop(link, "reset")
+                except OSError as exc:
+                    self._lost(link, exc)
                     continue
                 if sent < n:
                     link.pending = memoryview(bytes(view[sent:n]))
@@ -159,9 +157,8 @@ class EpollEngine:
             sent = link.sock.send(pending)
         except BlockingIOError:
             return
-        except PEER_GONE as exc:
-            log.debug("tcp echo: %s went away: %s", link.conn.peer, exc)
-            self._drop(link, "reset")
+        except OSError as exc:
+            self._lost(link, exc)
             return
         link.conn.bytes_out += sent
         rest = pending[sent:]
@@ -179,6 +176,15 @@ class EpollEngine:
         except OSError:
             pass  # already reset: the close below is all that is left
         self._drop(link, "eof")
+
+    def _lost(self, link: _Link, exc: OSError) -> None:
+        """A socket call failed: that connection alone ends (a reset is routine, others are not)."""
+        if isinstance(exc, PEER_GONE):
+            log.debug("tcp echo: %s went away: %s", link.conn.peer, exc)
+            self._drop(link, "reset")
+        else:
+            log.warning("tcp echo: connection from %s failed: %s", link.conn.peer, exc)
+            self._drop(link, "error")
 
     def _abort(self, fd: int, reason: str) -> None:
         link = self._links.get(fd)

@@ -24,6 +24,7 @@ from typing import Final
 import trio
 
 from app.echo.conns import Conn, ConnTable
+from app.errors import describe
 from app.net import accept_forever
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class TaskEngine:
         except PEER_GONE as exc:
             reason = "reset"
             log.debug("tcp echo: %s went away: %s", conn.peer, exc)
+        except Exception as exc:  # the per-connection boundary: only this one ends
+            reason = "error"
+            log.error("tcp echo: connection from %s failed: %s", conn.peer, describe(exc))
         finally:
             sock.close()
             self._table.close(conn, reason)

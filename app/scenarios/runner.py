@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import trio
 
+from app.errors import describe
 from app.events import Event, Output, RunEnd, RunStart
 from app.feed import Feed
 from app.scenarios import SCENARIOS, Scenario
@@ -207,7 +208,7 @@ class Runner:
                 record.state = "done"
         except Exception as exc:  # the run boundary: one run's failure ends only that run
             record.state = "error"
-            record.error = _describe(exc)
+            record.error = describe(exc)
             log.warning("run %s (%s) failed: %s", record.id, record.scenario, record.error)
         finally:
             feed.publish(
@@ -225,13 +226,6 @@ class Runner:
             record.truncated = True
             return
         record.events.append(event)
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of the first real error inside nested exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
 
 
 async def _call(scenario: Scenario, context: _Context, params: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
 from app.echo.conns import LimitLog
+from app.errors import describe
 from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
@@ -185,6 +186,9 @@ class WebFront:
                     )
                 else:
                     await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
+            except Exception as exc:  # the per-connection boundary: only this one ends
+                log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
+                log.debug("web: connection from %s failure", stream.peer, exc_info=True)
             finally:
                 # Hypercorn's close path awaits send_eof() before aclose(), so a
                 # cancelled connection would skip the close: make sure it happens.

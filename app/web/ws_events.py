@@ -71,7 +71,10 @@ async def events(ws: WebSocket, hub: Hub) -> None:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
-            await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+            try:
+                await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+            except WebSocketClosed:
+                nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
         hub.feed.subscribers -= 1
 

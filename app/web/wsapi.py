@@ -9,16 +9,22 @@ once against :class:`WebSocket`.  Two shells implement it:
   and upgrades that arrive on a connection that already served HTTP).
 
 :func:`run_endpoint` is the one place that decides how an endpoint ends:
-when the server drains it is cancelled and says 1001; however it ends, a
-close frame is attempted, briefly.
+when the server drains it is cancelled and says 1001; if it fails, that
+connection alone is closed with 1011 and one line is logged; however it
+ends, a close frame is attempted, briefly.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 import trio
+
+from app.errors import describe
+
+log = logging.getLogger(__name__)
 
 # How long a finishing endpoint may spend on its closing handshake.
 CLOSE_GRACE: Final = 0.5
@@ -27,6 +33,7 @@ CLOSE_GRACE: Final = 0.5
 NORMAL: Final = 1000
 GOING_AWAY: Final = 1001
 POLICY_VIOLATION: Final = 1008
+INTERNAL_ERROR: Final = 1011
 ABNORMAL: Final = 1006
 
 
@@ -105,9 +112,13 @@ async def run_endpoint(ws: WebSocket, endpoint: Endpoint, draining: trio.Event) 
             nursery.start_soon(watch_drain)
             try:
                 await endpoint(ws)
-            except WebSocketClosed:
-                pass
+            except* WebSocketClosed:
+                pass  # the peer left or the transport broke (also from an endpoint's nursery)
             nursery.cancel_scope.cancel()
+    except Exception as exc:  # the per-connection boundary: a bug ends this connection only
+        code, reason = INTERNAL_ERROR, "internal error"
+        log.error("websocket %s %s failed: %s", ws.peer, ws.path, describe(exc))
+        log.debug("websocket %s %s failure", ws.peer, ws.path, exc_info=True)
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
             await ws.close(code, reason)

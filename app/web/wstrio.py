@@ -29,9 +29,10 @@ from websockets.trio.server import Server, ServerConnection
 from app.web.wsapi import ABNORMAL, NORMAL, Endpoint, WebSocketClosed, run_endpoint
 
 log = logging.getLogger(__name__)
-# websockets logs every frame at debug level; keep that out of --log-level debug.
+# websockets logs every frame at debug and every connection at info; keep both
+# out of the server's log (our endpoints log what is worth a line).
 _protocol_log = logging.getLogger("app.web.websockets")
-_protocol_log.setLevel(logging.INFO)
+_protocol_log.setLevel(logging.WARNING)
 
 # A client has this long to send its whole handshake request.
 HANDSHAKE_TIMEOUT: Final = 10.0
