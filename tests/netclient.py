@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -148,3 +149,9 @@ async def upgrade_status(port: int, path: str, headers: list[tuple[str, str]] | 
             assert chunk, "closed before answering the upgrade"
             data += chunk
         return int(data.split(b" ", 2)[1])
+
+
+def rst_close(stream: trio.SocketStream) -> None:
+    """Close with SO_LINGER 0, so the kernel sends RST instead of FIN: a client that vanishes."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import struct
 
 import pytest
 import trio
 from conftest import ENGINES, Running, read_all, start_server, wait_until
+from netclient import rst_close
 
 
 async def connect(running: Running) -> trio.SocketStream:
@@ -71,12 +70,6 @@ async def test_thousand_connections_echo_at_once(engine_server: Running) -> None
                 nursery.start_soon(one, i)
     assert len(results) == count
     assert all(results[i] == f"conn {i} ".encode() * 10 for i in range(count))
-
-
-def rst_close(stream: trio.SocketStream) -> None:
-    """Close with SO_LINGER 0, so the kernel sends RST instead of FIN."""
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    stream.socket.close()
 
 
 async def test_reset_mid_echo_harms_no_other_connection(engine_server: Running) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import struct
 
 import pytest
 import trio
 from conftest import ENGINES, start_server, wait_until
-from netclient import http_request
+from netclient import http_request, rst_close
 
 from app.ticker import count_tasks
 
@@ -27,11 +25,6 @@ async def echo_once(stream: trio.SocketStream, data: bytes) -> None:
         assert chunk, "closed while echoing"
         got += chunk
     assert got == data
-
-
-def rst_close(stream: trio.SocketStream) -> None:
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    stream.socket.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
