@@ -39,6 +39,17 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """Minutes of well-behaved and hostile clients against one server; not in the default run.
+
+    ``nox -s soak -- --seconds 300``.  Prints RSS and fd samples, well-behaved errors (must be
+    0) and their p99 latency under attack; fails if any of them saw an error or memory grew.
+    """
+    session.install(".[test]")
+    session.run("python", "tests/soak/soak_run.py", *session.posargs)
+
+
+@nox.session
 def fmt(session: nox.Session) -> None:
     """Rewrite the code in the house format (ruff format, import order)."""
     session.install(*LINT_TOOLS)

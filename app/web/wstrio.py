@@ -86,7 +86,10 @@ class TrioWebSocket:
 
     async def accept(self) -> None:
         conn = self._conn
-        await conn.handshake()
+        try:
+            await conn.handshake()
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc)) from None
         if conn.protocol.state is not OPEN:
             # Not a valid upgrade: websockets has answered 400 or 426 already.
             raise WebSocketClosed(ABNORMAL, "handshake failed")
@@ -96,7 +99,10 @@ class TrioWebSocket:
         def refuse(conn: ServerConnection, request: Any) -> Any:
             return conn.respond(status, f"{status}\n")
 
-        await self._conn.handshake(process_request=refuse)
+        try:
+            await self._conn.handshake(process_request=refuse)
+        except ConnectionClosed:
+            pass  # gone before hearing the refusal: nothing more to say
 
     async def receive(self) -> str | bytes:
         try:
