@@ -45,6 +45,8 @@ class Settings:
     idle_timeout: float = 300.0
     max_message_size: int = 1 * MiB
     graceful_timeout: float = 0.5
+    write_timeout: float = 10.0
+    ws_ping_interval: float = 20.0
     engine: str = "epoll"
     ws_engine: str = "fast"
     allowed_origins: str = ""
@@ -123,6 +125,18 @@ SERVE_OPTIONS: Final = (
         64 * MiB,
     ),
     Option("graceful_timeout", "seconds that shutdown waits for connections to say goodbye", 0, 10),
+    Option(
+        "write_timeout",
+        "seconds a web client may take none of our bytes before it is cut off",
+        0.1,
+        600,
+    ),
+    Option(
+        "ws_ping_interval",
+        "seconds between websocket keepalive pings; no pong within as long again closes 1011",
+        0.1,
+        3600,
+    ),
     Option(
         "engine",
         "TCP echo engine: one epoll-driven task for all, or a Trio task each",

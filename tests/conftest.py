@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import trio
-from run_harness import Harness
 
 from app.config import Settings
 from app.hub import Hub
 from app.server import Ports, Server
+
+from run_harness import Harness
 
 ENGINES = ("epoll", "tasks")
 WS_ENGINES = ("fast", "asgi")

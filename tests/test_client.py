@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import trio
+
 from conftest import Running
 
 CLIENT = [sys.executable, "-m", "app", "client"]

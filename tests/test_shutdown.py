@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
+
 from netclient import ws_connect
 from procs import read_stderr, start_serve
-from trio_websocket import ConnectionClosed
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from run_harness import Harness, lanes
-
 from app.trace_export import chrome_trace
+
+from run_harness import Harness, lanes
 
 
 async def test_exported_trace_of_a_blocking_run(harness: Harness) -> None:

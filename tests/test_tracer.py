@@ -6,11 +6,12 @@ import time
 
 import trio
 import trio.testing
-from run_harness import Harness, blocks, lanes, steps
 
 from app.events import Block, Exit, Spawn, Step
 from app.feed import Feed
 from app.tracer import STEP_BUDGET, StepTracer, TaskWatcher
+
+from run_harness import Harness, blocks, lanes, steps
 
 
 async def test_steps_are_attributed_to_the_lane_that_ran_them(harness: Harness) -> None:

@@ -12,7 +12,7 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
   the websockets library's Trio connection (:mod:`app.web.wstrio`), which
   is RFC 6455-strict and fast, unless ``--ws-engine asgi``;
 * a write timeout on every connection (:class:`GuardedStream`): a peer that
-  does not take our bytes for :data:`WRITE_TIMEOUT` seconds is cut off, even
+  does not take our bytes for ``--write-timeout`` seconds is cut off, even
   inside Hypercorn's shielded send;
 * a drain for shutdown: stop accepting, let Hypercorn close idle keep-alive
   connections and the endpoints say 1001, then cut whatever is left.
@@ -52,9 +52,6 @@ WEBSOCKET_PREFIX: Final = b"GET /ws/"
 FIRST_BYTES_TIMEOUT: Final = 10.0
 # Poll interval while a request line trickles in byte by byte (rare).
 PEEK_RETRY: Final = 0.01
-# A peer that accepts none of our bytes for this long is gone or hostile
-# (a browser that stopped reading /ws/events, a slow reader of a page).
-WRITE_TIMEOUT: Final = 10.0
 # Answer to a connection over the limit; best effort, then close.
 BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -64,28 +61,33 @@ BUSY_RESPONSE: Final = (
 
 
 class GuardedStream(trio.abc.HalfCloseableStream):
-    """A socket stream for Hypercorn whose sends give up after :data:`WRITE_TIMEOUT`.
+    """A socket stream for Hypercorn whose sends give up after ``--write-timeout`` seconds.
+
+    A peer that takes none of our bytes that long is gone or hostile (a
+    browser that stopped reading /ws/events, a slow reader of a page).
 
     The timeout is a cancel scope of its own inside ``send_all``, so it fires
     even though Hypercorn shields its sends from outer cancellation.
     """
 
-    def __init__(
-        self, sock: socket.socket, peer: str, write_timeout: float = WRITE_TIMEOUT
-    ) -> None:
+    def __init__(self, sock: socket.socket, peer: str, write_timeout: float) -> None:
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         #: Hypercorn reads the addresses from here.
         self.socket = self._stream.socket
         self.peer = peer
         self._write_timeout = write_timeout
+        self._received = 0
+        self._sent = 0
+        self._eof = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self._write_timeout) as scope:
             await self._stream.send_all(data)
         if scope.cancelled_caught:
-            log.info("web: %s took no data for %.0f s; closing it", self.peer, self._write_timeout)
+            log.info("web: %s took no data for %g s; closing it", self.peer, self._write_timeout)
             self.abort()
             raise trio.BrokenResourceError("write timeout")
+        self._sent += len(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -95,11 +97,18 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         data = bytes(await self._stream.receive_some(max_bytes))
+        self._received += len(data)
         if not data:
+            self._eof = True
             self.on_eof()
         return data
 
     async def aclose(self) -> None:
+        if self._received and not self._sent and not self._eof:
+            # Hypercorn closes a connection whose request is not complete within
+            # its keep-alive timeout: a slowloris, or a very broken client.
+            log.info("web: %s sent an incomplete request and stalled; closing it", self.peer)
+            self._eof = True  # aclose() may come twice; say it once
         try:
             await self._stream.aclose()
         finally:
@@ -152,7 +161,7 @@ class WebFront:
                     self._refusals.refuse(peer)
                     _refuse(sock)
                     return
-                stream = GuardedStream(sock, peer)
+                stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
                 self._streams.add(stream)
                 self._hub.web_connections = len(self._streams)
                 nursery.start_soon(self._serve, stream, name=f"web {peer}")
@@ -182,6 +191,7 @@ class WebFront:
                         stream.peer,
                         self._websockets,
                         max_message_size=self._hub.settings.max_message_size,
+                        ping_interval=self._hub.settings.ws_ping_interval,
                         draining=self._hub.draining,
                     )
                 else:

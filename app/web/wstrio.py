@@ -26,7 +26,14 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.trio.server import Server, ServerConnection
 
-from app.web.wsapi import ABNORMAL, NORMAL, Endpoint, WebSocketClosed, run_endpoint
+from app.web.wsapi import (
+    ABNORMAL,
+    INTERNAL_ERROR,
+    NORMAL,
+    Endpoint,
+    WebSocketClosed,
+    run_endpoint,
+)
 
 log = logging.getLogger(__name__)
 # websockets logs every frame at debug and every connection at info; keep both
@@ -36,10 +43,6 @@ _protocol_log.setLevel(logging.WARNING)
 
 # A client has this long to send its whole handshake request.
 HANDSHAKE_TIMEOUT: Final = 10.0
-# Keepalive: a ping after this much silence, and the connection is dropped
-# (1011) when its pong does not come back within the timeout.
-PING_INTERVAL: Final = 20.0
-PING_TIMEOUT: Final = 20.0
 # How long our closing handshake waits for the peer's answer.
 CLOSE_TIMEOUT: Final = 1.0
 # Frames received but not yet taken by the endpoint before reading pauses.
@@ -108,6 +111,8 @@ class TrioWebSocket:
         try:
             return await self._conn.recv()
         except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == INTERNAL_ERROR and exc.rcvd is None:
+                log.info("websocket %s %s: %s; closed it", self._peer, self._path, exc.sent.reason)
             raise WebSocketClosed(_code(exc), exc.rcvd.reason if exc.rcvd else "") from None
 
     async def send(self, data: str | bytes) -> None:
@@ -140,8 +145,12 @@ async def serve_websocket(
     *,
     max_message_size: int,
     draining: trio.Event,
+    ping_interval: float = 20.0,
 ) -> None:
     """Serve one websocket connection on *stream*: handshake, route by path, run the endpoint.
+
+    Keepalive: a ping every *ping_interval* seconds; a peer whose pong does
+    not come back within as long again is closed with 1011.
 
     An unknown path is answered 404; a request that does not arrive within
     :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
@@ -154,8 +163,8 @@ async def serve_websocket(
                 stream,
                 protocol,
                 cast(Server, _ServerStatus(draining)),
-                ping_interval=PING_INTERVAL,
-                ping_timeout=PING_TIMEOUT,
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
                 close_timeout=CLOSE_TIMEOUT,
                 max_queue=MAX_QUEUE,
             )

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import trio
+
 from conftest import ENGINES, Running, read_all, start_server, wait_until
 from netclient import rst_close
 

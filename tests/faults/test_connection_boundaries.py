@@ -8,12 +8,13 @@ import struct
 
 import pytest
 import trio
-from conftest import Running
-from netclient import http_request, read_close_code, ws_connect, ws_handshake
 
 from app.events import Notice
 from app.web.wsapi import WebSocket
 from app.web.wstrio import serve_websocket
+
+from conftest import Running
+from netclient import http_request, read_close_code, ws_connect, ws_handshake
 
 
 async def test_a_subscriber_reset_mid_send_harms_no_one(ws_server: Running) -> None:

@@ -7,10 +7,11 @@ import os
 
 import pytest
 import trio
-from conftest import ENGINES, start_server, wait_until
-from netclient import http_request, rst_close
 
 from app.ticker import count_tasks
+
+from conftest import ENGINES, start_server, wait_until
+from netclient import http_request, rst_close
 
 
 def open_fds() -> int:

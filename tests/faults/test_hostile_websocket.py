@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+
 from conftest import Running
 from netclient import frame, read_close_code, ws_connect, ws_handshake
 

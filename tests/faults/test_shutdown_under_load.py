@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from procs import read_stderr, start_serve
 
 CONNECTIONS = 1000

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import trio
-from run_harness import Harness
 
 from app.events import RunEnd, RunStart
 from app.scenarios import SCENARIOS, Scenario
 from app.scenarios.catalog import Param, ScenarioInfo
 from app.scenarios.runner import MAX_RECORDED, Runner, RunRefused
+
+from run_harness import Harness
 
 
 async def test_unknown_scenario_and_bad_params_are_refused(harness: Harness) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import trio
-from run_harness import Harness, blocks, lanes, lines, lines_by_task_name
 
 from app.scenarios.random_sleep import draws
+
+from run_harness import Harness, blocks, lanes, lines, lines_by_task_name
 
 
 async def test_generators_alternate_work1_and_work2(

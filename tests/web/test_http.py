@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import trio
+
 from conftest import Running, start_server, wait_until
 from netclient import http_request
 

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import trio
+from trio_websocket import WebSocketConnection
+
 from conftest import Running
 from netclient import ws_connect
-from trio_websocket import WebSocketConnection
 
 
 async def next_of(ws: WebSocketConnection, kind: str) -> dict[str, Any]:

@@ -6,11 +6,12 @@ import os
 
 import pytest
 import trio
-from conftest import Running, wait_until
-from netclient import frame, read_close_code, ws_connect, ws_handshake
 from trio_websocket import ConnectionClosed
 
 from app.units import MiB
+
+from conftest import Running, wait_until
+from netclient import frame, read_close_code, ws_connect, ws_handshake
 
 
 async def test_text_stays_text_and_binary_stays_binary(ws_server: Running) -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import Running, make_settings, wait_until
-from netclient import upgrade_status, ws_connect
 from trio_websocket import WebSocketConnection
 
 from app.events import Notice
 from app.feed import Feed
 from app.server import Server
+
+from conftest import Running, make_settings, wait_until
+from netclient import upgrade_status, ws_connect
 
 
 async def next_json(ws: WebSocketConnection) -> dict[str, Any]:
