@@ -1,0 +1,263 @@
+"""The page in a real browser against a real server: what a person sees is what the feed says.
+
+Each test starts its own runs and finds them by the run id the page reports ("Started r7."),
+because the server is shared by every test here. Where the assertion is about drawing (step
+bars, blocks), it reads the counts the timeline publishes as data-* attributes for the frame
+it drew, not pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+pytestmark = pytest.mark.browser
+
+STARTED = re.compile(r"^Started (r\d+)\.$")
+# One or more, as a data-* attribute: the count of what the last frame drew.
+SOME = re.compile(r"^[1-9]\d*$")
+ZERO = "0"
+
+
+def start_run(page: Page, scenario: str, **params: Any) -> str:
+    """Fill the form for *scenario* with *params*, press Run, and return the new run's id."""
+    page.get_by_test_id("scenario-select").select_option(scenario)
+    for name, value in params.items():
+        field = page.get_by_test_id(f"param-{name}")
+        if field.evaluate("node => node.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(str(value))
+    page.get_by_test_id("run-button").click()
+    # The click sets "Starting…" at once, so an older "Started rN." cannot match here.
+    status = page.get_by_test_id("form-status")
+    expect(status).to_have_text(STARTED)
+    match = STARTED.match(status.inner_text())
+    assert match is not None
+    return match.group(1)
+
+
+def run_item(page: Page, run: str) -> Locator:
+    """The run's entry in the runs list."""
+    return page.locator(f'[data-testid="run"][data-run="{run}"]')
+
+
+def run_group(page: Page, run: str) -> Locator:
+    """The run's group header in the timeline (it carries the drawn counts)."""
+    return page.locator(f'[data-testid="lane-group"][data-run="{run}"]')
+
+
+def wait_done(page: Page, run: str, state: str = "done") -> None:
+    """Wait until the runs list shows *run* ended in *state*."""
+    expect(run_item(page, run)).to_have_attribute("data-state", state)
+
+
+def console_texts(page: Page, run: str) -> list[str]:
+    """The console lines *run* printed, top to bottom."""
+    return page.locator(f'[data-testid="console-line"][data-run="{run}"] .text').all_inner_texts()
+
+
+def label_rows(page: Page) -> list[dict[str, str]]:
+    """The timeline's label column, row by row: group headers and lanes, in drawing order."""
+    rows: list[dict[str, str]] = page.get_by_test_id("tl-labels").evaluate(
+        """root => [...root.children].map(row => ({
+            kind: row.dataset.testid || "", run: row.dataset.run || "",
+            task: row.dataset.task || "", parent: row.dataset.parent || "",
+            depth: row.dataset.depth || "", name: row.textContent.trim(),
+        }))"""
+    )
+    return rows
+
+
+def test_spawn_join_lanes_and_console_rounds(page: Page) -> None:
+    """spawn-join with a sleep: three lanes under the run's task, lines in rounds."""
+    expect(page.get_by_test_id("peers")).to_be_hidden()  # no `peers` in hello: nothing shown
+    run = start_run(page, "spawn-join", tasks=3, n=4, sleep=0.2)
+    lanes = page.locator(f'[data-testid="lane"][data-run="{run}"]')
+    expect(lanes).to_have_count(4)  # the scenario's own task and its three f(4) children
+    lines = page.locator(f'[data-testid="console-line"][data-run="{run}"]')
+    expect(lines).to_have_count(12)
+    wait_done(page, run)
+
+    # The lanes sit under the run's header, children indented under the task whose nursery
+    # holds them.
+    rows = label_rows(page)
+    start = rows.index(next(r for r in rows if r["kind"] == "lane-group" and r["run"] == run))
+    mine = rows[start + 1 : start + 5]
+    assert [r["kind"] for r in mine] == ["lane"] * 4
+    root, *children = mine
+    assert (root["name"], root["depth"]) == ("spawn-join", "0")
+    assert sorted(r["name"] for r in children) == ["f(4) #1", "f(4) #2", "f(4) #3"]
+    assert {(r["depth"], r["parent"]) for r in children} == {("1", root["task"])}
+
+    # Every task prints i before any prints i+1 (the order *within* a round is Trio's).
+    texts = console_texts(page, run)
+    parsed = [re.fullmatch(r"<Task f\(4\) #([1-3])> ([0-3])", text) for text in texts]
+    assert all(parsed), texts
+    pairs = [(int(m.group(2)), int(m.group(1))) for m in parsed if m]
+    assert [i for i, _ in pairs] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3], texts
+    for i in range(4):
+        assert {k for j, k in pairs if j == i} == {1, 2, 3}, texts
+    # Coloured by task: one colour per task, the same for all of its lines.
+    colours = lines.evaluate_all(
+        "nodes => nodes.map(n => [n.dataset.task, n.style.getPropertyValue('--task-colour')])"
+    )
+    assert len({c for _, c in colours}) == 3
+    assert len({tuple(pair) for pair in colours}) == 3
+
+
+def test_websocket_echo_box_and_echo_panel(page: Page) -> None:
+    """The echo box echoes text as text; TCP and websocket connections show in the panel."""
+    text = "hello, trio ✓ <b>not markup</b>"
+    page.get_by_test_id("echo-input").fill(text)
+    page.get_by_test_id("echo-send").click()
+    expect(page.locator('[data-testid="echo-out"] .text')).to_have_text([text])
+    expect(page.locator('[data-testid="echo-in"] .text')).to_have_text([text])
+    expect(page.locator('[data-testid="echo-conn"][data-transport="ws"]')).to_have_count(1)
+
+    # A TCP client shows up too, and its bytes arrive with the next once-a-second stats.
+    host, port = page.locator("#tcp-address").inner_text().rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        client.sendall(b"ping\n")
+        assert client.recv(16) == b"ping\n"
+        tcp_row = page.locator('[data-testid="echo-conn"][data-transport="tcp"]')
+        expect(tcp_row).to_have_count(1)
+        expect(tcp_row.locator("td.num").first).to_have_text("5 B")
+    expect(tcp_row).to_have_count(0)  # closed: gone from the open connections
+
+
+def test_cancel_a_long_run(page: Page) -> None:
+    """A run that would take minutes is cancelled from the page and ends as cancelled."""
+    run = start_run(page, "random-sleep", count=1000, scale=1)
+    item = run_item(page, run)
+    expect(item).to_have_attribute("data-state", "running")
+    expect(page.locator(f'[data-testid="console-line"][data-run="{run}"]').first).to_be_visible()
+    item.get_by_test_id("run-cancel").click()
+    wait_done(page, run, "cancelled")
+    expect(item.get_by_test_id("run-state")).to_have_text("cancelled")
+    expect(item.get_by_test_id("run-cancel")).to_have_count(0)
+    expect(run_group(page, run)).to_have_attribute("data-state", "cancelled")
+    # The seed the server picked is reported in the summary.
+    expect(item.get_by_test_id("run-summary")).to_contain_text("seed")
+
+
+def test_bad_parameters_are_explained_not_crashed(page: Page) -> None:
+    """Out of bounds: the form says so without sending; the server's refusal is shown too."""
+    page.get_by_test_id("scenario-select").select_option("spawn-join")
+    page.get_by_test_id("param-sleep").fill("-1")
+    page.get_by_test_id("run-button").click()
+    expect(page.get_by_test_id("param-sleep-error")).to_have_text("-1 is outside 0..10")
+    expect(page.get_by_test_id("form-status")).to_contain_text("Not sent")
+    expect(page.get_by_test_id("param-sleep")).to_have_attribute("aria-invalid", "true")
+
+    # The server is the authority: a bad value that reaches it is refused with a message.
+    sent = page.evaluate(
+        "window.trioEcho.send({type: 'start', scenario: 'spawn-join', params: {sleep: 11}})"
+    )
+    assert isinstance(sent, int)
+    error = page.get_by_test_id("error-message")
+    expect(error).to_have_count(1)
+    expect(error).to_contain_text("sleep: 11 is outside 0..10")
+    page.evaluate("window.trioEcho.send({type: 'start', scenario: 'no-such-thing'})")
+    expect(error.last).to_contain_text("no scenario 'no-such-thing'")
+    # Still connected, still usable.
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected")
+    page.get_by_test_id("param-sleep").fill("0")
+    run = start_run(page, "spawn-join", tasks=1, n=1)
+    wait_done(page, run)
+
+
+def test_blocking_draws_steps_and_blocks(page: Page) -> None:
+    """time.sleep: step bars and a block per sleep (2 workers x 2); to_thread: no block."""
+    blocking = start_run(page, "blocking", mode="time.sleep", count=2, duration=0.2)
+    wait_done(page, blocking)
+    group = run_group(page, blocking)
+    expect(group).to_have_attribute("data-bars", SOME)
+    expect(group).to_have_attribute("data-blocks", re.compile(r"^([4-9]|\d{2,})$"))
+    expect(page.get_by_test_id("legend-blocks")).not_to_have_text(ZERO)
+    # The block markers sit on the workers' lanes: their names are the blocks' names.
+    notes = page.locator(f'[data-testid="console-note"][data-run="{blocking}"]')
+    expect(notes.filter(has_text="held the loop")).to_have_count(4)
+
+    threaded = start_run(page, "blocking", mode="to_thread", count=2, duration=0.2)
+    wait_done(page, threaded)
+    group = run_group(page, threaded)
+    expect(group).to_have_attribute("data-bars", SOME)
+    expect(group).to_have_attribute("data-blocks", ZERO)
+
+
+def test_reconnect_resumes_without_duplicates(page: Page) -> None:
+    """A dropped socket: reconnecting, then connected again with ?since=, no line twice."""
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    # Record every status the page shows, however briefly (the first retry is ~250 ms).
+    page.evaluate(
+        """() => {
+            const status = document.querySelector('[data-testid="status"]');
+            window.seenStates = [];
+            new MutationObserver(() => window.seenStates.push(status.dataset.state))
+                .observe(status, {attributes: true, attributeFilter: ['data-state']});
+        }"""
+    )
+    run = start_run(page, "spawn-join", tasks=2, n=10, sleep=0.1)
+    lines = page.locator(f'[data-testid="console-line"][data-run="{run}"]')
+    expect(lines.nth(1)).to_be_attached()
+    page.evaluate("window.trioEcho.dropSocket()")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected")
+    wait_done(page, run)
+    expect(lines).to_have_count(20)
+
+    states = page.evaluate("window.seenStates")
+    assert states[:2] == ["reconnecting", "connected"], states
+    assert any("/ws/events?since=" in url for url in sockets), sockets
+    seqs = page.locator('[data-testid="console-line"]').evaluate_all(
+        "nodes => nodes.map(n => Number(n.dataset.seq))"
+    )
+    assert len(seqs) == len(set(seqs)), "a console line was shown twice"
+    assert seqs == sorted(seqs), "console lines out of feed order"
+    assert sorted(console_texts(page, run)) == sorted(
+        f"<Task f(10) #{k}> {i}" for k in (1, 2) for i in range(10)
+    )
+
+
+def test_trace_download(page: Page, tmp_path: Path) -> None:
+    """A finished run offers its Chrome trace as a download, and the file is the run's."""
+    run = start_run(page, "switch", rounds=2)
+    wait_done(page, run)
+    link = run_item(page, run).get_by_test_id("run-trace")
+    expect(link).to_have_attribute("href", f"/api/runs/{run}/trace.json")
+    expect(link).to_have_attribute("download", f"trio-echo-{run}.json")
+    with page.expect_download() as download_info:
+        link.click()
+    target = tmp_path / "trace.json"
+    download_info.value.save_as(target)
+    events = json.loads(target.read_text())["traceEvents"]
+    titles = [e["args"]["name"] for e in events if e["name"] == "process_name"]
+    assert titles == [f"trio-echo {run} switch"]
+    printed = [e["name"] for e in events if e["ph"] == "i" and e["name"] not in ("exit", "run")]
+    assert printed[:4] == ["A 0", "B 0", "A 1", "B 1"], printed
+
+
+def test_many_tasks_shows_a_summary_not_lanes(page: Page) -> None:
+    """many-tasks: the run's summary (spawn, join, bytes per task); no lane per task."""
+    run = start_run(page, "many-tasks", tasks=2000)
+    wait_done(page, run)
+    summary = run_item(page, run).get_by_test_id("run-summary")
+    for key in ("spawn ms", "join ms", "bytes per task", "finished"):
+        expect(summary).to_contain_text(key)
+    expect(run_group(page, run)).to_be_visible()
+    expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(0)
+
+
+def test_loop_lag_and_task_count(page: Page) -> None:
+    """The once-a-second stats reach the lag chart (ten probes each) and the task count."""
+    chart = page.get_by_test_id("lag-chart")
+    expect(chart).to_have_attribute("data-probes", re.compile(r"^([1-9]\d+)$"))
+    expect(page.get_by_test_id("task-count")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.get_by_test_id("lag-worst")).to_have_text(re.compile(r"(µs|ms|s)$"))
