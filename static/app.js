@@ -24,7 +24,9 @@ const $ = (selector) => document.querySelector(selector);
 
 /**
  * The server's feed clock, as the page estimates it: hello carries `now` (feed seconds), and
- * the page counts on from when it arrived. Events' `t` are on the same clock.
+ * the page counts on from when it arrived. Events' `t` are on the same clock. hello reaches
+ * the page a little after it was stamped, so the estimate starts slightly behind; an event
+ * stamped later than the estimate says so, and the clock moves forward to it (never back).
  */
 const clock = {
   base: 0,
@@ -35,6 +37,10 @@ const clock = {
   set(feedNow) {
     this.base = feedNow;
     this.at = performance.now();
+  },
+  observe(t) {
+    const ahead = t - this.now();
+    if (ahead > 0) this.base += ahead;
   },
 };
 
@@ -53,6 +59,7 @@ const controls = new Controls($("#controls"), {
 let handlerFailed = false;
 
 function dispatch(e) {
+  if (e.t) clock.observe(e.t);
   switch (e.kind) {
     case "spawn":
       timeline.onSpawn(e);
@@ -69,8 +76,12 @@ function dispatch(e) {
       break;
     case "block":
       timeline.onBlock(e);
-      consoleView.note(e, `${e.name} held the loop for ${Math.round(e.dur * 1000)} ms: ` +
-        "every other task waited");
+      // In the console only when a scenario did it: that is the lesson. A block elsewhere in
+      // the server (rare) is shown on the timeline, not between the tutorial's lines.
+      if (e.run && e.run !== "echo") {
+        consoleView.note(e, `${e.name} held the loop for ${Math.round(e.dur * 1000)} ms: ` +
+          "every other task waited");
+      }
       break;
     case "run_start":
       timeline.onRunStart(e);

@@ -53,7 +53,7 @@ export class LagChart {
     ctx.clearRect(0, 0, width, height);
     const probes = this.probes;
     const scale = Math.max(MIN_SCALE, ...probes);
-    const top = 12; // room for the scale label
+    const top = 11; // room for the scale label
     const plot = height - top;
     const barW = width / MAX_PROBES;
     const x0 = width - probes.length * barW; // newest on the right, like the timeline
@@ -70,7 +70,7 @@ export class LagChart {
     ctx.fillStyle = "rgba(230, 237, 243, 0.7)";
     ctx.font = "10px system-ui, sans-serif";
     ctx.textBaseline = "top";
-    ctx.fillText(`max ${fmtDuration(scale)} · last 60 s`, 2, 0);
+    ctx.fillText(`max ${fmtDuration(scale)} / 60 s`, 3, 1);
     canvas.setAttribute(
       "aria-label",
       `Loop lag over the last minute: ${probes.length} probes, the worst ${fmtDuration(scale)}.`,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 
@@ -23,6 +23,7 @@ STARTED = re.compile(r"^Started (r\d+)\.$")
 # One or more, as a data-* attribute: the count of what the last frame drew.
 SOME = re.compile(r"^[1-9]\d*$")
 ZERO = "0"
+EVENTS_SOCKET = re.compile(r"/ws/events")
 
 
 def start_run(page: Page, scenario: str, **params: Any) -> str:
@@ -261,3 +262,78 @@ def test_loop_lag_and_task_count(page: Page) -> None:
     expect(chart).to_have_attribute("data-probes", re.compile(r"^([1-9]\d+)$"))
     expect(page.get_by_test_id("task-count")).to_have_text(re.compile(r"^\d+$"))
     expect(page.get_by_test_id("lag-worst")).to_have_text(re.compile(r"(µs|ms|s)$"))
+
+
+def test_peers_and_gap_notice(page: Page) -> None:
+    """hello with `peers` shows "worker X of N"; a `gap` shows how many events were missed.
+
+    The real server sends neither here (one worker; a page that keeps up), so the page's
+    socket goes through a Playwright route that adds them to what the server says.
+    """
+
+    def add_peers_and_a_gap(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] != "hello":
+                route.send(message)
+                return
+            data["worker"] = 2
+            data["peers"] = [
+                {"worker": 1, "url": "http://127.0.0.1:1/"},
+                {"worker": 2, "url": "http://127.0.0.1:2/"},
+                {"worker": 3, "url": "javascript:alert(1)"},  # not a web link: not linked
+            ]
+            route.send(json.dumps(data))
+            route.send(json.dumps({"type": "gap", "missed": 1234, "resume": data["seq"]}))
+
+        server.on_message(from_server)
+
+    page.route_web_socket(EVENTS_SOCKET, add_peers_and_a_gap)
+    page.reload()
+    expect(page.get_by_test_id("worker-of")).to_have_text("worker 2 of 3")
+    links = page.get_by_test_id("peer-link")
+    expect(links).to_have_count(1)
+    expect(links).to_have_attribute("href", "http://127.0.0.1:1/")
+    gap = page.get_by_test_id("gap-notice")
+    expect(gap).to_be_visible()
+    expect(gap).to_contain_text("Missed 1,234 events")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected")
+
+
+def test_a_different_server_resets_the_page(page: Page) -> None:
+    """After a reconnect, a hello from another server (new start time) starts the page over.
+
+    Its seq numbers would start again at 1, so the page drops its cursor: it reconnects
+    without ?since= to get the new server's history, and says why.
+    """
+    urls: list[str] = []
+
+    def restarted_after_first(route: WebSocketRoute) -> None:
+        urls.append(route.url)
+        server = route.connect_to_server()
+        later = len(urls) > 1
+
+        def from_server(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] == "hello" and later:
+                data["started_at"] += 1000  # as if the server had been restarted
+                message = json.dumps(data)
+            route.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket(EVENTS_SOCKET, restarted_after_first)
+    page.reload()
+    run = start_run(page, "switch", rounds=1)
+    wait_done(page, run)
+    page.evaluate("window.trioEcho.dropSocket()")
+    expect(page.get_by_test_id("notice-message")).to_contain_text("The server restarted")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected")
+    assert len(urls) == 3, urls
+    assert "?since=" in urls[1], urls
+    assert "since" not in urls[2], urls
+    # The page starts over from the new server's replay: the run is shown again, once.
+    expect(run_item(page, run)).to_have_count(1)
+    expect(page.locator(f'[data-testid="console-line"][data-run="{run}"]')).to_have_count(2)
