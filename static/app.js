@@ -189,6 +189,9 @@ const feed = new Feed({
   onError(error) {
     controls.onError(error);
   },
+  onProblem(text) {
+    notices.error(text);
+  },
   onStatus(status, detail) {
     const node = $("#status");
     node.dataset.state = status;

@@ -76,7 +76,7 @@ export class EchoPanel {
   }
 
   onConnClose(e) {
-    this.conns.delete(e.task);
+    if (!this.conns.delete(e.task) && this.untracked > 0) this.untracked -= 1;
     this.closed.unshift({
       task: e.task,
       transport: e.transport,

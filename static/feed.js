@@ -25,8 +25,8 @@ export const Status = Object.freeze({
 
 export class Feed {
   /**
-   * @param {object} handlers onHello(hello, {restarted}), onEvents(events), onGap(gap),
-   *   onReply(reply), onError(error), onStatus(status, detail)
+   * @param {object} handlers onHello(hello, {restarted}), onEvents(events), onGap(gap, total),
+   *   onReply(reply), onError(error), onStatus(status, detail), onProblem(text)
    */
   constructor(handlers) {
     this.handlers = handlers;
@@ -71,7 +71,7 @@ export class Feed {
       try {
         data = JSON.parse(message.data);
       } catch {
-        this.handlers.onError({ message: "the server sent a frame that is not JSON; ignored" });
+        this.handlers.onProblem("The server sent a frame that is not JSON; it was ignored.");
         return;
       }
       if (data.type === "hello") {
@@ -98,7 +98,7 @@ export class Feed {
       // start over without a cursor to get its replay, and tell the panels to forget.
       this.identity = identity;
       this.lastSeq = -1;
-      this.handlers.onHello(hello, { restarted: true, replaying: false });
+      this.handlers.onHello(hello, { restarted: true });
       const old = this.socket;
       this.socket = null;
       old.close(1000, "server restarted; reconnecting without a cursor");
@@ -108,14 +108,14 @@ export class Feed {
     this.identity = identity;
     this.attempt = 0;
     this.setStatus(Status.CONNECTED, "");
-    this.handlers.onHello(hello, { restarted, replaying: true });
+    this.handlers.onHello(hello, { restarted });
   }
 
   dispatch(data) {
     switch (data.type) {
       case "events": {
         const fresh = [];
-        for (const event of data.events) {
+        for (const event of data.events || []) {
           if (event.seq > this.lastSeq) {
             fresh.push(event);
             this.lastSeq = event.seq;

@@ -109,6 +109,12 @@ function lowerBound(list, k, key) {
   return lo;
 }
 
+const FINAL_STATES = new Set(["done", "cancelled", "timeout", "error"]);
+/** The run has ended (known from run_end, or from hello.runs for a run seen only there). */
+const isOver = (group) => FINAL_STATES.has(group.state);
+/** The latest time known of a run; -Infinity for one known only from hello.runs. */
+const lastTime = (group) => group.end ?? group.start ?? -Infinity;
+
 const stepT = (s) => s.t;
 const blockT = (b) => b.t;
 const same = (x) => x;
@@ -158,7 +164,6 @@ export class Timeline {
     this.blocks = [];
     this.maxBlockDur = 0;
     this.marks = 0;
-    this.untracked = 0;
     this.horizon = null;
     this.layoutDirty = true;
     this.dirty = true;
@@ -202,13 +207,21 @@ export class Timeline {
     group.end = e.t ?? 0;
     group.summary = e.summary || {};
     group.error = e.error || "";
+    // The run's nursery has exited, so every task in it has: a lane whose exit was lost in
+    // a gap must not stay "alive" (and unprunable) forever.
+    for (const task of group.lanes) {
+      const lane = this.lanes.get(task);
+      if (lane && lane.end === null) lane.end = group.end;
+    }
     this.layoutDirty = true;
   }
 
   addLane(task, run, name, parent, t) {
     if (this.lanes.size >= MAX_LANES) {
-      this.untracked += 1;
-      return null;
+      // Full: forget the oldest lane (Maps iterate in insertion order), so that what is
+      // happening now is always drawn, even after hours of echo connections.
+      this.lanes.delete(this.lanes.keys().next().value);
+      this.layoutDirty = true;
     }
     const lane = new Lane(task, run, name, parent, t);
     this.lanes.set(task, lane);
@@ -301,8 +314,7 @@ export class Timeline {
     marks += this.blocks.length;
     for (const [id, group] of this.groups) {
       group.lanes = group.lanes.filter((task) => this.lanes.has(task));
-      const over = group.end !== null && group.end < cutoff;
-      if (id !== "echo" && over && !group.lanes.length) {
+      if (id !== "echo" && isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
         this.groups.delete(id);
         this.layoutDirty = true;
       }
@@ -317,10 +329,10 @@ export class Timeline {
     while (this.marks > MAX_MARKS && this.horizon !== null && this.horizon < now) {
       this.pruneBefore(this.horizon + Math.max((now - this.horizon) * 0.1, 0.001));
     }
-    const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && g.end !== null);
+    const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
     if (excess > 0) {
-      finished.sort((a, b) => (a.end ?? 0) - (b.end ?? 0));
+      finished.sort((a, b) => lastTime(a) - lastTime(b));
       for (const group of finished.slice(0, excess)) {
         for (const task of group.lanes) this.lanes.delete(task);
         this.groups.delete(group.id);

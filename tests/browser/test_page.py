@@ -337,3 +337,16 @@ def test_a_different_server_resets_the_page(page: Page) -> None:
     # The page starts over from the new server's replay: the run is shown again, once.
     expect(run_item(page, run)).to_have_count(1)
     expect(page.locator(f'[data-testid="console-line"][data-run="{run}"]')).to_have_count(2)
+
+
+def test_console_keeps_a_bounded_tail(page: Page) -> None:
+    """3,000 lines at once: the console keeps the newest 2,000, in order, the last one last."""
+    run = start_run(page, "spawn-join", tasks=100, n=30)
+    wait_done(page, run)
+    log = page.get_by_test_id("console")
+    expect(log.locator(".line")).to_have_count(2_000)  # static/console.js MAX_LINES
+    texts = console_texts(page, run)
+    # Without a checkpoint each task prints all of its lines in one step, one task after the
+    # other: the kept tail ends with some task's last line.
+    assert re.fullmatch(r"<Task f\(30\) #\d+> 29", texts[-1]), texts[-1]
+    expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(101)
