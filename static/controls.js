@@ -375,7 +375,11 @@ export class Controls {
     const summary = Object.entries(item.summary);
     const node = el(
       "li",
-      { class: "run", dataset: { testid: "run", run: item.id, state: item.state } },
+      {
+        class: "run",
+        // start/end: feed seconds, when the run_start/run_end events were seen.
+        dataset: { testid: "run", run: item.id, state: item.state, start: item.start, end: item.end },
+      },
       head,
       el("div", { class: "run-params" }, params || "no parameters"),
       summary.length

@@ -711,6 +711,16 @@ export class Timeline {
 
     this.drawAxis(ticks, blocksInView, now);
     this.publishCounts(bars, blocksInView.length, counts);
+    // The window drawn, in feed seconds, and whether it was following (for tests: the
+    // attributes describe the last frame drawn, not the state of the buttons).
+    const endText = end.toFixed(3);
+    if (this.canvas.dataset.viewEnd !== endText) {
+      this.canvas.dataset.viewStart = viewStart.toFixed(3);
+      this.canvas.dataset.viewEnd = endText;
+    }
+    if (this.canvas.dataset.following !== String(this.following)) {
+      this.canvas.dataset.following = String(this.following);
+    }
     if (this.following) this.scrub.value = "1000";
     else {
       const oldest = Math.min(this.horizon ?? now, now - this.span);

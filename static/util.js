@@ -11,7 +11,11 @@ export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === "dataset") Object.assign(node.dataset, value);
+    if (key === "dataset") {
+      for (const [name, data] of Object.entries(value)) {
+        if (data !== undefined && data !== null) node.dataset[name] = String(data);
+      }
+    }
     else if (key === "text") node.textContent = value;
     else node.setAttribute(key, value === true ? "" : String(value));
   }

@@ -350,3 +350,81 @@ def test_console_keeps_a_bounded_tail(page: Page) -> None:
     # other: the kept tail ends with some task's last line.
     assert re.fullmatch(r"<Task f\(30\) #\d+> 29", texts[-1]), texts[-1]
     expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(101)
+
+
+def view(page: Page) -> tuple[float, float]:
+    """The window the timeline's last frame drew (start, end), in feed seconds."""
+    canvas = page.get_by_test_id("tl-canvas")
+    return float(canvas.get_attribute("data-view-start") or "nan"), float(
+        canvas.get_attribute("data-view-end") or "nan"
+    )
+
+
+def wait_view(page: Page, condition: str, arg: object = None) -> None:
+    """Wait until *condition* (JS, given start, end and arg) holds for a drawn frame."""
+    page.wait_for_function(
+        f"""([arg]) => {{
+            const canvas = document.querySelector('[data-testid="tl-canvas"]');
+            const start = Number(canvas.dataset.viewStart);
+            const end = Number(canvas.dataset.viewEnd);
+            return {condition};
+        }}""",
+        arg=[arg],
+    )
+
+
+def next_stats(page: Page) -> None:
+    """Wait for the next once-a-second `stats` event to reach the page (time has passed)."""
+    probes = page.get_by_test_id("lag-chart").get_attribute("data-probes")
+    expect(page.get_by_test_id("lag-chart")).not_to_have_attribute("data-probes", probes or "")
+
+
+def test_timeline_pauses_scrolls_back_and_follows_again(page: Page) -> None:
+    """Pause freezes the window; dragging goes back in time; a run's header fits the run."""
+    run = start_run(page, "spawn-join", tasks=2, n=3, sleep=0.1)
+    wait_done(page, run)
+    canvas = page.get_by_test_id("tl-canvas")
+    follow = page.get_by_test_id("tl-follow")
+    follow.click()
+    expect(follow).to_have_attribute("aria-pressed", "true")
+    expect(canvas).to_have_attribute("data-following", "false")
+    paused = view(page)
+    next_stats(page)
+    assert view(page) == paused  # time went on, the window did not
+
+    # Drag right by 40% of the width: the window moves back by 40% of its span.
+    box = canvas.bounding_box()
+    assert box is not None
+    y = box["y"] + 10
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, y, steps=4)
+    page.mouse.up()
+    span = paused[1] - paused[0]
+    wait_view(page, "Math.abs(end - arg) < 0.02", paused[1] - 0.4 * span)
+
+    run_group(page, run).click()  # fit: the whole run in view, still paused
+    run_start = float(run_item(page, run).get_attribute("data-start") or "nan")
+    run_end = float(run_item(page, run).get_attribute("data-end") or "nan")
+    wait_view(page, "start <= arg[0] && arg[1] <= end", [run_start, run_end])
+    expect(canvas).to_have_attribute("data-following", "false")
+
+    follow.click()
+    expect(canvas).to_have_attribute("data-following", "true")
+    assert view(page)[1] > paused[1]
+
+
+def test_echo_lanes_are_capped_and_the_rest_summarised(page: Page) -> None:
+    """60 open TCP connections: 50 echo lanes drawn, the rest in one summary row."""
+    host, port = page.locator("#tcp-address").inner_text().rsplit(":", 1)
+    clients = [socket.create_connection((host, int(port)), timeout=5) for _ in range(60)]
+    try:
+        expect(page.locator('[data-testid="lane"][data-run="echo"]')).to_have_count(50)
+        expect(page.get_by_test_id("echo-more")).to_have_text(
+            re.compile(r"^\+\d+ more \(60 open in all\)$")
+        )
+        expect(page.get_by_test_id("echo-open")).to_have_text("60")
+    finally:
+        for client in clients:
+            client.close()
+    expect(page.get_by_test_id("echo-open")).to_have_text("0")
