@@ -21,6 +21,8 @@ const SERVER_KEEPS_RUNS = 8;
 const MAX_PENDING = 100;
 
 const FINAL_STATES = new Set(["done", "cancelled", "timeout", "error"]);
+// How each parameter type is described beside its name.
+const KIND_NAMES = { choice: "one of the choices", int: "whole number", float: "number" };
 
 function runNumber(id) {
   const n = Number.parseInt(String(id).replace(/^\D+/, ""), 10);
@@ -112,10 +114,9 @@ export class Controls {
 
   field(param) {
     const id = `param-${param.name}`;
-    const kind =
-      param.type === "choice" ? "one of the choices" : param.type === "int" ? "whole number" : "number";
+    const kind = KIND_NAMES[param.type] ?? param.type;
     const range = param.min !== undefined ? `, ${bounds(param)}` : "";
-    const dflt = param.default === null ? "empty: the server picks" : `default ${param.default}`;
+    const dflt = param.default === null ? "may be left empty" : `default ${param.default}`;
     let input;
     if (param.type === "choice") {
       input = el(
@@ -378,7 +379,13 @@ export class Controls {
       {
         class: "run",
         // start/end: feed seconds, when the run_start/run_end events were seen.
-        dataset: { testid: "run", run: item.id, state: item.state, start: item.start, end: item.end },
+        dataset: {
+          testid: "run",
+          run: item.id,
+          state: item.state,
+          start: item.start,
+          end: item.end,
+        },
       },
       head,
       el("div", { class: "run-params" }, params || "no parameters"),

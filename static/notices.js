@@ -30,7 +30,11 @@ export class Notices {
   }
 
   add(level, text) {
-    const dismiss = el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss" }, "×");
+    const dismiss = el(
+      "button",
+      { type: "button", class: "dismiss", "aria-label": "Dismiss this message" },
+      "×",
+    );
     const item = el(
       "li",
       {

@@ -146,7 +146,7 @@ export class Timeline {
     this.viewEnd = 0;
     this.lastFrame = 0;
     this.lastLayout = 0;
-    this.lastPrune = 0;
+    this.lastPrune = -Infinity; // prune (and count what is kept) on the first frame
     this.rows = [];
     this.rowOfTask = new Map();
     this.reset();
@@ -164,7 +164,9 @@ export class Timeline {
     this.blocks = [];
     this.maxBlockDur = 0;
     this.marks = 0;
-    this.horizon = null;
+    /** Earliest time any kept data was seen at, and the last prune's cutoff. */
+    this.oldestSeen = null;
+    this.cutoff = -Infinity;
     this.layoutDirty = true;
     this.dirty = true;
   }
@@ -285,8 +287,13 @@ export class Timeline {
     this.layoutDirty = true;
   }
 
+  /** How far back the kept history reaches (feed seconds), null before any data. */
+  get horizon() {
+    return this.oldestSeen === null ? null : Math.max(this.oldestSeen, this.cutoff);
+  }
+
   noteTime(t) {
-    if (this.horizon === null || t < this.horizon) this.horizon = t;
+    if (this.oldestSeen === null || t < this.oldestSeen) this.oldestSeen = t;
   }
 
   // -- bounds ------------------------------------------------------------------------------
@@ -320,14 +327,15 @@ export class Timeline {
       }
     }
     this.marks = marks;
-    this.horizon = this.horizon === null ? cutoff : Math.max(this.horizon, cutoff);
+    this.cutoff = Math.max(this.cutoff, cutoff);
   }
 
   prune(now) {
     this.pruneBefore(now - HISTORY_SECONDS);
     // Over the mark budget: give up the oldest tenth of what is kept, until under it.
     while (this.marks > MAX_MARKS && this.horizon !== null && this.horizon < now) {
-      this.pruneBefore(this.horizon + Math.max((now - this.horizon) * 0.1, 0.001));
+      const horizon = this.horizon;
+      this.pruneBefore(horizon + Math.max((now - horizon) * 0.1, 0.001));
     }
     const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
@@ -762,10 +770,11 @@ export class Timeline {
 
   drawSummaryRow(ctx, group, y) {
     const entries = Object.entries(group.summary || {});
+    const show = ([k, v]) => `${k.replaceAll("_", " ")} ${fmtSummaryValue(k, v)}`;
     const text =
       group.state === "running"
         ? "running… the summary comes when the run ends"
-        : entries.map(([k, v]) => `${k.replaceAll("_", " ")} ${fmtSummaryValue(k, v)}`).join(" · ");
+        : entries.map(show).join(" · ");
     ctx.fillStyle = "rgba(230, 237, 243, 0.85)";
     ctx.font = "12px system-ui, sans-serif";
     ctx.textBaseline = "middle";
