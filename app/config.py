@@ -24,7 +24,7 @@ from app.units import MiB
 ENV_PREFIX: Final = "TRIO_ECHO_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 ECHO_ENGINES: Final = ("epoll", "tasks")
-WS_ENGINES: Final = ("fast", "asgi")
+WS_ENGINES: Final = ("epoll", "fast", "asgi")
 
 
 class ConfigError(ValueError):
@@ -48,7 +48,7 @@ class Settings:
     write_timeout: float = 10.0
     ws_ping_interval: float = 20.0
     engine: str = "epoll"
-    ws_engine: str = "fast"
+    ws_engine: str = "epoll"
     allowed_origins: str = ""
     max_runs: int = 4
     run_timeout: float = 60.0
@@ -144,7 +144,8 @@ SERVE_OPTIONS: Final = (
     ),
     Option(
         "ws_engine",
-        "websocket echo: the lean sans-IO path, or the ASGI app under Hypercorn",
+        "websocket path: epoll multiplexes /ws/echo in one task (other /ws/ routes as fast); "
+        "fast runs every /ws/ route on websockets' Trio connection; asgi on Hypercorn",
         choices=WS_ENGINES,
     ),
     Option(

@@ -5,6 +5,7 @@
     Server.run
     └── root nursery
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
+        ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
         └── ticker             loop lag, idle sweeps, 1 Hz summaries
@@ -37,6 +38,7 @@ from app.net import bound_port, open_listener
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
+from app.web.wsecho_engine import WsEchoEngine
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,21 @@ class Server:
                     "listening on %s: the echo server and the page are reachable from the network",
                     s.host,
                 )
-            fast = websocket_endpoints(hub) if s.ws_engine == "fast" else None
-            front = WebFront(http_listener, build_app(hub), hub, fast)
+            fast = websocket_endpoints(hub) if s.ws_engine != "asgi" else None
+            ws_echo = (
+                WsEchoEngine(hub.ws, s.max_message_size, hub.draining)
+                if s.ws_engine == "epoll"
+                else None
+            )
+            front = WebFront(http_listener, build_app(hub), hub, fast, ws_echo)
             engine = _engine(s.engine, tcp_listener, hub)
             trio.lowlevel.add_instrument(hub.tracer)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                    if ws_echo is not None:
+                        nursery.start_soon(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
                     nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
                     task_status.started(ports)

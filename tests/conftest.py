@@ -25,7 +25,7 @@ from app.server import Ports, Server
 from run_harness import Harness
 
 ENGINES = ("epoll", "tasks")
-WS_ENGINES = ("fast", "asgi")
+WS_ENGINES = ("epoll", "fast", "asgi")
 
 
 @dataclass

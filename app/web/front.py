@@ -10,7 +10,10 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
 * greedy accepting (see :mod:`app.net`);
 * routing of websocket upgrades (``GET /ws/...``, peeked, not consumed) to
   the websockets library's Trio connection (:mod:`app.web.wstrio`), which
-  is RFC 6455-strict and fast, unless ``--ws-engine asgi``;
+  is RFC 6455-strict and fast, unless ``--ws-engine asgi``; with
+  ``--ws-engine epoll`` (the default), ``GET /ws/echo`` goes to the
+  multiplexed echo engine (:mod:`app.web.wsecho_engine`) instead: this task
+  does the handshake, then hands the socket over and ends;
 * a write timeout on every connection (:class:`GuardedStream`): a peer that
   does not take our bytes for ``--write-timeout`` seconds is cut off, even
   inside Hypercorn's shielded send;
@@ -20,6 +23,7 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
 
 from __future__ import annotations
 
+import enum
 import logging
 import socket
 from collections.abc import Mapping
@@ -37,6 +41,7 @@ from app.errors import describe
 from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
+from app.web.wsecho_engine import WsEchoEngine
 from app.web.wstrio import serve_websocket
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,12 @@ log = logging.getLogger(__name__)
 # keep_alive_timeout.  From then on they have this long to finish (send the
 # last response, say goodbye) before they are cancelled.
 CLOSED_LINGER: Final = 1.0
-# Requests starting with this go to the websocket shell, the rest to Hypercorn.
+# Requests starting with this go to the websocket shell, the rest to Hypercorn...
 WEBSOCKET_PREFIX: Final = b"GET /ws/"
+# ...except this one followed by " " or "?", which goes to the echo engine if there is one.
+ECHO_PREFIX: Final = b"GET /ws/echo"
+# Bytes peeked to tell the three apart.
+PEEK_SIZE: Final = len(ECHO_PREFIX) + 1
 # A new connection must send its first bytes within this time.
 FIRST_BYTES_TIMEOUT: Final = 10.0
 # Poll interval while a request line trickles in byte by byte (rare).
@@ -74,6 +83,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         #: Hypercorn reads the addresses from here.
         self.socket = self._stream.socket
+        #: The stdlib socket underneath, for handing the connection to an engine.
+        self.raw = sock
         self.peer = peer
         self._write_timeout = write_timeout
         self._received = 0
@@ -134,6 +145,7 @@ class WebFront:
         app: ASGIApp,
         hub: Hub,
         websockets: Mapping[str, Endpoint] | None = None,
+        ws_echo: WsEchoEngine | None = None,
     ) -> None:
         self._listener = listener
         self._hub = hub
@@ -147,6 +159,8 @@ class WebFront:
         self._idle = trio.Event()
         #: Endpoints for upgrades routed past Hypercorn; None sends everything to Hypercorn.
         self._websockets = websockets
+        #: Where ``/ws/echo`` upgrades go, if not to the endpoints above.
+        self._ws_echo = ws_echo
 
     @property
     def refusals(self) -> LimitLog:
@@ -170,6 +184,7 @@ class WebFront:
                 await accept_forever(self._listener, on_accept)
 
     async def _serve(self, stream: GuardedStream) -> None:
+        handed_over = False
         with trio.CancelScope() as scope:
 
             def linger() -> None:
@@ -185,7 +200,11 @@ class WebFront:
                 route = await _first_bytes(stream)
                 if route is None:
                     return
-                if route and self._websockets is not None:
+                if route is Route.ECHO and self._ws_echo is not None:
+                    handed_over = await self._ws_echo.serve(
+                        stream, stream.raw, stream.peer, lambda: self._forget(stream)
+                    )
+                elif route is not Route.HTTP and self._websockets is not None:
                     await serve_websocket(
                         stream,
                         stream.peer,
@@ -200,10 +219,11 @@ class WebFront:
                 log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
                 log.debug("web: connection from %s failure", stream.peer, exc_info=True)
             finally:
-                # Hypercorn's close path awaits send_eof() before aclose(), so a
-                # cancelled connection would skip the close: make sure it happens.
-                stream.abort()
-                self._forget(stream)
+                if not handed_over:
+                    # Hypercorn's close path awaits send_eof() before aclose(), so a
+                    # cancelled connection would skip the close: make sure it happens.
+                    stream.abort()
+                    self._forget(stream)
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
@@ -223,6 +243,8 @@ class WebFront:
         if self._streams:
             with trio.move_on_after(grace):
                 await self._idle.wait()
+        if self._ws_echo is not None:
+            self._ws_echo.drop_all()  # their streams are forgotten as they close
         for stream in list(self._streams):
             stream.abort()
 
@@ -237,8 +259,28 @@ def hypercorn_config(hub: Hub) -> Config:
     return config
 
 
-async def _first_bytes(stream: GuardedStream) -> bool | None:
-    """Peek (without consuming) whether the request is a websocket route: True, False, or None.
+class Route(enum.Enum):
+    """Where a new web connection goes, by its first bytes."""
+
+    #: ``GET /ws/echo``: the websocket echo engine, when there is one.
+    ECHO = "echo"
+    #: Any other ``GET /ws/...``: the websocket shell.
+    WEBSOCKET = "websocket"
+    #: Everything else: Hypercorn.
+    HTTP = "http"
+
+
+def route_of(head: bytes) -> Route | None:
+    """The route for a request starting with *head*, or None while more bytes are needed."""
+    if len(head) > len(ECHO_PREFIX) and head.startswith(ECHO_PREFIX):
+        return Route.ECHO if head[len(ECHO_PREFIX)] in b" ?" else Route.WEBSOCKET
+    if len(head) < PEEK_SIZE and ECHO_PREFIX.startswith(head):
+        return None
+    return Route.WEBSOCKET if head.startswith(WEBSOCKET_PREFIX) else Route.HTTP
+
+
+async def _first_bytes(stream: GuardedStream) -> Route | None:
+    """Peek (without consuming) at the request's first bytes and say where it goes.
 
     None: the client sent nothing within :data:`FIRST_BYTES_TIMEOUT`, or hung
     up; the connection is closed without a word.
@@ -246,11 +288,12 @@ async def _first_bytes(stream: GuardedStream) -> bool | None:
     sock = stream.socket
     with trio.move_on_after(FIRST_BYTES_TIMEOUT):
         while True:
-            head = await sock.recv(len(WEBSOCKET_PREFIX), socket.MSG_PEEK)
+            head = await sock.recv(PEEK_SIZE, socket.MSG_PEEK)
             if not head:
                 return None
-            if len(head) == len(WEBSOCKET_PREFIX) or not WEBSOCKET_PREFIX.startswith(head):
-                return head == WEBSOCKET_PREFIX
+            route = route_of(head)
+            if route is not None:
+                return route
             # Only part of the request line is in: wait for the rest.
             await trio.sleep(PEEK_RETRY)
     log.debug("web: %s sent nothing for %.0f s; closing it", stream.peer, FIRST_BYTES_TIMEOUT)

@@ -10,7 +10,7 @@ from trio_websocket import ConnectionClosed
 
 from app.units import MiB
 
-from conftest import Running, wait_until
+from conftest import WS_ENGINES, Running, start_server, wait_until
 from netclient import frame, read_close_code, ws_connect, ws_handshake
 
 
@@ -113,3 +113,123 @@ async def test_feed_counts_websocket_echo_connections(ws_server: Running) -> Non
         3,
         1,
     )
+
+
+async def read_message_frames(
+    stream: trio.SocketStream, already: bytes = b""
+) -> list[tuple[int, bool, bytes]]:
+    """Read server frames up to the end of one message: ``(opcode, fin, payload)`` each.
+
+    Servers never mask; the payloads here are short (under 126 bytes).
+    """
+    data = already
+    frames: list[tuple[int, bool, bytes]] = []
+    while not frames or not frames[-1][1]:
+        n = data[1] & 0x7F if len(data) >= 2 else 0
+        assert n < 126, "long frames are not expected here"
+        if len(data) >= 2 + n:
+            frames.append((data[0] & 0x0F, bool(data[0] & 0x80), data[2 : 2 + n]))
+            data = data[2 + n :]
+            continue
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"closed after {frames}"
+        data += chunk
+    return frames
+
+
+async def test_fragmented_text_split_inside_a_character_comes_back_whole(
+    ws_server: Running,
+) -> None:
+    text = "fragments: ✓✓✓".encode()
+    cut = text.index("✓".encode()) + 1  # inside the three bytes of the first ✓
+    with trio.fail_after(5):
+        stream, rest = await ws_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(0x1, text[:cut], fin=False) + frame(0x0, text[cut:]))
+            frames = await read_message_frames(stream, rest)
+    assert frames[0][0] == 0x1
+    assert all(opcode == 0x0 for opcode, _, _ in frames[1:])
+    assert b"".join(payload for _, _, payload in frames) == text
+
+
+async def test_invalid_utf8_across_fragments_closes_1007(
+    ws_server: Running, request: pytest.FixtureRequest
+) -> None:
+    if ws_server.hub.settings.ws_engine == "asgi":
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="Hypercorn drops the connection (decisions.md)")
+        )
+    with trio.fail_after(5):
+        stream, rest = await ws_handshake(ws_server.ports.http)
+        async with stream:
+            # A lead byte of a 3-byte character, then a continuation that is not one.
+            await stream.send_all(frame(0x1, b"ok \xe2", fin=False) + frame(0x0, b"\x28 no"))
+            assert await read_close_code(stream, rest) == 1007
+
+
+async def test_fragmented_message_over_the_limit_in_total_closes_1009(
+    nursery: trio.Nursery,
+) -> None:
+    for engine in WS_ENGINES:
+        if engine == "asgi":
+            continue  # Hypercorn measures text in characters (decisions.md); binary is covered
+        running = await start_server(nursery, ws_engine=engine, max_message_size=1000)
+        with trio.fail_after(5):
+            stream, rest = await ws_handshake(running.ports.http)
+            async with stream:
+                # Two fragments of 600 bytes: each under the limit, the message over it.
+                await stream.send_all(frame(0x2, b"a" * 600, fin=False) + frame(0x0, b"b" * 600))
+                assert await read_close_code(stream, rest) == 1009, engine
+
+
+async def test_frame_sent_with_the_handshake_is_echoed(
+    ws_server: Running, request: pytest.FixtureRequest
+) -> None:
+    """A client may send its first frame before it has read the 101 answer."""
+    if ws_server.hub.settings.ws_engine == "asgi":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Hypercorn 0.18's h11 answers 400 to bytes pipelined after the upgrade",
+            )
+        )
+    port = ws_server.ports.http
+    upgrade = (
+        f"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with trio.fail_after(5):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(upgrade + frame(0x2, b"eager"))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            assert await read_message_frames(stream, rest) == [(0x2, True, b"eager")]
+
+
+async def test_client_close_is_answered_with_the_same_code(ws_server: Running) -> None:
+    with trio.fail_after(5):
+        stream, rest = await ws_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+            assert await read_close_code(stream, rest) == 1000
+            # And then the server closes the TCP connection.
+            while await stream.receive_some(65536):
+                pass
+        await wait_until(lambda: len(ws_server.hub.ws) == 0)
+
+
+@pytest.mark.parametrize("engine", WS_ENGINES)
+async def test_idle_websocket_is_closed(nursery: trio.Nursery, engine: str) -> None:
+    running = await start_server(nursery, ws_engine=engine, idle_timeout=0.3)
+    with trio.fail_after(5):
+        async with ws_connect(running.url("/ws/echo")) as ws:
+            await ws.send_message("once")
+            assert await ws.get_message() == "once"
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+    assert closed.value.reason.code == 1000
+    assert closed.value.reason.reason == "idle"

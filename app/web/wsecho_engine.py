@@ -1,0 +1,426 @@
+"""The multiplexed websocket echo engine: one Trio task serves every ``/ws/echo`` connection.
+
+Why: a websocket connection driven by its own tasks (websockets' Trio
+connection runs a reader task and a writer per connection) pays a few task
+switches, a ``SocketStream`` call and an epoll re-registration per message.
+Here, as in :mod:`app.echo.epoll`, one task waits for a private epoll object
+to become readable and serves the ready sockets with plain non-blocking calls.
+Each connection is the websockets library's sans-IO ``ServerProtocol`` (the
+same RFC 6455 framing, validation and close handshake as the library's own
+servers) plus a socket, its :class:`~app.echo.conns.Conn`, and at most one
+pending partial write.
+
+Who does what:
+
+* The web front's per-connection task does the opening handshake
+  (:meth:`WsEchoEngine.handshake`): it is bounded by a timeout, happens once
+  per connection, and may await.  On success it hands the socket to the
+  engine and ends; from then on the connection has no task of its own.
+* The engine echoes each data frame as it arrives, with the same opcode and
+  FIN bit: a fragmented message comes back fragmented the same way, and is
+  bounded as a whole by ``--max-message-size`` (1009 beyond it).  Text is
+  checked to be UTF-8 as it arrives, across fragments (1007 if not).  Pings
+  are answered and close frames echoed by the protocol object itself.
+* Limits and counters are the ``ws`` :class:`~app.echo.conns.ConnTable`'s:
+  connection limit (503 at the handshake), idle sweep (closed with 1000
+  ``idle``), feed events on open and close.  When the server drains, every
+  connection is closed with 1001.
+
+Backpressure: while a write is pending the socket is polled for writability
+only, so a client that does not read stops being read; memory per connection
+is bounded by one message being assembled plus one read's worth of echo.
+Keepalive pings are not sent: a dead peer is found by the idle sweep.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import select
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlsplit
+
+import trio
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN, SEND_EOF, Event
+from websockets.server import ServerProtocol
+from websockets.typing import BytesLike
+
+from app.echo.conns import Conn, ConnTable
+from app.echo.epoll import MAX_EVENTS
+from app.echo.tasks import PEER_GONE, RECV_SIZE
+
+log = logging.getLogger(__name__)
+# websockets logs every frame at debug and each close at info; neither is worth a line here.
+_protocol_log = logging.getLogger("app.web.wsecho.protocol")
+_protocol_log.setLevel(logging.WARNING)
+
+#: The one path this engine serves.
+ECHO_PATH: Final = "/ws/echo"
+# A client has this long to send its whole handshake request (as on the other paths).
+HANDSHAKE_TIMEOUT: Final = 10.0
+# After our close frame, the peer has this long to answer before the socket is just closed.
+CLOSE_TIMEOUT: Final = 1.0
+
+OP_CONT: Final = Opcode.CONT
+OP_TEXT: Final = Opcode.TEXT
+OP_BINARY: Final = Opcode.BINARY
+
+_IN: Final = select.EPOLLIN
+_OUT: Final = select.EPOLLOUT
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _Link:
+    """One websocket as the engine sees it."""
+
+    __slots__ = ("conn", "on_close", "pending", "protocol", "sock", "text", "unlinked")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: ServerProtocol,
+        conn: Conn,
+        on_close: Callable[[], None],
+    ) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.conn = conn
+        self.on_close = on_close
+        #: Bytes to send that the socket did not take yet; while set, nothing is read.
+        self.pending: memoryview | None = None
+        #: The UTF-8 check of a fragmented text message in progress, else None.
+        self.text: codecs.IncrementalDecoder | None = None
+        self.unlinked = False
+
+
+class WsEchoEngine:
+    """Echo websocket messages on every adopted connection, in one task, under *table*'s limits.
+
+    *draining* is the server's drain signal: when it is set every connection
+    is closed with 1001.
+    """
+
+    name: Final = "epoll"
+
+    def __init__(self, table: ConnTable, max_message_size: int, draining: trio.Event) -> None:
+        self._table = table
+        self._max_size = max_message_size
+        self._draining = draining
+        self._links: dict[int, _Link] = {}
+        self._buf = bytearray(RECV_SIZE)
+        self._epoll: select.epoll | None = None
+        # Connections whose close frame is out, oldest first, each with the time
+        # by which its socket is closed whether the peer answered or not.
+        self._closing: deque[tuple[float, _Link]] = deque()
+        self._wait_scope: trio.CancelScope | None = None
+
+    # -- the front's side: one handshake per connection, in the front's task -------------
+
+    async def serve(
+        self,
+        stream: trio.abc.Stream,
+        sock: socket.socket,
+        peer: str,
+        on_close: Callable[[], None],
+    ) -> bool:
+        """Do the opening handshake on *stream*, then hand the connection to the engine.
+
+        *sock* is the stdlib socket under *stream*.  Returns True once the
+        engine owns the socket: the caller must not touch it any more, and
+        *on_close* runs once when the engine closes it.  False means the
+        handshake failed or was refused (404, 503, 400, timeout): the answer
+        was sent and the caller closes the socket.
+
+        Cancellation: safe; nothing is handed over, the caller closes the socket.
+        """
+        protocol = ServerProtocol(max_size=self._max_size, logger=_protocol_log)
+        request: Request | None = None
+        early: list[Event] = []
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            while request is None:
+                data = await stream.receive_some(RECV_SIZE)
+                if not data:
+                    return False
+                protocol.receive_data(data)
+                events = protocol.events_received()
+                if events:
+                    first, *early = events
+                    assert isinstance(first, Request)
+                    request = first
+                elif protocol.handshake_exc is not None:
+                    await _send_queued(stream, protocol)
+                    return False
+        if request is None:
+            log.debug("ws echo: %s sent no handshake within %.0f s", peer, HANDSHAKE_TIMEOUT)
+            return False
+        if urlsplit(request.path).path != ECHO_PATH:
+            protocol.send_response(protocol.reject(404, "404\n"))
+            await _send_queued(stream, protocol)
+            return False
+        fd = sock.fileno()
+        conn = self._table.admit(peer, lambda reason: self._abort(fd, reason))
+        if conn is None:
+            protocol.send_response(protocol.reject(503, "503\n"))
+            await _send_queued(stream, protocol)
+            return False
+        try:
+            protocol.send_response(protocol.accept(request))
+            await _send_queued(stream, protocol)
+        except BaseException:
+            self._table.close(conn, "handshake failed")
+            raise
+        if protocol.state is not OPEN:
+            # Not a valid upgrade: websockets answered 400 or 426.
+            self._table.close(conn, "handshake failed")
+            return False
+        self._adopt(_Link(sock, protocol, conn, on_close), early)
+        return True
+
+    # -- the engine's task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve adopted connections until cancelled; on the way out every socket is closed.
+
+        When the server drains, every connection gets a 1001 close frame and
+        at most :data:`CLOSE_TIMEOUT` to answer it.
+
+        Cancellation: the usual way to stop it.
+        """
+        with select.epoll() as ep:
+            self._epoll = ep
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._watch_drain)
+                    await self._loop(ep)
+            finally:
+                for link in list(self._links.values()):
+                    self._drop(link, "shutdown")
+                self._epoll = None
+
+    async def _watch_drain(self) -> None:
+        await self._draining.wait()
+        for link in list(self._links.values()):
+            self._close(link, CloseCode.GOING_AWAY, "server shutting down")
+
+    async def _loop(self, ep: select.epoll) -> None:
+        links = self._links
+        closing = self._closing
+        wait_readable = trio.lowlevel.wait_readable
+        epfd = ep.fileno()
+        while True:
+            deadline = closing[0][0] if closing else float("inf")
+            with trio.CancelScope(deadline=deadline) as self._wait_scope:
+                await wait_readable(epfd)
+            self._wait_scope = None
+            for fd, _events in ep.poll(0, MAX_EVENTS):
+                link = links.get(fd)
+                if link is None:
+                    continue  # closed earlier in this batch
+                if link.pending is not None:
+                    self._flush(link)
+                else:
+                    self._read(link)
+            if closing:
+                now = trio.current_time()
+                while closing and closing[0][0] <= now:
+                    _, link = closing.popleft()
+                    if not link.unlinked:
+                        self._drop(link, "close timeout")
+
+    def _adopt(self, link: _Link, early: list[Event]) -> None:
+        fd = link.sock.fileno()
+        self._links[fd] = link
+        assert self._epoll is not None, "the engine must run before connections are handed over"
+        self._epoll.register(fd, _IN)
+        if link.conn.abort_reason:
+            self._close(link, CloseCode.NORMAL_CLOSURE, link.conn.abort_reason)
+        elif self._draining.is_set():
+            self._close(link, CloseCode.GOING_AWAY, "server shutting down")
+        elif early:
+            self._echo(link, early)
+
+    def _read(self, link: _Link) -> None:
+        try:
+            n = link.sock.recv_into(self._buf)
+        except BlockingIOError:
+            return
+        except PEER_GONE as exc:
+            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
+            self._drop(link, "reset")
+            return
+        protocol = link.protocol
+        if n == 0:
+            protocol.receive_eof()
+            self._drop(link, self._reason(link))
+            return
+        protocol.receive_data(self._buf[:n])
+        self._echo(link, protocol.events_received())
+
+    def _echo(self, link: _Link, events: list[Event]) -> None:
+        """Echo the data frames among *events*, then write whatever the protocol has to send."""
+        protocol = link.protocol
+        conn = link.conn
+        for frame in events:
+            if protocol.state is not OPEN:
+                break
+            assert isinstance(frame, Frame)
+            opcode = frame.opcode
+            if opcode is not OP_BINARY and opcode is not OP_TEXT and opcode is not OP_CONT:
+                continue  # ping, pong, close: the protocol has answered them
+            data = frame.data
+            fin = frame.fin
+            if not self._check_text(link, opcode, data, fin):
+                break
+            conn.bytes_in += len(data)
+            if opcode is OP_BINARY:
+                protocol.send_binary(data, fin)
+            elif opcode is OP_TEXT:
+                protocol.send_text(data, fin)
+            else:
+                protocol.send_continuation(data, fin)
+            conn.bytes_out += len(data)
+            if fin:
+                conn.msgs += 1
+        self._write(link)
+
+    def _check_text(self, link: _Link, opcode: Opcode, data: BytesLike, fin: bool) -> bool:
+        """Whether the message so far is valid UTF-8 (or not text); if not, fail with 1007."""
+        try:
+            if opcode is OP_TEXT:
+                if fin:
+                    codecs.utf_8_decode(data, "strict", True)
+                else:
+                    link.text = _Utf8Decoder()
+                    link.text.decode(data, False)
+            elif link.text is not None:
+                link.text.decode(data, fin)
+                if fin:
+                    link.text = None
+        except UnicodeDecodeError as exc:
+            link.text = None
+            link.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return False
+        return True
+
+    def _write(self, link: _Link) -> None:
+        """Send what the protocol has queued; park what the socket does not take."""
+        out = link.protocol.data_to_send()
+        if not out:
+            return
+        eof = out[-1] == SEND_EOF
+        if eof:
+            out.pop()
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if link.pending is not None:
+            link.pending = memoryview(bytes(link.pending) + data)
+        elif data:
+            try:
+                sent = link.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except PEER_GONE as exc:
+                log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
+                self._drop(link, "reset")
+                return
+            if sent < len(data):
+                link.pending = memoryview(data)[sent:]
+                assert self._epoll is not None
+                self._epoll.modify(link.sock.fileno(), _OUT)
+        if eof and link.pending is None:
+            self._half_close(link)
+
+    def _flush(self, link: _Link) -> None:
+        """The socket became writable: send what is pending, and read again once it is all out."""
+        pending = link.pending
+        assert pending is not None
+        try:
+            sent = link.sock.send(pending)
+        except BlockingIOError:
+            return
+        except PEER_GONE as exc:
+            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
+            self._drop(link, "reset")
+            return
+        if sent < len(pending):
+            link.pending = pending[sent:]
+            return
+        link.pending = None
+        assert self._epoll is not None
+        self._epoll.modify(link.sock.fileno(), _IN)
+        if link.protocol.eof_sent:
+            self._half_close(link)
+
+    def _half_close(self, link: _Link) -> None:
+        """Our side is done (close frame out): send EOF, then read and discard until the peer's.
+
+        Closing with unread bytes in the socket would make the kernel send a
+        reset, which can overtake the close frame; so the socket stays open,
+        read and discarded by the protocol, until the peer closes too or
+        :data:`CLOSE_TIMEOUT` passes.
+        """
+        try:
+            link.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(link, self._reason(link))  # already reset: nothing to wait for
+            return
+        self._expect_close(link)
+
+    def _abort(self, fd: int, reason: str) -> None:
+        """The table cuts a connection (idle): close it with 1000 and the reason."""
+        link = self._links.get(fd)
+        if link is not None:
+            self._close(link, CloseCode.NORMAL_CLOSURE, reason)
+        # Not adopted yet: the handshake finishes, then _adopt sees abort_reason.
+
+    def _close(self, link: _Link, code: int, reason: str) -> None:
+        """Start the closing handshake; the socket goes when the peer answers, or at the timeout."""
+        if link.protocol.state is not OPEN:
+            return
+        link.protocol.send_close(code, reason)
+        self._expect_close(link)
+        self._write(link)
+
+    def _expect_close(self, link: _Link) -> None:
+        deadline = trio.current_time() + CLOSE_TIMEOUT
+        self._closing.append((deadline, link))
+        scope = self._wait_scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
+    @staticmethod
+    def _reason(link: _Link) -> str:
+        if link.conn.abort_reason:
+            return link.conn.abort_reason
+        protocol = link.protocol
+        close = protocol.close_rcvd or protocol.close_sent
+        return f"closed {close.code}" if close is not None else "closed 1006"
+
+    def _drop(self, link: _Link, reason: str) -> None:
+        """Close the socket now and forget the connection.  Idempotent."""
+        if link.unlinked:
+            return
+        link.unlinked = True
+        fd = link.sock.fileno()
+        del self._links[fd]
+        if self._epoll is not None:
+            self._epoll.unregister(fd)
+        link.sock.close()
+        self._table.close(link.conn, reason)
+        link.on_close()
+
+    def drop_all(self) -> None:
+        """Close every connection now, without a goodbye (the drain's grace is over)."""
+        for link in list(self._links.values()):
+            self._drop(link, "shutdown")
+
+
+async def _send_queued(stream: trio.abc.Stream, protocol: ServerProtocol) -> None:
+    """Send the handshake answer the protocol queued (a trailing EOF marker is the caller's)."""
+    for data in protocol.data_to_send():
+        if data:
+            await stream.send_all(data)
