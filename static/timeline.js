@@ -633,7 +633,6 @@ export class Timeline {
     if (now - this.lastPrune > PRUNE_EVERY_MS) {
       this.lastPrune = now;
       this.prune(this.clock());
-      this.legend.kept.textContent = `${this.marks.toLocaleString("en")} marks`;
     }
     if (this.layoutDirty && now - this.lastLayout > LAYOUT_MIN_MS) {
       this.lastLayout = now;
@@ -894,6 +893,7 @@ export class Timeline {
     setData(this.canvas, "blocks", blocks);
     this.legend.bars.textContent = bars.toLocaleString("en");
     this.legend.blocks.textContent = blocks.toLocaleString("en");
+    this.legend.kept.textContent = `${this.marks.toLocaleString("en")} marks`;
     for (const group of this.groups.values()) {
       if (!group.header) continue;
       const c = counts.get(group.id) || { bars: 0, blocks: 0 };
