@@ -123,6 +123,8 @@ function showHello(hello) {
   const tcp = hello.listeners?.tcp;
   $("#tcp-address").textContent = tcp ? tcp : "?";
   showPeers(hello);
+  lag.setBlockThreshold(hello.limits?.block_threshold);
+  controls.keepRuns = hello.limits?.keep_runs ?? controls.keepRuns;
   controls.setScenarios(hello.scenarios || []);
   controls.setRuns(hello.runs || []);
   for (const run of hello.runs || []) timeline.upsertRun(run);

@@ -15,8 +15,9 @@ import { el, fmtDuration, fmtSummaryValue, fmtValue } from "./util.js";
 // Runs listed at most; the oldest finished ones go first (the server keeps the last 8).
 const MAX_RUNS_LISTED = 20;
 // The server keeps the recorded events of this many recent runs for the trace download
-// (app/scenarios/runner.py KEEP_RUNS); older runs' traces answer 404.
-const SERVER_KEEPS_RUNS = 8;
+// (hello.limits.keep_runs; this is only the value until hello arrives); older runs' traces
+// answer 404.
+const DEFAULT_KEEP_RUNS = 8;
 // Control requests awaiting their reply; a server that never answers cannot grow this.
 const MAX_PENDING = 100;
 
@@ -41,6 +42,8 @@ export class Controls {
    */
   constructor(root, hooks) {
     this.hooks = hooks;
+    /** How many recent runs' traces the server keeps (hello.limits.keep_runs). */
+    this.keepRuns = DEFAULT_KEEP_RUNS;
     this.form = root.querySelector("#run-form");
     this.select = root.querySelector("#scenario");
     this.info = root.querySelector("#scenario-info");
@@ -322,7 +325,7 @@ export class Controls {
 
   render(item) {
     const newest = Math.max(0, ...[...this.runs.keys()].map(runNumber));
-    const traceKept = runNumber(item.id) > newest - SERVER_KEEPS_RUNS;
+    const traceKept = runNumber(item.id) > newest - this.keepRuns;
     const running = !FINAL_STATES.has(item.state);
     const params = Object.entries(item.params)
       .map(([k, v]) => `${k}=${fmtValue(v)}`)

@@ -10,8 +10,9 @@ import { fmtDuration } from "./util.js";
 const MAX_PROBES = 600;
 // The y axis never shrinks below this, so that noise looks like noise.
 const MIN_SCALE = 0.01;
-// The tracer's default block threshold (--block-threshold): probes above it are drawn red.
-const BLOCK_LINE = 0.05;
+// The tracer's block threshold until hello says the server's (--block-threshold):
+// probes above it are drawn red.
+const DEFAULT_BLOCK_LINE = 0.05;
 
 export class LagChart {
   constructor(root) {
@@ -20,8 +21,15 @@ export class LagChart {
     this.tasks = root.querySelector("#task-count");
     this.subscribers = root.querySelector("#subscriber-count");
     this.dropped = root.querySelector("#dropped-count");
+    this.blockLine = DEFAULT_BLOCK_LINE;
     this.reset();
     new ResizeObserver(() => this.draw()).observe(this.canvas);
+  }
+
+  /** The server's --block-threshold, from hello.limits. */
+  setBlockThreshold(seconds) {
+    if (typeof seconds === "number" && seconds > 0) this.blockLine = seconds;
+    this.draw();
   }
 
   reset() {
@@ -59,11 +67,11 @@ export class LagChart {
     const x0 = width - probes.length * barW; // newest on the right, like the timeline
     for (let i = 0; i < probes.length; i += 1) {
       const h = Math.max(1, (probes[i] / scale) * plot);
-      ctx.fillStyle = probes[i] > BLOCK_LINE ? "#ff6b6b" : "#6fb3ff";
+      ctx.fillStyle = probes[i] > this.blockLine ? "#ff6b6b" : "#6fb3ff";
       ctx.fillRect(x0 + i * barW, height - h, Math.max(1, barW), h);
     }
-    if (scale > BLOCK_LINE) {
-      const y = height - (BLOCK_LINE / scale) * plot;
+    if (scale > this.blockLine) {
+      const y = height - (this.blockLine / scale) * plot;
       ctx.fillStyle = "rgba(255, 120, 120, 0.6)";
       ctx.fillRect(0, y, width, 1);
     }

@@ -63,11 +63,14 @@ class RunRecord:
     finished: trio.Event = field(default_factory=trio.Event)
 
     def describe(self) -> dict[str, Any]:
+        """The run as ``hello.runs`` and replies list it (the page needs no replay to show it)."""
         return {
             "id": self.id,
             "scenario": self.scenario,
             "params": self.params,
             "state": self.state,
+            "error": self.error,
+            "summary": self.summary,
         }
 
 

@@ -20,7 +20,7 @@ from app.control import BadControlMessage, Start, TokenBucket, parse_control, re
 from app.feed import Feed
 from app.hub import Hub
 from app.ring import Gap
-from app.scenarios.runner import Runner, RunRefused
+from app.scenarios.runner import KEEP_RUNS, Runner, RunRefused
 from app.web.origin import origin_allowed
 from app.web.wsapi import WebSocket, WebSocketClosed
 
@@ -97,6 +97,8 @@ def hello(hub: Hub) -> protocol.Hello:
             "max_web_connections": s.max_web_connections,
             "idle_timeout": s.idle_timeout,
             "max_message_size": s.max_message_size,
+            "block_threshold": s.block_threshold,
+            "keep_runs": KEEP_RUNS,
         },
         listeners=dict(hub.listeners),
     )

@@ -128,3 +128,16 @@ async def test_the_trace_of_a_run_downloads(running: Running) -> None:
         assert sorted(names) == ["f(1) #1", "f(1) #2", "f(1) #3", "run", "spawn-join"]
         status, _, _ = await http_request(running.ports.http, "/api/runs/r999/trace.json")
         assert status == 404
+
+
+async def test_hello_lists_finished_runs_with_their_summary_and_the_limits(
+    running: Running,
+) -> None:
+    record = await running.hub.runner.run("random-sleep", {"count": 1, "scale": 0.01, "seed": 7})
+    with trio.fail_after(5):
+        async with ws_connect(running.url("/ws/events")) as ws:
+            hello = await next_of(ws, "hello")
+    listed = next(r for r in hello["runs"] if r["id"] == record.id)
+    assert listed["state"] == "done" and listed["summary"] == {"seed": 7} and listed["error"] == ""
+    assert hello["limits"]["block_threshold"] == running.hub.settings.block_threshold
+    assert hello["limits"]["keep_runs"] >= 1
