@@ -171,6 +171,7 @@ async def serve_until_signal(settings: Settings) -> None:
     Prints one parseable line per listener once both are bound.
     """
     # Imported here so that `trio-echo client` does not pay for Hypercorn and Starlette.
+    from app.gcpolicy import tune_for_serving
     from app.server import Server
 
     server = Server(settings)
@@ -193,6 +194,7 @@ async def serve_until_signal(settings: Settings) -> None:
             ports = await nursery.start(run_server)
             print(f"tcp echo listening on {ports.tcp_address}", flush=True)
             print(f"web listening on {ports.web_url}", flush=True)
+            tune_for_serving()
 
 
 def _client(args: argparse.Namespace) -> int:

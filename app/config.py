@@ -38,8 +38,10 @@ class Settings:
     host: str = "127.0.0.1"
     tcp_port: int = 8001
     http_port: int = 8000
-    # The tutorial's gevent server called listen(500).
-    backlog: int = 500
+    # Linux's default somaxconn, which caps it.  The tutorial's gevent server
+    # called listen(500); a storm of 10,000 connects at once overflows that
+    # even with greedy accepting (measured: docs/performance.md).
+    backlog: int = 4096
     max_connections: int = 10_000
     max_web_connections: int = 1_000
     idle_timeout: float = 300.0

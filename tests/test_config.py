@@ -17,7 +17,7 @@ def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
 
 def test_defaults_match_the_tutorial_and_bind_loopback() -> None:
     s = parse([])
-    assert (s.host, s.tcp_port, s.http_port, s.backlog) == ("127.0.0.1", 8001, 8000, 500)
+    assert (s.host, s.tcp_port, s.http_port, s.backlog) == ("127.0.0.1", 8001, 8000, 4096)
     assert (s.max_connections, s.max_web_connections) == (10_000, 1_000)
     assert (s.idle_timeout, s.max_message_size) == (300.0, 1_048_576)
 
