@@ -31,6 +31,20 @@ def _us(seconds: float) -> float:
     return round(seconds * 1_000_000, 3)
 
 
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _instant(
+    name: str, scope: str, tid: int, ts: float, args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An instant event; *scope* is ``t`` (its thread), ``p`` (the process) or ``g`` (global)."""
+    event: dict[str, Any] = {"name": name, "ph": "i", "s": scope, "pid": PID, "tid": tid, "ts": ts}
+    if args is not None:
+        event["args"] = args
+    return event
+
+
 def chrome_trace(events: Iterable[Event], *, title: str = "trio-echo") -> dict[str, Any]:
     """The trace of *events* (oldest first) as a Chrome Trace Event Format object."""
     out: list[dict[str, Any]] = [
@@ -73,59 +87,21 @@ def chrome_trace(events: Iterable[Event], *, title: str = "trio-echo") -> dict[s
                     "tid": event.task,
                     "ts": ts,
                     "dur": _us(event.dur),
-                    "args": {"busy_ms": round(event.busy * 1000, 3), "steps": event.count},
+                    "args": {"busy_ms": _ms(event.busy), "steps": event.count},
                 }
             )
         elif isinstance(event, Output):
-            out.append(
-                {"name": event.text, "ph": "i", "s": "t", "pid": PID, "tid": event.task, "ts": ts}
-            )
+            out.append(_instant(event.text, "t", event.task, ts))
         elif isinstance(event, Block):
-            out.append(
-                {
-                    "name": "block",
-                    "ph": "i",
-                    "s": "g",
-                    "pid": PID,
-                    "tid": event.task,
-                    "ts": ts,
-                    "args": {"task": event.name, "duration_ms": round(event.dur * 1000, 3)},
-                }
-            )
+            args = {"task": event.name, "duration_ms": _ms(event.dur)}
+            out.append(_instant("block", "g", event.task, ts, args))
         elif isinstance(event, Exit):
-            out.append(
-                {
-                    "name": "exit",
-                    "ph": "i",
-                    "s": "t",
-                    "pid": PID,
-                    "tid": event.task,
-                    "ts": ts,
-                    "args": {"steps": event.steps, "busy_ms": round(event.busy * 1000, 3)},
-                }
-            )
+            args = {"steps": event.steps, "busy_ms": _ms(event.busy)}
+            out.append(_instant("exit", "t", event.task, ts, args))
         elif isinstance(event, RunStart):
-            out.append(
-                {
-                    "name": "run",
-                    "ph": "i",
-                    "s": "p",
-                    "pid": PID,
-                    "tid": RUN_THREAD,
-                    "ts": ts,
-                    "args": {"scenario": event.scenario, "params": event.params},
-                }
-            )
+            args = {"scenario": event.scenario, "params": event.params}
+            out.append(_instant("run", "p", RUN_THREAD, ts, args))
         elif isinstance(event, RunEnd):
-            out.append(
-                {
-                    "name": f"run {event.state}",
-                    "ph": "i",
-                    "s": "p",
-                    "pid": PID,
-                    "tid": RUN_THREAD,
-                    "ts": ts,
-                    "args": {"state": event.state, "error": event.error, "summary": event.summary},
-                }
-            )
+            args = {"state": event.state, "error": event.error, "summary": event.summary}
+            out.append(_instant(f"run {event.state}", "p", RUN_THREAD, ts, args))
     return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {"lanes": names}}

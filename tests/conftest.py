@@ -90,6 +90,17 @@ async def wait_until(condition: Callable[[], bool], poll: float = 0.01) -> None:
         await trio.sleep(poll)
 
 
+def expect_hypercorn_drop(running: Running, request: pytest.FixtureRequest) -> None:
+    """On the ASGI websocket path, expect the known deviation: a protocol error drops the
+    connection without a close frame (Hypercorn 0.18 with wsproto 1.3; docs/decisions.md).
+
+    A strict xfail: the test still runs, and fails loudly the day Hypercorn fixes it.
+    """
+    if running.hub.settings.ws_engine == "asgi":
+        reason = "Hypercorn 0.18 drops protocol errors without a close frame (docs/decisions.md)"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 async def read_all(stream: trio.SocketStream, limit: int = 1 << 30) -> bytes:
     """Everything *stream* delivers until EOF."""
     chunks = []

@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
+from playwright.sync_api import Page, expect
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 # No sandbox (root in a container), no GPU, and nothing that phones home: with the network
@@ -112,3 +113,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# The form's status line once the server accepted a run.
+STARTED: Final = re.compile(r"^Started (r\d+)\.$")
+
+
+def start_run(page: Page, scenario: str, **params: Any) -> str:
+    """Fill the form for *scenario* with *params*, press Run, and return the new run's id."""
+    page.get_by_test_id("scenario-select").select_option(scenario)
+    for name, value in params.items():
+        field = page.get_by_test_id(f"param-{name}")
+        if field.evaluate("node => node.tagName") == "SELECT":
+            field.select_option(str(value))
+        else:
+            field.fill(str(value))
+    page.get_by_test_id("run-button").click()
+    # The click sets "Starting…" at once, so an older "Started rN." cannot match here.
+    status = page.get_by_test_id("form-status")
+    expect(status).to_have_text(STARTED)
+    match = STARTED.match(status.inner_text())
+    assert match is not None
+    return match.group(1)

@@ -13,31 +13,13 @@ rounds are all in the picture.
 from __future__ import annotations
 
 import argparse
-import re
 import socket
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
-from .harness import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, running_server
-
-STARTED = re.compile(r"^Started r\d+\.$")
-
-
-def start(page: Page, scenario: str, **params: object) -> str:
-    """Start *scenario* from the form; return its run id."""
-    page.get_by_test_id("scenario-select").select_option(scenario)
-    for name, value in params.items():
-        field = page.get_by_test_id(f"param-{name}")
-        if field.evaluate("node => node.tagName") == "SELECT":
-            field.select_option(str(value))
-        else:
-            field.fill(str(value))
-    page.get_by_test_id("run-button").click()
-    status = page.get_by_test_id("form-status")
-    expect(status).to_have_text(STARTED)
-    return status.inner_text().removeprefix("Started ").removesuffix(".")
+from .harness import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, running_server, start_run
 
 
 def shoot(url: str, out: Path) -> None:
@@ -56,8 +38,8 @@ def shoot(url: str, out: Path) -> None:
             page.get_by_test_id("echo-input").fill("text stays text ✓")
             page.get_by_test_id("echo-send").click()
             expect(page.locator('[data-testid="echo-in"]')).to_have_count(1)
-            start(page, "spawn-join", tasks=3, n=8, sleep=0.25)
-            blocking = start(page, "blocking", mode="time.sleep", count=3, duration=0.3)
+            start_run(page, "spawn-join", tasks=3, n=8, sleep=0.25)
+            blocking = start_run(page, "blocking", mode="time.sleep", count=3, duration=0.3)
             run = page.locator(f'[data-testid="run"][data-run="{blocking}"]')
             expect(run).to_have_attribute("data-state", "done", timeout=15_000)
             page.get_by_test_id("scenario-select").select_option("blocking")

@@ -12,36 +12,18 @@ import json
 import re
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
+from .harness import start_run
+
 pytestmark = pytest.mark.browser
 
-STARTED = re.compile(r"^Started (r\d+)\.$")
 # One or more, as a data-* attribute: the count of what the last frame drew.
 SOME = re.compile(r"^[1-9]\d*$")
 ZERO = "0"
 EVENTS_SOCKET = re.compile(r"/ws/events")
-
-
-def start_run(page: Page, scenario: str, **params: Any) -> str:
-    """Fill the form for *scenario* with *params*, press Run, and return the new run's id."""
-    page.get_by_test_id("scenario-select").select_option(scenario)
-    for name, value in params.items():
-        field = page.get_by_test_id(f"param-{name}")
-        if field.evaluate("node => node.tagName") == "SELECT":
-            field.select_option(str(value))
-        else:
-            field.fill(str(value))
-    page.get_by_test_id("run-button").click()
-    # The click sets "Starting…" at once, so an older "Started rN." cannot match here.
-    status = page.get_by_test_id("form-status")
-    expect(status).to_have_text(STARTED)
-    match = STARTED.match(status.inner_text())
-    assert match is not None
-    return match.group(1)
 
 
 def run_item(page: Page, run: str) -> Locator:

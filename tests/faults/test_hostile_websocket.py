@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from conftest import Running
+from conftest import Running, expect_hypercorn_drop
 from netclient import frame, read_close_code, ws_connect, ws_handshake
 
 CONT, TEXT, BINARY, PING = 0x0, 0x1, 0x2, 0x9
@@ -73,14 +73,8 @@ async def test_fragmented_message_is_reassembled_and_echoed(ws_server: Running) 
 async def test_framing_violations_close_with_the_rfc_code(
     ws_server: Running, hostile: bytes, code: int, request: pytest.FixtureRequest
 ) -> None:
-    if ws_server.hub.settings.ws_engine == "asgi" and code != 1009:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Hypercorn 0.18 drops protocol errors without a close frame "
-                "(docs/decisions.md)",
-            )
-        )
+    if code != 1009:  # Hypercorn does close oversized messages properly
+        expect_hypercorn_drop(ws_server, request)
     with trio.fail_after(10):
         stream, rest = await ws_handshake(ws_server.ports.http)
         async with stream:

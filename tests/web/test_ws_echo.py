@@ -10,7 +10,7 @@ from trio_websocket import ConnectionClosed
 
 from app.units import MiB
 
-from conftest import WS_ENGINES, Running, start_server, wait_until
+from conftest import WS_ENGINES, Running, expect_hypercorn_drop, start_server, wait_until
 from netclient import frame, read_close_code, ws_connect, ws_handshake
 
 
@@ -64,14 +64,7 @@ async def test_ping_is_answered(ws_server: Running) -> None:
 async def test_protocol_errors_close_with_the_right_code(
     ws_server: Running, hostile: bytes, code: int, request: pytest.FixtureRequest
 ) -> None:
-    if ws_server.hub.settings.ws_engine == "asgi":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Hypercorn 0.18 drops the connection without a close frame when "
-                "wsproto reports a protocol error (docs/decisions.md); the default path is strict",
-            )
-        )
+    expect_hypercorn_drop(ws_server, request)
     with trio.fail_after(5):
         stream, rest = await ws_handshake(ws_server.ports.http)
         async with stream:
