@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import trio
 
 from app import __version__
+from app.bench.command import add_parser as add_bench_parser
 from app.config import (
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_options(client, CLIENT_OPTIONS, ClientSettings)
     client.set_defaults(command=_client)
+
+    add_bench_parser(commands)
 
     demo = commands.add_parser(
         "demo",

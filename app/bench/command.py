@@ -1,0 +1,126 @@
+"""``trio-echo bench``: its flags, and the shell that runs a plan and prints the result.
+
+Exit codes: 0 when the run measured something without errors, 1 when it saw
+errors (mismatches, resets, failed connects), 2 when it could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Final
+
+import trio
+
+from app.units import MiB
+
+# Bounds of the flags, with the reason.
+MAX_CONNECTIONS: Final = 20_000  # the machine's hard open-file limit is 20,000
+MAX_SIZE: Final = 16 * MiB  # past the server's default 1 MiB limit, for testing it
+MAX_DURATION: Final = 3600.0  # one hour: a soak, not a benchmark
+MAX_RATE: Final = 100_000  # feed events a second; the ring holds 65,536
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``bench`` command to the CLI's sub-commands."""
+    bench = commands.add_parser(
+        "bench",
+        help="measure an echo server: ping-pong over TCP or websocket, or the feed's fan-out",
+        description="Ping-pong load on an echo server: every connection sends a message, waits "
+        "for its echo, checks it byte for byte, and sends the next. Progress on stderr once a "
+        "second, then a summary (msgs/s, latency percentiles) on stdout. With --feed, open "
+        "subscribers to /ws/events, make the server publish (by opening and resetting TCP echo "
+        "connections) and measure each subscriber's lag, then again with one subscriber that "
+        "stops reading. Ctrl-C ends the window early and still prints the summary.",
+    )
+    target = bench.add_mutually_exclusive_group()
+    target.add_argument("--tcp", metavar="HOST:PORT", help="TCP echo (default 127.0.0.1:8001)")
+    target.add_argument(
+        "--ws", metavar="URL", help="websocket echo, e.g. ws://127.0.0.1:8000/ws/echo"
+    )
+    target.add_argument(
+        "--feed", metavar="URL", help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events"
+    )
+    bench.add_argument(
+        "--connections",
+        type=_bounded(int, 1, MAX_CONNECTIONS),
+        default=100,
+        help=f"connections (feed: subscribers) (default: 100; 1..{MAX_CONNECTIONS})",
+    )
+    bench.add_argument(
+        "--size",
+        type=_bounded(int, 1, MAX_SIZE),
+        default=64,
+        help=f"message size in bytes (default: 64; 1..{MAX_SIZE})",
+    )
+    bench.add_argument(
+        "--duration",
+        type=_bounded(float, 0.1, MAX_DURATION),
+        default=5.0,
+        help="seconds measured (feed: per phase) (default: 5)",
+    )
+    bench.add_argument(
+        "--warmup",
+        type=_bounded(float, 0, 60),
+        default=0.5,
+        help="seconds of load before measuring (default: 0.5)",
+    )
+    bench.add_argument("--text", action="store_true", help="websocket: text messages, not binary")
+    bench.add_argument(
+        "--rate",
+        type=_bounded(int, 1, MAX_RATE),
+        default=10_000,
+        help=f"feed: events a second to make the server publish (default: 10000; 1..{MAX_RATE})",
+    )
+    bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    bench.set_defaults(command=run)
+
+
+def _bounded(kind: Callable[[str], float], lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+        return value
+
+    return parse
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark the flags describe; print progress, then the summary."""
+    from app.bench.load import BenchError, Plan, run_bench
+    from app.bench.stats import table
+
+    if args.feed:
+        mode, target = "feed", args.feed
+    elif args.ws:
+        mode, target = "ws", args.ws
+    else:
+        mode, target = "tcp", args.tcp or "127.0.0.1:8001"
+    plan = Plan(
+        mode=mode,
+        target=target,
+        connections=args.connections,
+        size=args.size,
+        duration=args.duration,
+        warmup=args.warmup,
+        text=args.text,
+        rate=args.rate,
+    )
+
+    def progress(line: str) -> None:
+        print(f"bench: {line}", file=sys.stderr, flush=True)
+
+    try:
+        summary = trio.run(partial(run_bench, plan, progress))
+    except (BenchError, OSError) as exc:
+        print(f"trio-echo bench: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary.as_json()), flush=True)
+    else:
+        print(table(summary), flush=True)
+    return 1 if summary.errors else 0

@@ -1,0 +1,550 @@
+"""The load itself: ping-pong connections (TCP or websocket) and feed subscribers, under Trio.
+
+Every client is a task in one nursery that :func:`run_bench` owns; the run
+ends when the window closes, at Ctrl-C, or on cancellation, and then every
+connection is closed with it.  Ping-pong: each connection sends one message
+of ``size`` bytes (a slice of a random pool at a random offset, so a stale
+or foreign echo cannot pass), waits for all of it to come back, compares it
+byte for byte, and sends the next.  A connection that sees a wrong byte, a
+reset or an early close counts an error and stops.
+
+The feed benchmark (``--feed``) opens subscribers to ``/ws/events`` and
+makes the server publish: it opens and resets TCP echo connections at half
+the wanted event rate (each one is a ``conn_open`` and a ``conn_close``
+event), so it needs no hook in the server.  Each subscriber's lag is the
+time from an event's ``t`` (the server's clock, lined up with ours through
+``hello.now``; both are ``CLOCK_MONOTONIC`` on one machine) to the arrival
+of the frame carrying it.  Events are not decoded one by one (a client that
+parses a million events a second would be the bottleneck): a frame's first
+and last ``t`` are read and the events between are spread evenly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import OPEN, Event
+from websockets.uri import parse_uri
+
+from app.bench.stats import Histogram, Latency, Summary
+
+# Handshakes in flight at once while connecting, so the server's listen
+# backlog does not distort the start (as the Node client does).
+CONNECT_CONCURRENCY: Final = 64
+# A connection that is not up by then counts as a connect error.
+CONNECT_TIMEOUT: Final = 15.0
+# Random bytes the payloads are cut from (per run, shared by all connections).
+POOL_SIZE: Final = 4 * 1024 * 1024
+# Largest single read.
+RECV_SIZE: Final = 64 * 1024
+# Progress lines per second on stderr.
+PROGRESS_INTERVAL: Final = 1.0
+# A feed frame is spread into at most this many lag samples (bounds client CPU).
+LAG_STRATA: Final = 16
+# Feed churn: connections opened (and reset) per tick, ticks this far apart.
+CHURN_TICK: Final = 0.01
+# The largest messages this tool sends (the server's default limit is 1 MiB).
+MAX_SIZE: Final = 16 * 1024 * 1024
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to run.  *target* is ``host:port`` for TCP, a ``ws://`` URL otherwise."""
+
+    mode: str  # "tcp", "ws" or "feed"
+    target: str
+    connections: int = 100
+    size: int = 64
+    duration: float = 5.0
+    warmup: float = 0.5
+    text: bool = False
+    #: Feed mode: events per second to make the server publish.
+    rate: int = 10_000
+
+
+class BenchError(Exception):
+    """The run could not start (nothing to connect to, a bad target)."""
+
+
+class Recorder:
+    """Counts of one run, shared by every client task; only counts inside the window."""
+
+    def __init__(self, connections: int = 0) -> None:
+        self.hist = Histogram()
+        self.messages = 0
+        self.bytes = 0
+        self.total_messages = 0
+        self.errors: Counter[str] = Counter()
+        self.established = 0
+        self.measuring = False
+        self._unsettled = connections
+        #: Set once every connection is up or has failed to come up.
+        self.settled = trio.Event()
+
+    def up(self, error: str = "") -> None:
+        """One connection came up, or failed to (*error* says how)."""
+        if error:
+            self.errors[error] += 1
+        else:
+            self.established += 1
+        self._unsettled -= 1
+        if self._unsettled <= 0:
+            self.settled.set()
+
+    def done(self, ns: int, size: int, count: int = 1) -> None:
+        """*count* messages of *size* bytes came back, the last after *ns* nanoseconds."""
+        self.total_messages += count
+        if self.measuring:
+            self.messages += count
+            self.bytes += size * count
+            if size:
+                self.hist.add(ns // 1000)
+
+
+class Payloads:
+    """Random messages of one size, cut from one pool at random offsets."""
+
+    def __init__(self, size: int, text: bool) -> None:
+        pool = bytearray(os.urandom(max(POOL_SIZE, 8 * size) + size))
+        if text:  # printable ASCII: valid UTF-8, one byte a character
+            pool = bytearray(0x20 + b % 95 for b in pool)
+        self._pool = bytes(pool)
+        self._size = size
+        self._span = len(pool) - size
+
+    def next(self) -> bytes:
+        offset = random.randrange(self._span)
+        return self._pool[offset : offset + self._size]
+
+
+# -- ping-pong clients --------------------------------------------------------------------
+
+
+async def _tcp_client(
+    host: str, port: int, plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Semaphore
+) -> None:
+    size = plan.size
+    with trio.socket.socket() as sock:
+        async with up:
+            with trio.move_on_after(CONNECT_TIMEOUT) as scope:
+                await sock.connect((host, port))
+        if scope.cancelled_caught:
+            rec.up("connect_timeout")
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rec.up()
+        buf = bytearray(size)
+        view = memoryview(buf)
+        now = time.perf_counter_ns
+        while True:
+            payload = payloads.next()
+            start = now()
+            await _send_all(sock, payload)
+            got = 0
+            while got < size:
+                n = await sock.recv_into(view[got:])
+                if n == 0:
+                    rec.errors["eof"] += 1
+                    return
+                got += n
+            elapsed = now() - start
+            if buf != payload:
+                rec.errors["mismatch"] += 1
+                return
+            rec.done(elapsed, size)
+
+
+async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[await sock.send(view) :]
+
+
+class _WsClient:
+    """One websocket client connection: a trio socket and websockets' sans-IO protocol."""
+
+    def __init__(self, sock: trio.socket.SocketType, protocol: ClientProtocol) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        #: Events received but not consumed yet (frames that came with the handshake answer).
+        self.pending: list[Event] = []
+
+    @classmethod
+    async def open(cls, url: str, *, max_size: int | None = MAX_SIZE) -> _WsClient:
+        """Connect and do the opening handshake.
+
+        Raises:
+            OSError: no connection.
+            BenchError: the handshake was refused.
+        """
+        parts = urlsplit(url)
+        client = cls(trio.socket.socket(), ClientProtocol(parse_uri(url), max_size=max_size))
+        sock, protocol = client.sock, client.protocol
+        try:
+            await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            protocol.send_request(protocol.connect())
+            await client.flush()
+            while True:
+                data = await sock.recv(RECV_SIZE)
+                if not data:
+                    raise BenchError(f"{url}: closed during the handshake")
+                protocol.receive_data(data)
+                events = protocol.events_received()
+                if events and isinstance(events[0], Response):
+                    if protocol.state is not OPEN:
+                        raise BenchError(f"{url}: handshake refused: {events[0].status_code}")
+                    client.pending = events[1:]
+                    return client
+        except BaseException:
+            sock.close()
+            raise
+
+    async def flush(self) -> None:
+        """Send whatever the protocol queued (messages, pongs, close answers)."""
+        for data in self.protocol.data_to_send():
+            if data:
+                await _send_all(self.sock, data)
+
+    async def receive(self) -> tuple[Opcode, bytes] | None:
+        """The next whole data message ``(opcode, payload)``; None when the connection closed."""
+        protocol = self.protocol
+        parts: list[bytes] = []
+        opcode: Opcode | None = None
+        while True:
+            events, self.pending = self.pending + protocol.events_received(), []
+            for i, event in enumerate(events):
+                if not isinstance(event, Frame):
+                    continue
+                if event.opcode is Opcode.TEXT or event.opcode is Opcode.BINARY:
+                    opcode = event.opcode
+                elif event.opcode is not Opcode.CONT:
+                    continue
+                parts.append(bytes(event.data))
+                if event.fin:
+                    assert opcode is not None
+                    self.pending = events[i + 1 :]
+                    return opcode, parts[0] if len(parts) == 1 else b"".join(parts)
+            await self.flush()
+            if protocol.state is not OPEN:
+                return None
+            data = await self.sock.recv(RECV_SIZE)
+            if not data:
+                protocol.receive_eof()
+                return None
+            protocol.receive_data(data)
+
+
+async def _ws_client(plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Semaphore) -> None:
+    async with up:
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                client = await _WsClient.open(plan.target)
+        except (OSError, BenchError, trio.TooSlowError):
+            rec.up("connect_failed")
+            return
+    with client.sock:
+        rec.up()
+        protocol = client.protocol
+        want = Opcode.TEXT if plan.text else Opcode.BINARY
+        now = time.perf_counter_ns
+        while True:
+            payload = payloads.next()
+            start = now()
+            if plan.text:
+                protocol.send_text(payload)
+            else:
+                protocol.send_binary(payload)
+            await client.flush()
+            message = await client.receive()
+            elapsed = now() - start
+            if message is None:
+                rec.errors["closed"] += 1
+                return
+            opcode, data = message
+            if opcode is not want or data != payload:
+                rec.errors["mismatch"] += 1
+                return
+            rec.done(elapsed, plan.size)
+
+
+# -- feed subscribers ---------------------------------------------------------------------
+
+
+class Subscriber:
+    """Lag figures of one ``/ws/events`` reader, per phase."""
+
+    def __init__(self, phases: int) -> None:
+        self.hists = [Histogram() for _ in range(phases)]
+        self.gaps = [0] * phases
+        self.events = [0] * phases
+        self.offset = 0.0  # our perf_counter minus the server's feed time
+        self.tcp = ""
+
+
+def parse_batch(frame: bytes) -> tuple[int, float, float] | None:
+    """``(count, first t, last t)`` of an ``events`` frame, without decoding every event."""
+    first = frame.find(b'"t":')
+    if first < 0:
+        return None
+    last = frame.rfind(b'"t":')
+    return frame.count(b'"seq":'), _number_at(frame, first + 4), _number_at(frame, last + 4)
+
+
+def _number_at(frame: bytes, start: int) -> float:
+    end = start
+    while frame[end] not in b",}":
+        end += 1
+    return float(frame[start:end])
+
+
+def add_lags(hist: Histogram, arrival: float, count: int, first: float, last: float) -> None:
+    """Count *count* events spread from *first* to *last* (already our clock) arriving now."""
+    strata = min(count, LAG_STRATA)
+    for i in range(strata):
+        t = first + (last - first) * (i + 0.5) / strata
+        weight = count // strata + (1 if i < count % strata else 0)
+        hist.add(max(0, int((arrival - t) * 1e6)), weight)
+
+
+async def _subscribe(
+    url: str,
+    sub: Subscriber,
+    phase: list[int],
+    rec: Recorder,
+    up: trio.Semaphore,
+    ready: trio.Event | None,
+) -> None:
+    async with up:
+        client = await _WsClient.open(url, max_size=None)
+    with client.sock:
+        hello = await client.receive()
+        if hello is None:
+            raise BenchError(f"{url}: closed before hello")
+        got = json.loads(hello[1])
+        sub.offset = time.perf_counter() - got["now"]
+        sub.tcp = got.get("listeners", {}).get("tcp", "")
+        if ready is not None:
+            ready.set()
+        while True:
+            message = await client.receive()
+            if message is None:
+                return
+            arrival = time.perf_counter()
+            data = message[1]
+            p = phase[0]
+            if p < 0:
+                continue
+            if data.startswith(b'{"type":"gap"'):
+                sub.gaps[p] += 1
+                continue
+            batch = parse_batch(data)
+            if batch is None:
+                continue
+            count, first, last = batch
+            sub.events[p] += count
+            rec.done(0, 0, count)
+            add_lags(sub.hists[p], arrival, count, first + sub.offset, last + sub.offset)
+
+
+async def _stalled_subscriber(url: str) -> None:
+    """A subscriber that does the handshake, then never reads again (a frozen browser tab)."""
+    parts = urlsplit(url)
+    sock = trio.socket.socket()
+    with sock:
+        # A small receive buffer, so that the server feels the stall soon.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+        protocol = ClientProtocol(parse_uri(url))
+        protocol.send_request(protocol.connect())
+        for data in protocol.data_to_send():
+            await _send_all(sock, data)
+        await trio.sleep_forever()
+
+
+async def _churn(tcp: str, rate: int, rec: Recorder) -> None:
+    """Open and reset TCP echo connections, ``rate / 2`` a second: ``rate`` feed events."""
+    host, _, port = tcp.rpartition(":")
+    address = (host.strip("[]"), int(port))
+    linger = struct.pack("ii", 1, 0)
+    per_second = rate / 2
+    start = trio.current_time()
+    opened = 0
+    while True:
+        due = int((trio.current_time() - start) * per_second)
+        while opened < due:
+            opened += 1
+            sock = trio.socket.socket()
+            try:
+                await sock.connect(address)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            except OSError:
+                rec.errors["churn_connect"] += 1
+            finally:
+                sock.close()  # with SO_LINGER 0: a reset, no TIME_WAIT
+        await trio.sleep(CHURN_TICK)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+async def run_bench(plan: Plan, progress: Progress) -> Summary:
+    """Run *plan* and return what it measured.  Ctrl-C ends the window early, cleanly.
+
+    Cancellation: every connection is closed; nothing is returned.
+
+    Raises:
+        BenchError: no connection could be made at all.
+    """
+    if plan.mode == "feed":
+        return await _run_feed(plan, progress)
+    rec = Recorder(plan.connections)
+    payloads = Payloads(plan.size, plan.text)
+    up = trio.Semaphore(CONNECT_CONCURRENCY)
+    host, _, port = plan.target.rpartition(":")
+    async with trio.open_nursery() as nursery:
+        for _ in range(plan.connections):
+            if plan.mode == "tcp":
+                nursery.start_soon(
+                    _tcp_client, host.strip("[]"), int(port), plan, rec, payloads, up
+                )
+            else:
+                nursery.start_soon(_ws_client, plan, rec, payloads, up)
+        with trio.move_on_after(CONNECT_TIMEOUT + 1):
+            await rec.settled.wait()
+        if not rec.established:
+            nursery.cancel_scope.cancel()
+            raise BenchError(f"no connection to {plan.target}: {dict(rec.errors)}")
+        progress(f"{rec.established} connections up; warming up {plan.warmup:g} s")
+        await trio.sleep(plan.warmup)
+        seconds = await _window(plan, rec, progress)
+        nursery.cancel_scope.cancel()
+    return Summary(
+        mode=plan.mode,
+        target=plan.target,
+        connections=plan.connections,
+        size=plan.size,
+        seconds=round(seconds, 3),
+        established=rec.established,
+        messages=rec.messages,
+        bytes=rec.bytes * 2,
+        errors=dict(rec.errors),
+        latency=Latency.of(rec.hist),
+    )
+
+
+async def _window(plan: Plan, rec: Recorder, progress: Progress) -> float:
+    """Measure for ``plan.duration`` (or until Ctrl-C), a progress line a second; the seconds."""
+    start = trio.current_time()
+    unit = "events" if plan.mode == "feed" else "msgs"
+    rec.measuring = True
+    last_n, last_t = 0, start
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def interrupt() -> None:
+                async for _ in signals:
+                    progress("interrupted: summarising what was measured")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(interrupt)
+            with trio.move_on_at(start + plan.duration):
+                while True:
+                    await trio.sleep(PROGRESS_INTERVAL)
+                    now = trio.current_time()
+                    rate = (rec.messages - last_n) / (now - last_t)
+                    p99 = rec.hist.percentile(99) / 1000
+                    progress(
+                        f"{now - start:5.1f} s  {rate:10.0f} {unit}/s  "
+                        + (f"p99 so far {p99:.2f} ms  " if rec.hist.total else "")
+                        + f"errors {sum(rec.errors.values())}"
+                    )
+                    last_n, last_t = rec.messages, now
+            nursery.cancel_scope.cancel()
+    rec.measuring = False
+    return trio.current_time() - start
+
+
+async def _run_feed(plan: Plan, progress: Progress) -> Summary:
+    """Subscribers, churn at ``plan.rate``, then the same again with one subscriber stalled."""
+    phases = ("all reading", "one stalled")
+    subs = [Subscriber(len(phases)) for _ in range(plan.connections)]
+    phase = [-1]
+    rec = Recorder()
+    up = trio.Semaphore(CONNECT_CONCURRENCY)
+    async with trio.open_nursery() as nursery:
+        first = trio.Event()
+        for i, sub in enumerate(subs):
+            nursery.start_soon(
+                _subscribe, plan.target, sub, phase, rec, up, first if i == 0 else None
+            )
+        with trio.fail_after(CONNECT_TIMEOUT):
+            await first.wait()
+        if not subs[0].tcp:
+            raise BenchError("the server's hello names no TCP echo listener to churn")
+        nursery.start_soon(_churn, subs[0].tcp, plan.rate, rec)
+        progress(f"{plan.connections} subscribers; churning {plan.rate} events/s")
+        await trio.sleep(plan.warmup)
+        results = []
+        total = 0.0
+        for p, name in enumerate(phases):
+            if p == 1:
+                nursery.start_soon(_stalled_subscriber, plan.target)
+            phase[0] = p
+            progress(f"phase {name!r} for {plan.duration:g} s")
+            seconds = await _window(plan, rec, progress)
+            total += seconds
+            results.append(_phase_figures(name, subs, p, seconds))
+        nursery.cancel_scope.cancel()
+    merged = Histogram()
+    for sub in subs:
+        for h in sub.hists:
+            merged.merge(h)
+    return Summary(
+        mode="feed",
+        target=plan.target,
+        connections=plan.connections,
+        size=0,
+        seconds=round(total, 3),
+        established=sum(1 for s in subs if s.offset),
+        messages=rec.messages,
+        bytes=0,
+        errors=dict(rec.errors),
+        latency=Latency.of(merged),
+        phases=results,
+    )
+
+
+def _phase_figures(name: str, subs: list[Subscriber], p: int, seconds: float) -> dict[str, Any]:
+    p99s = [s.hists[p].percentile(99) for s in subs if s.hists[p].total]
+    merged = Histogram()
+    for s in subs:
+        merged.merge(s.hists[p])
+    events = statistics.median(s.events[p] for s in subs) if subs else 0
+    return {
+        "phase": name,
+        "subscribers": len(p99s),
+        "events_per_s": round(events / seconds, 1) if seconds else 0,
+        "lag_p50_us": merged.percentile(50),
+        "lag_p99_median_us": int(statistics.median(p99s)) if p99s else 0,
+        "lag_p99_worst_us": max(p99s, default=0),
+        "gaps": sum(s.gaps[p] for s in subs),
+    }

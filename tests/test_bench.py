@@ -1,0 +1,124 @@
+"""``trio-echo bench`` against real servers: it runs, verifies, and reports sane numbers.
+
+Behaviour, not speed: nothing here asserts how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from app.bench.load import Plan, add_lags, parse_batch, run_bench
+from app.bench.stats import BUCKETS, Histogram, Summary, bucket_of, bucket_top, table
+
+from conftest import start_server
+
+
+def test_buckets_are_ordered_and_tight() -> None:
+    previous = -1
+    for us in [*range(200), 1000, 1023, 1024, 99_999, 10**6, 10**9, 10**12]:
+        index = bucket_of(us)
+        assert 0 <= index < BUCKETS and index >= previous
+        assert us <= bucket_top(index) <= max(us * 1.07, us + 1)
+        previous = index
+
+
+def test_percentiles_of_a_known_spread() -> None:
+    h = Histogram()
+    for us in range(1, 1001):  # 1 us .. 1 ms, one each
+        h.add(us)
+    assert h.total == 1000 and h.max_us == 1000
+    assert 490 <= h.percentile(50) <= 520
+    assert 980 <= h.percentile(99) <= 1000
+    assert h.percentile(100) == 1000
+    assert Histogram().percentile(99) == 0
+
+
+def test_a_feed_frame_is_read_without_decoding_every_event() -> None:
+    frame = (
+        b'{"type":"events","events":[{"kind":"notice","seq":7,"t":1.5,"text":"\\"t\\":9"},'
+        b'{"kind":"stats","seq":8,"t":1.75,"lag":0.0},{"kind":"output","seq":9,"t":2.0}]}'
+    )
+    assert parse_batch(frame) == (3, 1.5, 2.0)
+    h = Histogram()
+    add_lags(h, arrival=2.5, count=3, first=1.5, last=2.0)
+    assert h.total == 3
+    assert 500_000 <= h.percentile(1) <= h.max_us <= 1_000_000
+
+
+async def check(summary: Summary, connections: int) -> None:
+    assert summary.established == connections
+    assert summary.errors == {}
+    assert summary.messages > 0
+    lat = summary.latency
+    assert 0 < lat.p50 <= lat.p90 <= lat.p99 <= lat.max
+    assert "msgs/s" in table(summary) or "events delivered/s" in table(summary)
+
+
+@pytest.mark.parametrize("engine", ["epoll", "tasks"])
+async def test_tcp_bench_against_a_real_server(nursery: trio.Nursery, engine: str) -> None:
+    running = await start_server(nursery, engine=engine)
+    plan = Plan("tcp", f"127.0.0.1:{running.ports.tcp}", connections=20, size=100, duration=1)
+    lines: list[str] = []
+    with trio.fail_after(20):
+        summary = await run_bench(plan, lines.append)
+    await check(summary, 20)
+    assert summary.bytes == summary.messages * 100 * 2
+    assert any("connections up" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+async def test_ws_bench_against_a_real_server(nursery: trio.Nursery, text: bool) -> None:
+    running = await start_server(nursery)
+    plan = Plan("ws", running.url("/ws/echo"), connections=10, size=3000, duration=1, text=text)
+    with trio.fail_after(20):
+        summary = await run_bench(plan, lambda line: None)
+    await check(summary, 10)
+
+
+async def test_feed_bench_measures_lag_in_both_phases(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery)
+    plan = Plan("feed", running.url("/ws/events"), connections=5, duration=1, rate=500)
+    with trio.fail_after(30):
+        summary = await run_bench(plan, lambda line: None)
+    await check(summary, 5)
+    assert [p["phase"] for p in summary.phases] == ["all reading", "one stalled"]
+    for phase in summary.phases:
+        assert phase["subscribers"] == 5
+        assert phase["events_per_s"] > 0
+        assert 0 < phase["lag_p99_median_us"] <= phase["lag_p99_worst_us"]
+
+
+def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--http-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert serve.stdout is not None
+    try:
+        tcp = serve.stdout.readline().split()[-1]
+        bench = subprocess.run(
+            [sys.executable, "-m", "app", "bench", "--tcp", tcp, "--duration", "0.5", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+    finally:
+        serve.terminate()
+        code = serve.wait(timeout=10)
+        serve.stdout.close()
+    assert code == 0
+    assert bench.returncode == 0, bench.stderr
+    result = json.loads(bench.stdout)
+    assert result["mode"] == "tcp" and result["established"] == 100
+    assert result["msgs_per_s"] > 0 and result["errors"] == {}
+    assert "connections up" in bench.stderr  # progress went to stderr
