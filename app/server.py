@@ -21,6 +21,7 @@ cancelled and every task and connection goes with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -50,6 +51,8 @@ class Ports:
     host: str
     tcp: int
     http: int
+    #: A worker's private web port (0 when not one of ``--workers N``).
+    private_http: int = 0
 
     @property
     def tcp_address(self) -> str:
@@ -58,6 +61,10 @@ class Ports:
     @property
     def web_url(self) -> str:
         return f"http://{_bracket(self.host)}:{self.http}"
+
+    @property
+    def private_url(self) -> str:
+        return f"http://{_bracket(self.host)}:{self.private_http}"
 
 
 class Server:
@@ -81,14 +88,24 @@ class Server:
         s = self.settings
         hub = self.hub
         reuse_port = s.workers > 1
-        tcp_listener = _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
-        try:
-            http_listener = _listen(s.host, s.http_port, s.backlog, reuse_port, "web")
-        except BaseException:
-            tcp_listener.close()
-            raise
-        with tcp_listener, http_listener:
-            ports = Ports(s.host, bound_port(tcp_listener), bound_port(http_listener))
+        with contextlib.ExitStack() as listeners:
+            tcp_listener = listeners.enter_context(
+                _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
+            )
+            web_listeners = [
+                listeners.enter_context(_listen(s.host, s.http_port, s.backlog, reuse_port, "web"))
+            ]
+            if hub.worker:
+                # This worker's own web port, so that the page can link to each worker.
+                web_listeners.append(
+                    listeners.enter_context(_listen(s.host, 0, s.backlog, False, "worker web"))
+                )
+            ports = Ports(
+                s.host,
+                bound_port(tcp_listener),
+                bound_port(web_listeners[0]),
+                bound_port(web_listeners[-1]) if hub.worker else 0,
+            )
             hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
             if not is_loopback(s.host):
                 log.warning(
@@ -97,11 +114,17 @@ class Server:
                 )
             fast = websocket_endpoints(hub) if s.ws_engine != "asgi" else None
             ws_echo = (
-                WsEchoEngine(hub.ws, s.max_message_size, hub.draining)
+                WsEchoEngine(
+                    hub.ws,
+                    s.max_message_size,
+                    hub.draining,
+                    ping_interval=s.ws_ping_interval,
+                    write_timeout=s.write_timeout,
+                )
                 if s.ws_engine == "epoll"
                 else None
             )
-            front = WebFront(http_listener, build_app(hub), hub, fast, ws_echo)
+            front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
             engine = _engine(s.engine, tcp_listener, hub)
             trio.lowlevel.add_instrument(hub.tracer)
             try:

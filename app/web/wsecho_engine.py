@@ -16,11 +16,10 @@ Who does what:
   (:meth:`WsEchoEngine.handshake`): it is bounded by a timeout, happens once
   per connection, and may await.  On success it hands the socket to the
   engine and ends; from then on the connection has no task of its own.
-* The engine echoes each data frame as it arrives, with the same opcode and
-  FIN bit: a fragmented message comes back fragmented the same way, and is
-  bounded as a whole by ``--max-message-size`` (1009 beyond it).  Text is
-  checked to be UTF-8 as it arrives, across fragments (1007 if not).  Pings
-  are answered and close frames echoed by the protocol object itself.
+* The engine echoes each message as one frame, text as text, binary as
+  binary: fragments are put together first, bounded as a whole by
+  ``--max-message-size`` (1009 beyond it).  Text must be UTF-8 (1007 if
+  not).  Pings are answered and close frames echoed by the protocol object.
 * Limits and counters are the ``ws`` :class:`~app.echo.conns.ConnTable`'s:
   connection limit (503 at the handshake), idle sweep (closed with 1000
   ``idle``), feed events on open and close.  When the server drains, every
@@ -29,7 +28,12 @@ Who does what:
 Backpressure: while a write is pending the socket is polled for writability
 only, so a client that does not read stops being read; memory per connection
 is bounded by one message being assembled plus one read's worth of echo.
-Keepalive pings are not sent: a dead peer is found by the idle sweep.
+
+Timers are one sweep, not a timer per connection: every
+:data:`SWEEPS_PER_INTERVAL`-th of the shorter of ``--ws-ping-interval`` and
+``--write-timeout``, the engine pings connections that are due (a ping not
+answered by the next one closes 1011, as on the other paths) and cuts those
+whose pending write made no progress for ``--write-timeout``.
 """
 
 from __future__ import annotations
@@ -65,20 +69,37 @@ ECHO_PATH: Final = "/ws/echo"
 HANDSHAKE_TIMEOUT: Final = 10.0
 # After our close frame, the peer has this long to answer before the socket is just closed.
 CLOSE_TIMEOUT: Final = 1.0
+# Keepalive and write timeouts are checked this many times per (shorter) period,
+# so each holds to within a quarter of itself...
+SWEEPS_PER_INTERVAL: Final = 4
+# ...but no more often than this (seconds): a sweep walks every connection.
+MIN_SWEEP: Final = 0.05
 
 OP_CONT: Final = Opcode.CONT
 OP_TEXT: Final = Opcode.TEXT
 OP_BINARY: Final = Opcode.BINARY
 
+OP_PONG: Final = Opcode.PONG
+
 _IN: Final = select.EPOLLIN
 _OUT: Final = select.EPOLLOUT
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class _Link:
     """One websocket as the engine sees it."""
 
-    __slots__ = ("conn", "on_close", "pending", "protocol", "sock", "text", "unlinked")
+    __slots__ = (
+        "conn",
+        "next_ping",
+        "on_close",
+        "parts",
+        "pending",
+        "pinged",
+        "protocol",
+        "sock",
+        "stalled_since",
+        "unlinked",
+    )
 
     def __init__(
         self,
@@ -86,6 +107,7 @@ class _Link:
         protocol: ServerProtocol,
         conn: Conn,
         on_close: Callable[[], None],
+        next_ping: float,
     ) -> None:
         self.sock = sock
         self.protocol = protocol
@@ -93,8 +115,13 @@ class _Link:
         self.on_close = on_close
         #: Bytes to send that the socket did not take yet; while set, nothing is read.
         self.pending: memoryview | None = None
-        #: The UTF-8 check of a fragmented text message in progress, else None.
-        self.text: codecs.IncrementalDecoder | None = None
+        #: When the socket last took none of a pending write (for the write timeout).
+        self.stalled_since = 0.0
+        #: The first frame's opcode and the fragments of a message being put together.
+        self.parts: tuple[Opcode, list[BytesLike]] | None = None
+        #: When the next keepalive ping is due, and whether one is unanswered.
+        self.next_ping = next_ping
+        self.pinged = False
         self.unlinked = False
 
 
@@ -107,10 +134,20 @@ class WsEchoEngine:
 
     name: Final = "epoll"
 
-    def __init__(self, table: ConnTable, max_message_size: int, draining: trio.Event) -> None:
+    def __init__(
+        self,
+        table: ConnTable,
+        max_message_size: int,
+        draining: trio.Event,
+        *,
+        ping_interval: float,
+        write_timeout: float,
+    ) -> None:
         self._table = table
         self._max_size = max_message_size
         self._draining = draining
+        self._ping_interval = ping_interval
+        self._write_timeout = write_timeout
         self._links: dict[int, _Link] = {}
         self._buf = bytearray(RECV_SIZE)
         self._epoll: select.epoll | None = None
@@ -178,7 +215,8 @@ class WsEchoEngine:
             # Not a valid upgrade: websockets answered 400 or 426.
             self._table.close(conn, "handshake failed")
             return False
-        self._adopt(_Link(sock, protocol, conn, on_close), early)
+        link = _Link(sock, protocol, conn, on_close, trio.current_time() + self._ping_interval)
+        self._adopt(link, early)
         return True
 
     # -- the engine's task -------------------------------------------------------------------
@@ -196,6 +234,7 @@ class WsEchoEngine:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_drain)
+                    nursery.start_soon(self._sweep)
                     await self._loop(ep)
             finally:
                 for link in list(self._links.values()):
@@ -206,6 +245,36 @@ class WsEchoEngine:
         await self._draining.wait()
         for link in list(self._links.values()):
             self._close(link, CloseCode.GOING_AWAY, "server shutting down")
+
+    async def _sweep(self) -> None:
+        """Keepalive pings and write timeouts, for every connection, a few times a period."""
+        period = min(self._ping_interval, self._write_timeout) / SWEEPS_PER_INTERVAL
+        while True:
+            await trio.sleep(max(period, MIN_SWEEP))
+            now = trio.current_time()
+            for link in list(self._links.values()):
+                if link.unlinked:
+                    continue
+                if link.pending is not None:
+                    if now - link.stalled_since >= self._write_timeout:
+                        log.info(
+                            "ws echo: %s took no data for %.1f s; closing it",
+                            link.conn.peer,
+                            self._write_timeout,
+                        )
+                        self._drop(link, "write timeout")
+                    continue
+                if now < link.next_ping or link.protocol.state is not OPEN:
+                    continue
+                link.next_ping = now + self._ping_interval
+                if link.pinged:
+                    log.info("ws echo: %s: keepalive ping timeout; closed it", link.conn.peer)
+                    link.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    self._expect_close(link)
+                else:
+                    link.pinged = True
+                    link.protocol.send_ping(b"")
+                self._write(link)
 
     async def _loop(self, ep: select.epoll) -> None:
         links = self._links
@@ -262,7 +331,7 @@ class WsEchoEngine:
         self._echo(link, protocol.events_received())
 
     def _echo(self, link: _Link, events: list[Event]) -> None:
-        """Echo the data frames among *events*, then write whatever the protocol has to send."""
+        """Echo the messages completed by *events*, then write whatever the protocol has to send."""
         protocol = link.protocol
         conn = link.conn
         for frame in events:
@@ -270,42 +339,37 @@ class WsEchoEngine:
                 break
             assert isinstance(frame, Frame)
             opcode = frame.opcode
-            if opcode is not OP_BINARY and opcode is not OP_TEXT and opcode is not OP_CONT:
-                continue  # ping, pong, close: the protocol has answered them
             data = frame.data
-            fin = frame.fin
-            if not self._check_text(link, opcode, data, fin):
-                break
             conn.bytes_in += len(data)
-            if opcode is OP_BINARY:
-                protocol.send_binary(data, fin)
-            elif opcode is OP_TEXT:
-                protocol.send_text(data, fin)
+            if opcode is OP_CONT:
+                if link.parts is None:
+                    continue  # unreachable: the protocol failed the connection (1002)
+                link.parts[1].append(data)
+                if not frame.fin:
+                    continue
+                opcode, parts = link.parts
+                link.parts = None
+                data = b"".join(parts)
+            elif opcode is OP_BINARY or opcode is OP_TEXT:
+                if not frame.fin:
+                    link.parts = (opcode, [data])
+                    continue
             else:
-                protocol.send_continuation(data, fin)
-            conn.bytes_out += len(data)
-            if fin:
-                conn.msgs += 1
-        self._write(link)
-
-    def _check_text(self, link: _Link, opcode: Opcode, data: BytesLike, fin: bool) -> bool:
-        """Whether the message so far is valid UTF-8 (or not text); if not, fail with 1007."""
-        try:
+                if opcode is OP_PONG:
+                    link.pinged = False
+                continue  # ping, close: the protocol has answered them
             if opcode is OP_TEXT:
-                if fin:
+                try:
                     codecs.utf_8_decode(data, "strict", True)
-                else:
-                    link.text = _Utf8Decoder()
-                    link.text.decode(data, False)
-            elif link.text is not None:
-                link.text.decode(data, fin)
-                if fin:
-                    link.text = None
-        except UnicodeDecodeError as exc:
-            link.text = None
-            link.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-            return False
-        return True
+                except UnicodeDecodeError as exc:
+                    protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                    break
+                protocol.send_text(data)
+            else:
+                protocol.send_binary(data)
+            conn.bytes_out += len(data)
+            conn.msgs += 1
+        self._write(link)
 
     def _write(self, link: _Link) -> None:
         """Send what the protocol has queued; park what the socket does not take."""
@@ -329,6 +393,7 @@ class WsEchoEngine:
                 return
             if sent < len(data):
                 link.pending = memoryview(data)[sent:]
+                link.stalled_since = trio.current_time()
                 assert self._epoll is not None
                 self._epoll.modify(link.sock.fileno(), _OUT)
         if eof and link.pending is None:
@@ -348,6 +413,7 @@ class WsEchoEngine:
             return
         if sent < len(pending):
             link.pending = pending[sent:]
+            link.stalled_since = trio.current_time()
             return
         link.pending = None
         assert self._epoll is not None
