@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_options(serve, SERVE_OPTIONS, Settings)
+    # Set by the supervisor of --workers N for each worker it starts; not for people.
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
 
     client = commands.add_parser(
@@ -157,8 +159,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
     _setup_logging(settings.log_level)
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
+    if settings.workers > 1 and not args.worker_index:
+        from app.workers import supervise
+
+        try:
+            return trio.run(supervise, settings)
+        except OSError as exc:
+            _die(str(exc))
     try:
-        trio.run(serve_until_signal, settings)
+        trio.run(serve_until_signal, settings, args.worker_index)
     except KeyboardInterrupt:
         pass
     except BaseExceptionGroup as group:
@@ -168,16 +177,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_until_signal(settings: Settings) -> None:
+async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; a second signal stops at once.
 
-    Prints one parseable line per listener once both are bound.
+    Prints one parseable line per listener once both are bound.  As worker
+    *worker* of ``--workers N`` it also prints its private web port, takes
+    the list of its peers from stdin, and stops when stdin ends (the
+    supervisor is gone).
     """
     # Imported here so that `trio-echo client` does not pay for Hypercorn and Starlette.
     from app.gcpolicy import tune_for_serving
     from app.server import Server
 
-    server = Server(settings)
+    server = Server(settings, worker=worker)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -197,6 +209,15 @@ async def serve_until_signal(settings: Settings) -> None:
             ports = await nursery.start(run_server)
             print(f"tcp echo listening on {ports.tcp_address}", flush=True)
             print(f"web listening on {ports.web_url}", flush=True)
+            if worker:
+                from app.workers import PRIVATE_PREFIX, read_peers
+
+                print(f"{PRIVATE_PREFIX}{ports.private_url}", flush=True)
+
+                def set_peers(peers: list[dict[str, Any]]) -> None:
+                    server.hub.peers = peers
+
+                nursery.start_soon(read_peers, set_peers, server.stop)
             tune_for_serving()
 
 

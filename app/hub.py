@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -39,6 +40,8 @@ class Hub:
     listeners: dict[str, str] = field(default_factory=dict)
     #: Worker number when running as one of ``--workers N`` (0 when alone).
     worker: int = 0
+    #: Every worker's private web URL, ``{"worker": n, "url": ...}``, when one of several.
+    peers: list[dict[str, Any]] = field(default_factory=list)
     #: Open web connections (HTTP and websocket), kept by the front.
     web_connections: int = 0
     pid: int = field(default_factory=os.getpid)

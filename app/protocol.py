@@ -38,6 +38,9 @@ class Hello(msgspec.Struct, kw_only=True, tag_field="type", tag="hello"):
     runs: list[dict[str, Any]]
     limits: dict[str, Any]
     listeners: dict[str, str]
+    #: With ``serve --workers N``: every worker's own web URL,
+    #: ``[{"worker": 1, "url": "http://127.0.0.1:40123"}, ...]``; empty when alone.
+    peers: list[dict[str, Any]] = []
 
 
 class GapMessage(msgspec.Struct, kw_only=True, tag_field="type", tag="gap"):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import trio
@@ -141,13 +141,13 @@ class WebFront:
 
     def __init__(
         self,
-        listener: socket.socket,
+        listeners: Sequence[socket.socket],
         app: ASGIApp,
         hub: Hub,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
     ) -> None:
-        self._listener = listener
+        self._listeners = listeners
         self._hub = hub
         self._limit = hub.settings.max_web_connections
         self._refusals = LimitLog("web", self._limit)
@@ -181,7 +181,9 @@ class WebFront:
                 nursery.start_soon(self._serve, stream, name=f"web {peer}")
 
             with self._accepting:
-                await accept_forever(self._listener, on_accept)
+                async with trio.open_nursery() as accepting:
+                    for listener in self._listeners:
+                        accepting.start_soon(accept_forever, listener, on_accept)
 
     async def _serve(self, stream: GuardedStream) -> None:
         handed_over = False

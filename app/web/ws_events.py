@@ -101,6 +101,7 @@ def hello(hub: Hub) -> protocol.Hello:
             "keep_runs": KEEP_RUNS,
         },
         listeners=dict(hub.listeners),
+        peers=list(hub.peers),
     )
 
 

@@ -126,8 +126,9 @@ async def test_idle_connection_is_closed(nursery: trio.Nursery, engine: str) -> 
     running = await start_server(nursery, engine=engine, idle_timeout=0.3)
     with trio.fail_after(5):
         busy = await connect(running)
-        idle = await connect(running)
+        # Before connecting: the server's idle clock starts at its accept, after this.
         start = trio.current_time()
+        idle = await connect(running)
         async with trio.open_nursery() as inner:
 
             async def keep_busy() -> None:

@@ -1,0 +1,277 @@
+"""``serve --workers N``: N server processes sharing both ports, under one supervising Trio run.
+
+Why processes: one Trio run uses one core.  Each worker is a whole
+``trio-echo serve`` (its own root nursery, feed, limits) bound to the same
+TCP and HTTP ports with ``SO_REUSEPORT``, so the kernel spreads new
+connections between them.  Each worker also listens on a private web port,
+so the page of one worker can link to the others (``hello.peers``).
+
+The supervisor is structured like everything else: one Trio nursery with a
+task per worker process.
+
+* Ports: when a port is 0, the supervisor picks it by binding (without
+  listening, so it never receives a connection) with ``SO_REUSEPORT``, and
+  holds it until every worker listens.
+* Start: all workers start at once; each is ready when it printed its
+  listening lines.  Then the supervisor prints the same two lines as a
+  single server, and tells each worker the others' private URLs (one JSON
+  line on its stdin).
+* Stop: SIGINT or SIGTERM is forwarded once, as SIGTERM, to every worker
+  (workers run in their own session, so a terminal's Ctrl-C reaches only
+  the supervisor); each drains as a single server does; whoever is still
+  running after the grace is killed.  A second signal kills at once.  A
+  worker that dies on its own stops the others, and the exit code is 1.
+* A worker whose supervisor disappears sees EOF on its stdin and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import trio
+
+from app.config import SERVE_OPTIONS, Settings
+
+log = logging.getLogger(__name__)
+
+# A worker must have printed its listening lines by then (imports, binding).
+READY_TIMEOUT: Final = 30.0
+# After the drain a worker gets this much longer before it is killed.
+STOP_MARGIN: Final = 0.4
+# The line a worker prints for its private web port (after the two usual ones).
+PRIVATE_PREFIX: Final = "worker web listening on "
+# Bytes of worker output read while waiting for its lines.
+READ_SIZE: Final = 4096
+
+
+class WorkerFailed(Exception):
+    """A worker could not start, or ended on its own; the message says which and how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A started worker process."""
+
+    index: int
+    process: trio.Process
+    #: Its private web URL, e.g. ``http://127.0.0.1:40123``.
+    url: str
+
+
+def worker_argv(settings: Settings, tcp_port: int, http_port: int, index: int) -> list[str]:
+    """The command line of worker *index*: the same settings, the chosen ports."""
+    argv = [sys.executable, "-m", "app", "serve"]
+    for opt in SERVE_OPTIONS:
+        value = getattr(settings, opt.name)
+        if opt.name == "tcp_port":
+            value = tcp_port
+        elif opt.name == "http_port":
+            value = http_port
+        elif isinstance(value, bool):
+            value = "on" if value else "off"
+        argv += [opt.flag, str(value)]
+    return [*argv, "--worker-index", str(index)]
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind *host*:*port* with ``SO_REUSEPORT``, without listening: it fixes the port number.
+
+    Raises:
+        OSError: the port is taken by a socket without ``SO_REUSEPORT``.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def parse_ready(output: str) -> tuple[str, str, str] | None:
+    """``(tcp address, web url, private url)`` once a worker printed all three lines."""
+    lines = output.splitlines()
+    if len(lines) < 3 or not output.endswith("\n"):
+        return None
+    tcp = lines[0].removeprefix("tcp echo listening on ")
+    web = lines[1].removeprefix("web listening on ")
+    private = lines[2].removeprefix(PRIVATE_PREFIX)
+    return tcp, web, private
+
+
+async def supervise(settings: Settings) -> int:
+    """Run ``settings.workers`` workers until a signal; the exit code (0, or 1 if one failed).
+
+    Prints the same two listening lines as a single server once every worker
+    is ready.
+    """
+    code = 1
+    try:
+        code = await _supervise(settings)
+    except* WorkerFailed as group:
+        for exc in group.exceptions:
+            log.error("%s", exc)
+    return code
+
+
+async def _supervise(settings: Settings) -> int:
+    n = settings.workers
+    with (
+        reserve_port(settings.host, settings.tcp_port) as tcp_hold,
+        reserve_port(settings.host, settings.http_port) as http_hold,
+    ):
+        tcp_port = tcp_hold.getsockname()[1]
+        http_port = http_hold.getsockname()[1]
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                supervisor = _Supervisor(settings, nursery)
+                async with trio.open_nursery() as starting:
+                    for index in range(1, n + 1):
+                        argv = worker_argv(settings, tcp_port, http_port, index)
+                        starting.start_soon(supervisor.start_worker, index, argv)
+                tcp_hold.close()
+                http_hold.close()
+                workers = sorted(supervisor.workers, key=_index)
+                host = f"[{settings.host}]" if ":" in settings.host else settings.host
+                print(f"tcp echo listening on {host}:{tcp_port}", flush=True)
+                print(f"web listening on http://{host}:{http_port}", flush=True)
+                log.info(
+                    "%d workers: %s",
+                    n,
+                    ", ".join(f"{w.index} pid {w.process.pid} {w.url}" for w in workers),
+                )
+                await supervisor.tell_peers()
+                async for signum in signals:
+                    if supervisor.stopping:
+                        log.info("second signal: killing the workers")
+                        supervisor.kill_all()
+                        break
+                    log.info("%s received; stopping %d workers", signal.Signals(signum).name, n)
+                    supervisor.stop_all()
+                    nursery.start_soon(supervisor.wait_all_then_cancel)
+    return 1 if supervisor.failed else 0
+
+
+class _Supervisor:
+    """The running workers and what to do with all of them."""
+
+    def __init__(self, settings: Settings, nursery: trio.Nursery) -> None:
+        self._settings = settings
+        self._nursery = nursery
+        self.workers: list[Worker] = []
+        self.stopping = False
+        self.failed = False
+
+    async def start_worker(self, index: int, argv: list[str]) -> None:
+        """Start worker *index* and wait until it listens; it then runs in the main nursery.
+
+        Raises:
+            WorkerFailed: it exited or printed nothing usable within :data:`READY_TIMEOUT`.
+        """
+        worker = await self._nursery.start(self._run_worker, index, argv)
+        self.workers.append(worker)
+
+    async def _run_worker(
+        self, index: int, argv: list[str], task_status: trio.TaskStatus[Worker]
+    ) -> None:
+        process = await trio.lowlevel.open_process(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            assert process.stdout is not None
+            output = ""
+            with trio.move_on_after(READY_TIMEOUT):
+                while (ready := parse_ready(output)) is None:
+                    chunk = await process.stdout.receive_some(READ_SIZE)
+                    if not chunk:
+                        break
+                    output += chunk.decode(errors="replace")
+            if ready is None:
+                raise WorkerFailed(f"worker {index} did not start: {output.strip()!r}")
+            task_status.started(Worker(index, process, ready[2]))
+            code = await process.wait()
+            if not self.stopping:
+                self.failed = True
+                log.error("worker %d (pid %d) exited with %d; stopping", index, process.pid, code)
+                self.stop_all()
+                self._nursery.start_soon(self.wait_all_then_cancel)
+            elif code != 0:
+                self.failed = True
+                log.error("worker %d (pid %d) exited with %d", index, process.pid, code)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+    async def tell_peers(self) -> None:
+        """Send every worker the list of all workers' private URLs (one JSON line)."""
+        peers = [{"worker": w.index, "url": w.url} for w in sorted(self.workers, key=_index)]
+        line = (json.dumps({"peers": peers}) + "\n").encode()
+        for worker in self.workers:
+            assert worker.process.stdin is not None
+            try:
+                await worker.process.stdin.send_all(line)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # it is exiting: its own task reports that
+
+    def stop_all(self) -> None:
+        """Ask every worker to drain (SIGTERM)."""
+        self.stopping = True
+        for worker in self.workers:
+            if worker.process.returncode is None:
+                worker.process.send_signal(signal.SIGTERM)
+
+    def kill_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.returncode is None:
+                worker.process.kill()
+
+    async def wait_all_then_cancel(self) -> None:
+        """Give the workers the drain's grace, kill what is left, then end the supervisor."""
+        with trio.move_on_after(self._settings.graceful_timeout + STOP_MARGIN):
+            for worker in self.workers:
+                await worker.process.wait()
+        self.kill_all()
+        self._nursery.cancel_scope.cancel()
+
+
+def _index(worker: Worker) -> int:
+    return worker.index
+
+
+async def read_peers(
+    on_peers: Callable[[list[dict[str, Any]]], None], on_eof: Callable[[], None]
+) -> None:
+    """A worker's side: read the supervisor's JSON lines on stdin; EOF means it is gone.
+
+    *on_peers* gets each ``peers`` list; *on_eof* is called once stdin ends.
+
+    Cancellation: safe; stdin is left open.
+    """
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buffer = b""
+    async with stream:
+        while chunk := await stream.receive_some(READ_SIZE):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    message = json.loads(line)
+                    on_peers(list(message["peers"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("worker: ignoring a bad line from the supervisor: %s", exc)
+    on_eof()

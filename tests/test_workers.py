@@ -1,0 +1,103 @@
+"""``serve --workers N``: N processes behind the same ports, one supervisor, a clean stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from app.cli import build_parser
+from app.config import SERVE_OPTIONS, Settings, resolve
+from app.workers import parse_ready, worker_argv
+
+from netclient import http_request, ws_connect
+
+
+def test_a_worker_gets_the_same_settings_and_the_chosen_ports() -> None:
+    settings = Settings(workers=3, trace=False, idle_timeout=12.5, ws_engine="asgi")
+    argv = worker_argv(settings, 4001, 4002, 2)
+    assert argv[:4] == [sys.executable, "-m", "app", "serve"]
+    args = build_parser().parse_args(argv[3:])
+    assert args.worker_index == 2
+    again = resolve(Settings, SERVE_OPTIONS, vars(args), {})
+    assert again == dataclasses.replace(settings, tcp_port=4001, http_port=4002)
+
+
+def test_ready_once_all_three_lines_are_in() -> None:
+    lines = "tcp echo listening on 127.0.0.1:1\nweb listening on http://127.0.0.1:2\n"
+    assert parse_ready(lines) is None
+    private = "worker web listening on http://127.0.0.1:3"
+    assert parse_ready(lines + private) is None  # the line is not finished yet
+    assert parse_ready(lines + private + "\n") == (
+        "127.0.0.1:1",
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+    )
+
+
+async def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path) -> None:
+    serve = ["serve", "--workers", "2", "--tcp-port", "0", "--http-port", "0"]
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "app", *serve],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        out = b""
+        with trio.fail_after(20):
+            while out.count(b"\n") < 2:
+                chunk = await proc.stdout.receive_some(1000)
+                assert chunk, f"serve exited early: {out!r}"
+                out += chunk
+        tcp_line, web_line = out.decode().splitlines()[:2]
+        tcp_port = int(tcp_line.rsplit(":", 1)[1])
+        http_port = int(web_line.rsplit(":", 1)[1])
+        with trio.fail_after(20):
+            # The kernel spreads connections over both workers: both answer.
+            pids: dict[int, int] = {}
+            for _ in range(200):
+                status, _, body = await http_request(http_port, "/healthz")
+                assert status == 200
+                health = json.loads(body)
+                pids[health["pid"]] = health["worker"]
+                if len(pids) == 2:
+                    break
+            assert sorted(pids.values()) == [1, 2]
+            # Each tells the page about both, by their own ports.
+            async with ws_connect(f"ws://127.0.0.1:{http_port}/ws/events") as ws:
+                hello = json.loads(await ws.get_message())
+            assert [p["worker"] for p in hello["peers"]] == [1, 2]
+            for peer in hello["peers"]:
+                own_port = int(peer["url"].rsplit(":", 1)[1])
+                status, _, body = await http_request(own_port, "/healthz")
+                assert json.loads(body)["worker"] == peer["worker"]
+            # TCP echo works through the shared port.
+            async with await trio.open_tcp_stream("127.0.0.1", tcp_port) as s:
+                await s.send_all(b"ping")
+                assert await s.receive_some(10) == b"ping"
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            code = await proc.wait()
+        elapsed = time.monotonic() - sent_at
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = b""
+    while chunk := await proc.stderr.receive_some(65536):
+        err += chunk
+    await proc.stdout.aclose()
+    await proc.stderr.aclose()
+    assert code == 0, err.decode()
+    assert b"Traceback" not in err, err.decode()
+    assert elapsed < 1.0
+    assert b"stopping 2 workers" in err
