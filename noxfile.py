@@ -5,6 +5,10 @@ Extra arguments go to the tool: ``nox -s tests -- -k tcp``.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -55,3 +59,79 @@ def fmt(session: nox.Session) -> None:
     session.install(*LINT_TOOLS)
     session.run("ruff", "check", "--select", "I", "--fix", ".")
     session.run("ruff", "format", ".")
+
+
+# The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
+BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
+BENCH_PEERS = ["gevent", "uvloop", "websockets"]
+BENCH_PARTS = ("tcp", "ws", "startup", "workers")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks, not in the default sessions: ``nox -s bench [-- PART ...]``.
+
+    Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
+    asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
+    gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
+    ``startup`` (start to ready) and ``workers`` (``--workers 1`` against 2).
+    Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
+    """
+    parts = session.posargs or list(BENCH_PARTS)
+    unknown = set(parts) - set(BENCH_PARTS)
+    if unknown:
+        session.error(f"unknown parts {sorted(unknown)}; expected some of {BENCH_PARTS}")
+    session.install(".", *BENCH_PEERS)
+    tools = BENCH_TOOLS.resolve()
+    work = Path(session.create_tmp()).resolve() / "bench"
+    python = str(Path(session.bin) / "python")
+    serve = f"{Path(session.bin) / 'trio-echo'} serve --tcp-port {{port}} --http-port 0"
+    env = {"PY": python, "SCENARIOS": "s2 s4 s5", "ROUNDS": "2"}
+    if "tcp" in parts:
+        # Two runs of the unmodified script: each ratio comes from one run.
+        runs = [
+            ("default", serve, ["asyncio_uvloop_proto", "gevent_seed", "trio_naive"]),
+            ("tasks", f"{serve} --engine tasks", ["gevent_seed"]),
+        ]
+        for name, command, peers in runs:
+            out = work / f"tcp-{name}"
+            session.run(
+                "bash",
+                str(tools / "bench/run_peers.sh"),
+                "project",
+                *peers,
+                env={**env, "WORK": str(out), "PROJECT_CMD": f"{command} --log-level warning"},
+                external=True,
+            )
+            session.log((out / "results/peers.md").read_text())
+    if "ws" in parts:
+        wsload = work / "wsload"
+        wsload.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "wsload.js"):
+            shutil.copy(tools / "ws" / name, wsload / name)
+        session.run("npm", "install", "--silent", external=True, cwd=str(wsload))
+        session.run(
+            "python",
+            "-m",
+            "app.bench.sidebyside",
+            "ws",
+            "--wsload",
+            str(wsload),
+            "--peer",
+            str(tools / "ws/websockets_asyncio.py"),
+        )
+    if "startup" in parts:
+        session.run("python", "-m", "app.bench.sidebyside", "startup")
+    if "workers" in parts:
+        echoload = work / "echoload"
+        echoload.parent.mkdir(parents=True, exist_ok=True)
+        session.run(
+            "gcc",
+            "-O2",
+            "-o",
+            str(echoload),
+            str(tools / "bench/echoload.c"),
+            "-lpthread",
+            external=True,
+        )
+        session.run("python", "-m", "app.bench.sidebyside", "workers", "--echoload", str(echoload))
