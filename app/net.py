@@ -59,6 +59,11 @@ def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
     return sock
 
 
+def named_error(exc: OSError, what: str, host: str, port: int) -> OSError:
+    """*exc* again, its message naming what could not listen where (one line for the user)."""
+    return OSError(exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 def bound_port(sock: socket.socket) -> int:
     """The port *sock* is bound to (the real one when 0 was asked)."""
     return int(sock.getsockname()[1])

@@ -35,7 +35,7 @@ from app.echo.tasks import TaskEngine
 from app.events import ECHO_RUN
 from app.feed import Feed
 from app.hub import Hub
-from app.net import bound_port, open_listener
+from app.net import bound_port, named_error, open_listener
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
@@ -161,9 +161,7 @@ def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> 
     try:
         return open_listener(host, port, backlog, reuse_port=reuse_port)
     except OSError as exc:
-        raise OSError(
-            exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
+        raise named_error(exc, what, host, port) from None
 
 
 def _bracket(host: str) -> str:

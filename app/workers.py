@@ -40,6 +40,7 @@ from typing import Any, Final
 import trio
 
 from app.config import SERVE_OPTIONS, Settings
+from app.net import named_error
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +83,26 @@ def worker_argv(settings: Settings, tcp_port: int, http_port: int, index: int) -
     return [*argv, "--worker-index", str(index)]
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
+def reserve_port(host: str, port: int, what: str) -> socket.socket:
     """Bind *host*:*port* with ``SO_REUSEPORT``, without listening: it fixes the port number.
 
     Raises:
-        OSError: the port is taken by a socket without ``SO_REUSEPORT``.
+        OSError: the port is taken by a socket without ``SO_REUSEPORT`` (the
+            message names *what* and the address).
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise named_error(exc, what, host, port) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
-    except BaseException:
+    except OSError as exc:
         sock.close()
-        raise
+        raise named_error(exc, what, host, port) from None
     return sock
 
 
@@ -130,8 +135,8 @@ async def supervise(settings: Settings) -> int:
 async def _supervise(settings: Settings) -> int:
     n = settings.workers
     with (
-        reserve_port(settings.host, settings.tcp_port) as tcp_hold,
-        reserve_port(settings.host, settings.http_port) as http_hold,
+        reserve_port(settings.host, settings.tcp_port, "tcp echo") as tcp_hold,
+        reserve_port(settings.host, settings.http_port, "web") as http_hold,
     ):
         tcp_port = tcp_hold.getsockname()[1]
         http_port = http_hold.getsockname()[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,3 +102,22 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path) -> 
     assert b"Traceback" not in err, err.decode()
     assert elapsed < 1.0
     assert b"stopping 2 workers" in err
+
+
+def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = ["serve", "--workers", "2", "--tcp-port", str(port), "--http-port", "0"]
+        done = subprocess.run(
+            [sys.executable, "-m", "app", *serve],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"trio-echo: [Errno 98] tcp echo: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
