@@ -109,7 +109,8 @@ def bench(session: nox.Session) -> None:
         wsload.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "wsload.js"):
             shutil.copy(tools / "ws" / name, wsload / name)
-        session.run("npm", "install", "--silent", external=True, cwd=str(wsload))
+        with session.chdir(wsload):
+            session.run("npm", "install", "--silent", external=True)
         session.run(
             "python",
             "-m",

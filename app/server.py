@@ -132,7 +132,7 @@ class Server:
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
                     if ws_echo is not None:
-                        nursery.start_soon(ws_echo.run, name="ws echo engine")
+                        await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
                     nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
                     task_status.started(ports)

@@ -221,9 +221,10 @@ class WsEchoEngine:
 
     # -- the engine's task -------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve adopted connections until cancelled; on the way out every socket is closed.
 
+        Ready (``task_status.started()``) once connections can be handed over.
         When the server drains, every connection gets a 1001 close frame and
         at most :data:`CLOSE_TIMEOUT` to answer it.
 
@@ -235,6 +236,7 @@ class WsEchoEngine:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_drain)
                     nursery.start_soon(self._sweep)
+                    task_status.started()
                     await self._loop(ep)
             finally:
                 for link in list(self._links.values()):
