@@ -8,7 +8,8 @@ in a nursery marked quiet (``many-tasks`` spawns thousands there).
 * :class:`TaskWatcher` gives each watched task a lane: ``spawn`` (with the
   parent's lane, so the page can draw the nursery tree) and ``exit``.  It is
   always installed: output is attributed through it.
-* :class:`StepTracer` adds every scheduler step: when it started, how long it
+* :class:`StepTracer` adds every scheduler step, while someone needs them (a
+  scenario run is active, or a page watches): when it started, how long it
   ran.  Steps of one task are coalesced into one ``step`` event per
   :data:`WINDOW` (or earlier, after a :data:`GAP` of idleness), and the whole
   tracer emits at most :data:`STEP_BUDGET` step events a second, so the feed
@@ -26,6 +27,8 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import trio
@@ -128,6 +131,11 @@ class TaskWatcher(trio.abc.Instrument):
         except Exception:
             self._hook_failed("task_exited")
 
+    @contextmanager
+    def stepping(self) -> Iterator[None]:
+        """Ask for step tracing while the block runs; a plain watcher traces none."""
+        yield
+
     def _exit(self, lane: Lane) -> None:
         self._feed.publish(
             Exit(task=lane.id, run=lane.run, steps=lane.steps, busy=round(lane.busy, 6))
@@ -140,18 +148,78 @@ class TaskWatcher(trio.abc.Instrument):
 
 
 class StepTracer(TaskWatcher):
-    """:class:`TaskWatcher` plus every scheduler step, coalesced, and the blocking detector."""
+    """:class:`TaskWatcher` plus every scheduler step, coalesced, and the blocking detector.
+
+    The step hooks are a second instrument, installed only while someone needs
+    steps (:meth:`stepping`: a scenario run, a feed subscriber).  Trio calls
+    ``before_task_step``/``after_task_step`` around every step of every task,
+    and even a hook that does nothing costs about a microsecond; with nobody
+    to show them to, tracing steps would be pure overhead.  The cost of that
+    choice: a block that happens while no run is active and nobody watches is
+    not reported (the ticker's lag probe still sees the stall).
+    """
 
     def __init__(self, feed: Feed, block_threshold: float) -> None:
         super().__init__(feed)
+        self._hooks = _StepHooks(self, block_threshold)
+        self._demand = 0
+
+    @property
+    def steps_installed(self) -> bool:
+        return self._demand > 0
+
+    @contextmanager
+    def stepping(self) -> Iterator[None]:
+        """Trace steps for as long as this block runs (blocks nest; the last one out uninstalls).
+
+        Must run inside Trio.  Not a checkpoint.
+        """
+        self._demand += 1
+        if self._demand == 1:
+            trio.lowlevel.add_instrument(self._hooks)
+        try:
+            yield
+        finally:
+            self._demand -= 1
+            if self._demand == 0:
+                self._hooks.flush_all()
+                try:
+                    trio.lowlevel.remove_instrument(self._hooks)
+                except KeyError:
+                    pass  # the run it was installed in is over; nothing left to remove
+
+    @property
+    def blocks(self) -> int:
+        return self._hooks.blocks
+
+    @property
+    def step_hooks(self) -> trio.abc.Instrument:
+        """The instrument :meth:`stepping` installs (exposed for tests of its hooks)."""
+        return self._hooks
+
+    def _exit(self, lane: Lane) -> None:
+        self._hooks.close_window(lane)
+        super()._exit(lane)
+
+
+class _StepHooks(trio.abc.Instrument):
+    """The per-step hooks of a :class:`StepTracer`; see there for when they are installed."""
+
+    def __init__(self, tracer: StepTracer, block_threshold: float) -> None:
+        self._tracer = tracer
+        self._feed = tracer._feed
+        self._lanes = tracer._lanes  # the same dict: lanes come and go with their tasks
         self._threshold = block_threshold
         self._now = time.perf_counter
         self._step_start = 0.0
         self._step_task: trio.lowlevel.Task | None = None
-        self._open: set[Lane] = set()
+        # Lanes with a window not yet published, least recently stepped first (a dict
+        # keeps insertion order; a lane is moved to the end at each step), so a flush
+        # only visits lanes whose window is due.
+        self._open: dict[Lane, None] = {}
         self._tokens = float(STEP_BUDGET)
         self._last_flush = self._now()
-        #: Step windows published, and windows merged because the budget was spent.
+        #: Step events published, and blocks seen.
         self.step_events = 0
         self.blocks = 0
 
@@ -166,16 +234,15 @@ class StepTracer(TaskWatcher):
             self._step_task = None
             end = self._now()
             start = self._step_start
-            held = end - start
             lane = self._lanes.get(task)
-            if held > self._threshold:
-                self._block(task, lane, start, held)
+            if end - start > self._threshold:
+                self._block(task, lane, start, end - start)
             if lane is not None:
                 self._add_step(lane, start, end)
             if end - self._last_flush > FLUSH_EVERY:
                 self._flush_idle(end)
         except Exception:
-            self._hook_failed("after_task_step")
+            self._tracer._hook_failed("after_task_step")
 
     def _block(
         self, task: trio.lowlevel.Task, lane: Lane | None, start: float, held: float
@@ -199,7 +266,8 @@ class StepTracer(TaskWatcher):
         if not lane.count:
             lane.win_start = start
             lane.win_busy = 0.0
-            self._open.add(lane)
+        self._open.pop(lane, None)
+        self._open[lane] = None
         lane.count += 1
         lane.win_end = end
         lane.win_busy += end - start
@@ -220,7 +288,7 @@ class StepTracer(TaskWatcher):
             at=self._feed.to_feed_time(lane.win_start),
         )
         lane.count = 0
-        self._open.discard(lane)
+        self._open.pop(lane, None)
         return True
 
     def _flush_idle(self, now: float) -> None:
@@ -228,13 +296,21 @@ class StepTracer(TaskWatcher):
             float(STEP_BUDGET), self._tokens + (now - self._last_flush) * STEP_BUDGET
         )
         self._last_flush = now
-        for lane in list(self._open):
-            if now - lane.win_end > GAP and not self._publish_window(lane):
-                break
+        while self._open:
+            lane = next(iter(self._open))
+            if now - lane.win_end <= GAP:
+                return  # every later lane stepped more recently still
+            if not self._publish_window(lane):
+                return
 
-    def _exit(self, lane: Lane) -> None:
+    def close_window(self, lane: Lane) -> None:
+        """Publish *lane*'s open window now (its task is exiting), budget permitting."""
         if lane.count:
             self._publish_window(lane)
             lane.count = 0
-            self._open.discard(lane)
-        super()._exit(lane)
+            self._open.pop(lane, None)
+
+    def flush_all(self) -> None:
+        """Publish what is open before the hooks go (budget permitting; totals stay in exit)."""
+        for lane in list(self._open):
+            self.close_window(lane)

@@ -58,10 +58,11 @@ async def test_block_names_unwatched_tasks_too() -> None:
     feed = Feed()
     tracer = StepTracer(feed, block_threshold=0.05)
     trio.lowlevel.add_instrument(tracer)
-    await trio.lowlevel.checkpoint()  # the tracer sees steps that begin after it is added
     try:
-        time.sleep(0.1)  # noqa: ASYNC251 (the block under test)
-        await trio.lowlevel.checkpoint()
+        with tracer.stepping():
+            await trio.lowlevel.checkpoint()  # steps are seen from the next one on
+            time.sleep(0.1)  # noqa: ASYNC251 (the block under test)
+            await trio.lowlevel.checkpoint()
     finally:
         trio.lowlevel.remove_instrument(tracer)
     found = [e for e in feed.ring.read(0, 100) if isinstance(e, Block)]  # type: ignore[union-attr]
@@ -76,21 +77,23 @@ async def test_hooks_fed_garbage_do_not_raise_and_the_tracer_stays_installed(
     tracer = StepTracer(feed, block_threshold=0.05)
     trio.lowlevel.add_instrument(tracer)
     try:
-        bogus = object()
-        tracer.task_spawned(bogus)  # type: ignore[arg-type]
-        tracer.before_task_step(bogus)  # type: ignore[arg-type]
-        tracer.after_task_step(bogus)  # type: ignore[arg-type]
-        tracer.task_exited(bogus)  # type: ignore[arg-type]
-        assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
-        # Still installed and working: a watched nursery's task gets its lane.
-        async with trio.open_nursery() as watched:
-            tracer.watch_nursery(watched, "r1")
-            watched.start_soon(trio.sleep, 0, name="after-garbage")
+        with tracer.stepping():
+            bogus = object()
+            tracer.task_spawned(bogus)  # type: ignore[arg-type]
+            tracer.step_hooks.before_task_step(bogus)  # type: ignore[arg-type]
+            tracer.step_hooks.after_task_step(bogus)  # type: ignore[arg-type]
+            tracer.task_exited(bogus)  # type: ignore[arg-type]
+            assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
+            # Still installed and working: a watched nursery's task gets its lane and steps.
+            async with trio.open_nursery() as watched:
+                tracer.watch_nursery(watched, "r1")
+                watched.start_soon(trio.sleep, 0, name="after-garbage")
     finally:
         trio.lowlevel.remove_instrument(tracer)
     events = feed.ring.read(0, 1000)
     assert isinstance(events, list)
     assert [e.name for e in events if isinstance(e, Spawn)] == ["after-garbage"]
+    assert any(isinstance(e, Step) for e in events)
     assert any(isinstance(e, Exit) for e in events)
 
 
@@ -106,10 +109,11 @@ async def test_step_events_stay_within_the_budget_whatever_the_task_count() -> N
 
     start = time.perf_counter()
     try:
-        async with trio.open_nursery() as nursery:
-            tracer.watch_nursery(nursery, "r1")
-            for i in range(400):
-                nursery.start_soon(busy, name=f"busy {i}")
+        with tracer.stepping():
+            async with trio.open_nursery() as nursery:
+                tracer.watch_nursery(nursery, "r1")
+                for i in range(400):
+                    nursery.start_soon(busy, name=f"busy {i}")
     finally:
         trio.lowlevel.remove_instrument(tracer)
     elapsed = time.perf_counter() - start
@@ -155,3 +159,31 @@ async def test_quiet_nurseries_get_no_lanes() -> None:
         trio.lowlevel.remove_instrument(watcher)
     spawned = [e.name for e in feed.ring.read(0, 100) if isinstance(e, Spawn)]  # type: ignore[union-attr]
     assert spawned == ["parent"]
+
+
+async def test_step_hooks_are_installed_only_while_someone_needs_them() -> None:
+    feed = Feed()
+    tracer = StepTracer(feed, block_threshold=0.05)
+    trio.lowlevel.add_instrument(tracer)
+
+    async def steps_of(name: str) -> int:
+        async with trio.open_nursery() as nursery:
+            tracer.watch_nursery(nursery, "r1")
+            nursery.start_soon(trio.sleep, 0.01, name=name)
+        events = feed.ring.read(0, feed.ring.capacity)
+        assert isinstance(events, list)
+        lane = next(e.task for e in events if isinstance(e, Spawn) and e.name == name)
+        return sum(1 for e in events if isinstance(e, Step) and e.task == lane)
+
+    try:
+        assert await steps_of("nobody needs steps") == 0
+        with tracer.stepping(), tracer.stepping():  # demand nests
+            assert tracer.steps_installed
+            assert await steps_of("a run or a watcher") > 0
+        assert not tracer.steps_installed
+        assert await steps_of("nobody again") == 0
+        # Lanes and exits go on either way.
+        kinds = {type(e).__name__ for e in feed.ring.read(0, 1000)}  # type: ignore[union-attr]
+        assert {"Spawn", "Exit"} <= kinds
+    finally:
+        trio.lowlevel.remove_instrument(tracer)

@@ -198,7 +198,7 @@ class Runner:
         feed.publish(RunStart(run=record.id, scenario=record.scenario, params=record.params))
         record.scope.deadline = trio.current_time() + self._run_timeout
         try:
-            with record.scope:
+            with record.scope, self._watcher.stepping():
                 async with trio.open_nursery() as nursery:
                     self._watcher.watch_nursery(nursery, record.id)
                     context = _Context(record, feed, self._watcher)

@@ -69,12 +69,13 @@ async def events(ws: WebSocket, hub: Hub) -> None:
     await ws.send(protocol.encode(hello(hub)))
     hub.feed.subscribers += 1
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
-            try:
-                await _stream(ws, hub.feed, hub.feed.start_cursor(since))
-            except WebSocketClosed:
-                nursery.cancel_scope.cancel()  # the reader's receive ends with it
+        with hub.tracer.stepping():  # someone watches: the scheduler's steps are worth tracing
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
+                try:
+                    await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+                except WebSocketClosed:
+                    nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
         hub.feed.subscribers -= 1
 
