@@ -183,7 +183,10 @@ class TaskEngine:
             with scope:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 waker.add(fd)
-                await self._echo(sock, conn, waker)
+                try:
+                    await self._echo(sock, conn, waker)
+                finally:
+                    waker.remove(fd)  # before the close: the number may be reused at once
                 reason = "eof"
         except PEER_GONE as exc:
             reason = "reset"
@@ -192,7 +195,6 @@ class TaskEngine:
             reason = "error"
             log.error("tcp echo: connection from %s failed: %s", conn.peer, describe(exc))
         finally:
-            waker.remove(fd)
             sock.close()
             self._table.close(conn, reason)
 

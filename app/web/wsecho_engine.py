@@ -57,6 +57,7 @@ from websockets.typing import BytesLike
 from app.echo.conns import Conn, ConnTable
 from app.echo.epoll import MAX_EVENTS
 from app.echo.tasks import PEER_GONE, RECV_SIZE
+from app.errors import describe
 
 log = logging.getLogger(__name__)
 # websockets logs every frame at debug and each close at info; neither is worth a line here.
@@ -292,10 +293,17 @@ class WsEchoEngine:
                 link = links.get(fd)
                 if link is None:
                     continue  # closed earlier in this batch
-                if link.pending is not None:
-                    self._flush(link)
-                else:
-                    self._read(link)
+                try:
+                    if link.pending is not None:
+                        self._flush(link)
+                    else:
+                        self._read(link)
+                except Exception as exc:  # the per-connection boundary: only this one ends
+                    log.error(
+                        "ws echo: connection from %s failed: %s", link.conn.peer, describe(exc)
+                    )
+                    log.debug("ws echo: connection from %s failure", link.conn.peer, exc_info=True)
+                    self._drop(link, "error")
             if closing:
                 now = trio.current_time()
                 while closing and closing[0][0] <= now:
@@ -320,9 +328,8 @@ class WsEchoEngine:
             n = link.sock.recv_into(self._buf)
         except BlockingIOError:
             return
-        except PEER_GONE as exc:
-            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
-            self._drop(link, "reset")
+        except OSError as exc:
+            self._lost(link, exc)
             return
         protocol = link.protocol
         if n == 0:
@@ -389,9 +396,8 @@ class WsEchoEngine:
                 sent = link.sock.send(data)
             except BlockingIOError:
                 sent = 0
-            except PEER_GONE as exc:
-                log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
-                self._drop(link, "reset")
+            except OSError as exc:
+                self._lost(link, exc)
                 return
             if sent < len(data):
                 link.pending = memoryview(data)[sent:]
@@ -409,9 +415,8 @@ class WsEchoEngine:
             sent = link.sock.send(pending)
         except BlockingIOError:
             return
-        except PEER_GONE as exc:
-            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
-            self._drop(link, "reset")
+        except OSError as exc:
+            self._lost(link, exc)
             return
         if sent < len(pending):
             link.pending = pending[sent:]
@@ -437,6 +442,21 @@ class WsEchoEngine:
             self._drop(link, self._reason(link))  # already reset: nothing to wait for
             return
         self._expect_close(link)
+
+    def _failed(self, link: _Link, exc: Exception) -> None:
+        """A bug or the unforeseen while serving *link*: log one line, end it alone."""
+        log.error("ws echo: connection from %s failed: %s", link.conn.peer, describe(exc))
+        log.debug("ws echo: connection from %s failure", link.conn.peer, exc_info=True)
+        self._drop(link, "error")
+
+    def _lost(self, link: _Link, exc: OSError) -> None:
+        """A socket call failed: that connection alone ends (a reset is routine, others are not)."""
+        if isinstance(exc, PEER_GONE):
+            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
+            self._drop(link, "reset")
+        else:
+            log.warning("ws echo: connection from %s failed: %s", link.conn.peer, exc)
+            self._drop(link, "error")
 
     def _abort(self, fd: int, reason: str) -> None:
         """The table cuts a connection (idle): close it with 1000 and the reason."""

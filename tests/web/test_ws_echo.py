@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import trio
@@ -226,3 +227,32 @@ async def test_idle_websocket_is_closed(nursery: trio.Nursery, engine: str) -> N
                 await ws.get_message()
     assert closed.value.reason.code == 1000
     assert closed.value.reason.reason == "idle"
+
+
+async def test_a_bug_while_echoing_one_websocket_ends_only_that_one(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The multiplexed engine serves every connection in one task: a failure stays with one."""
+    from websockets.frames import Frame
+
+    from app.web.wsecho_engine import WsEchoEngine
+
+    echo = WsEchoEngine._echo
+
+    def buggy(self: WsEchoEngine, link: Any, events: list[Any]) -> None:
+        if any(isinstance(e, Frame) and e.data == b"boom" for e in events):
+            raise KeyError("a bug")
+        echo(self, link, events)
+
+    monkeypatch.setattr(WsEchoEngine, "_echo", buggy)
+    running = await start_server(nursery, ws_engine="epoll")
+    with trio.fail_after(5):
+        async with ws_connect(running.url("/ws/echo")) as bystander:
+            async with ws_connect(running.url("/ws/echo")) as victim:
+                await victim.send_message(b"boom")
+                with pytest.raises(ConnectionClosed):
+                    await victim.get_message()
+            await bystander.send_message("still here")
+            assert await bystander.get_message() == "still here"
+    failed = [r for r in caplog.records if "failed: KeyError" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelname == "ERROR"
