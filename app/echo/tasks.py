@@ -218,7 +218,10 @@ class TaskEngine:
                 continue
             if n == 0:
                 # Everything read so far was sent before this read: only EOF is left.
-                sock.shutdown(socket.SHUT_WR)
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass  # the peer is gone already (ENOTCONN): the close is all that is left
                 return
             conn.bytes_in += n
             conn.msgs += 1

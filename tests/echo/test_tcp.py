@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -203,3 +204,17 @@ async def test_feed_reports_open_and_close_with_totals(running: Running) -> None
     close = closes[0]
     assert close.task == opens[0].task
     assert (close.bytes_in, close.bytes_out, close.reason) == (5, 5, "eof")
+
+
+async def test_eof_then_reset_is_routine_not_an_error(
+    engine_server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer that half-closes and resets at once (a client exiting) is no error for the log."""
+    with trio.fail_after(20):
+        for _ in range(200):
+            s = await connect(engine_server)
+            await s.send_all(b"bye")
+            await s.send_eof()
+            rst_close(s)
+        await wait_until(lambda: len(engine_server.hub.tcp) == 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
