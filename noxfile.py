@@ -14,8 +14,8 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-LINT_TOOLS = ["ruff>=0.6"]
-TYPE_TOOLS = ["mypy>=1.11"]
+LINT_TOOLS = ["ruff>=0.17.6,<0.18"]
+TYPE_TOOLS = ["mypy>=2.4,<3"]
 
 
 @nox.session
