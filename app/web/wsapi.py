@@ -4,9 +4,13 @@ The endpoints (:mod:`app.web.ws_echo`, :mod:`app.web.ws_events`) are written
 once against :class:`WebSocket`.  Two shells implement it:
 
 * :mod:`app.web.wstrio`: the websockets library's Trio connection, on
-  connections the front routes to it (the default, ``--ws-engine fast``);
+  connections the front routes to it (``/ws/events`` by default, every
+  ``/ws/`` route with ``--ws-engine fast``);
 * :mod:`app.web.wsasgi`: the ASGI app under Hypercorn (``--ws-engine asgi``,
   and upgrades that arrive on a connection that already served HTTP).
+
+``/ws/echo`` under the default ``--ws-engine epoll`` is not an endpoint at
+all: :mod:`app.web.wsecho_engine` serves it without a task per connection.
 
 :func:`run_endpoint` is the one place that decides how an endpoint ends:
 when the server drains it is cancelled and says 1001; if it fails, that
