@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from conftest import Running, start_server, wait_until
-from netclient import http_request
+from netclient import http_request, upgrade_status
 
 
 async def test_healthz_answers_json(running: Running) -> None:
@@ -66,3 +67,28 @@ async def test_web_connection_over_the_limit_gets_503_and_others_keep_working(
         status, _, _ = await http_request(running.ports.http, "/healthz")
         assert status == 200
     assert running.server.hub.settings.max_web_connections == 2
+
+
+async def test_a_request_head_over_16_kib_gets_431_and_others_are_served(
+    running: Running,
+) -> None:
+    """Hypercorn buffers at most 16 KiB of an unfinished request head, then answers 431."""
+    with trio.fail_after(5):
+        async with await trio.open_tcp_stream("127.0.0.1", running.ports.http) as stream:
+            # 20 KiB of head, never finished: all of it fits in the socket buffers, so the
+            # server reads every byte and its close is a FIN, not a reset that would eat the 431.
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000)
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431")
+        status, _, _ = await http_request(running.ports.http, "/healthz")
+        assert status == 200
+
+
+@pytest.mark.parametrize("path", ["/ws/echo", "/ws/events"])
+async def test_an_upgrade_header_line_over_8_kib_gets_431(running: Running, path: str) -> None:
+    """The websockets library bounds each head line at 8 KiB and the head at 128 lines."""
+    with trio.fail_after(5):
+        assert await upgrade_status(running.ports.http, path, [("X-Big", "a" * 9_000)]) == 431
+        assert await upgrade_status(running.ports.http, path) == 101
