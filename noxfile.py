@@ -64,7 +64,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer")
 
 
 @nox.session
@@ -74,7 +74,8 @@ def bench(session: nox.Session) -> None:
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
     gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
-    ``startup`` (start to ready) and ``workers`` (``--workers 1`` against 2).
+    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -136,3 +137,5 @@ def bench(session: nox.Session) -> None:
             external=True,
         )
         session.run("python", "-m", "app.bench.sidebyside", "workers", "--echoload", str(echoload))
+    if "tracer" in parts:
+        session.run("python", "tests/bench/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})

@@ -1,6 +1,6 @@
 """What the scheduler tracer costs: echo throughput and many-tasks, with it off, on, and watched.
 
-A benchmark, not a test: ``nox -s bench_tracer`` (or ``python tests/bench/tracer_overhead.py``).
+A benchmark, not a test: ``nox -s bench -- tracer`` (or ``python tests/bench/tracer_overhead.py``).
 
 * TCP echo: 100 connections, 64-byte ping-pong, for ``--seconds``, measured by the shared C load
   generator (``../shared/tools/bench/echoload.c``, every byte verified) pinned to core 1, the
@@ -34,7 +34,9 @@ import trio
 from trio_websocket import open_websocket_url
 
 HERE = Path(__file__).resolve().parent
-ECHOLOAD_SOURCE = HERE.parents[2] / "shared" / "tools" / "bench" / "echoload.c"
+# The shared tools live beside the repository; TRIO_ECHO_TOOLS overrides (as in the noxfile).
+TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", HERE.parents[2] / "shared" / "tools"))
+ECHOLOAD_SOURCE = TOOLS / "bench" / "echoload.c"
 LISTENING = re.compile(
     rb"tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
 )
