@@ -55,6 +55,9 @@ class Settings:
     max_runs: int = 4
     run_timeout: float = 60.0
     block_threshold: float = 0.05
+    # At ~450-700 bytes per event with its JSON, 16,384 events are 7-11 MiB when
+    # full: minutes of a quiet feed, seconds of a busy one (measured: limits.md).
+    feed_capacity: int = 16_384
     trace: bool = True
     workers: int = 1
     log_level: str = "info"
@@ -160,6 +163,12 @@ SERVE_OPTIONS: Final = (
         "seconds a single task step may hold the loop before it is reported as a block",
         0.001,
         10,
+    ),
+    Option(
+        "feed_capacity",
+        "events the feed keeps for replay and slow subscribers; older ones are a gap",
+        1024,
+        1_048_576,
     ),
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),

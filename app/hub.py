@@ -50,7 +50,7 @@ class Hub:
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:
         """A hub with fresh tables sharing *feed* (a new one if not given)."""
-        feed = feed or Feed()
+        feed = feed or Feed(settings.feed_capacity)
 
         def table(transport: str, limit: int) -> ConnTable:
             return ConnTable(

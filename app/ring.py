@@ -21,10 +21,9 @@ import msgspec
 
 from app.events import Event, encode
 
-# ~10 s of a busy feed at 10k events/s, or hours of a quiet one; at ~300 bytes
-# per event with its JSON that is a few MiB at most.  Readers further behind
-# get a Gap instead of memory.
-DEFAULT_CAPACITY: Final = 65_536
+# The server sizes its ring with ``--feed-capacity``; this default is for
+# demos and tests.  An event with its cached JSON costs ~450-700 bytes.
+DEFAULT_CAPACITY: Final = 16_384
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from app.config import SERVE_OPTIONS, ConfigError, Settings, add_options, resolve
+from app.hub import Hub
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
@@ -76,3 +77,11 @@ def test_help_lists_every_option_with_default_and_environment_name() -> None:
 def test_allowed_origins_are_a_set_without_trailing_slashes() -> None:
     s = parse(["--allowed-origins", "http://a.example/, https://b.example"])
     assert s.origins == frozenset({"http://a.example", "https://b.example"})
+
+
+def test_the_feed_ring_is_sized_by_feed_capacity() -> None:
+    assert Hub.create(parse([])).feed.ring.capacity == 16_384
+    hub = Hub.create(parse([], {"TRIO_ECHO_FEED_CAPACITY": "2048"}))
+    assert hub.feed.ring.capacity == 2048
+    with pytest.raises(ConfigError, match="feed"):
+        parse(["--feed-capacity", "10"])
