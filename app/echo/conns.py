@@ -31,6 +31,9 @@ MAX_SAMPLES: Final = 200
 
 Publish = Callable[[Event], object]
 
+# A peer that vanished mid-echo: nothing left to deliver, log at debug.
+PEER_GONE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
 
 class LimitLog:
     """One log line per burst of refusals: the first is logged at once, the rest summed up later.
@@ -184,6 +187,18 @@ class ConnTable:
                 reason=conn.abort_reason or reason,
             )
         )
+
+    def socket_failed(self, conn: Conn, exc: OSError) -> str:
+        """Log a failed socket call on *conn* in one line; return the reason its close gives.
+
+        A peer that is merely gone (:data:`PEER_GONE`) is routine and logged at
+        debug level; any other error is a warning.  The engine closes the socket.
+        """
+        if isinstance(exc, PEER_GONE):
+            log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
+            return "reset"
+        log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)
+        return "error"
 
     def abort(self, conn: Conn, reason: str) -> None:
         """Ask the engine to cut *conn*; the engine then calls :meth:`close`."""

@@ -24,8 +24,9 @@ from typing import Final
 
 import trio
 
-from app.echo.conns import Conn, ConnTable
-from app.echo.tasks import PEER_GONE, RECV_SIZE
+from app.echo.conns import ConnTable
+from app.echo.multiplex import POLL_IN, POLL_OUT, Link, Multiplexed
+from app.echo.tasks import RECV_SIZE
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
 log = logging.getLogger(__name__)
@@ -34,35 +35,18 @@ log = logging.getLogger(__name__)
 # At ~5 us per echo that is ~2.5 ms of loop time at most.
 MAX_EVENTS: Final = 512
 
-_IN: Final = select.EPOLLIN
-_OUT: Final = select.EPOLLOUT
 
-
-class _Link:
-    """A connection as the engine sees it."""
-
-    __slots__ = ("conn", "pending", "sock")
-
-    def __init__(self, sock: socket.socket, conn: Conn) -> None:
-        self.sock = sock
-        self.conn = conn
-        #: Bytes read but not yet written back; while set, the socket is not read.
-        self.pending: memoryview | None = None
-
-
-class EpollEngine:
+class EpollEngine(Multiplexed[Link]):
     """Serve echo connections from *listener* in one task, under *table*'s limits."""
 
     name: Final = "epoll"
 
     def __init__(self, listener: socket.socket, table: ConnTable) -> None:
+        super().__init__(table)
         self._listener = listener
         self._lfd = listener.fileno()
-        self._table = table
-        self._links: dict[int, _Link] = {}
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
-        self._epoll: select.epoll | None = None
         self._accept_paused_until = 0.0
 
     async def run(self) -> None:
@@ -72,12 +56,11 @@ class EpollEngine:
         """
         with select.epoll() as ep:
             self._epoll = ep
-            ep.register(self._lfd, _IN)
+            ep.register(self._lfd, POLL_IN)
             try:
                 await self._loop(ep)
             finally:
-                for link in list(self._links.values()):
-                    self._drop(link, "shutdown")
+                self.drop_all()
                 self._epoll = None
 
     async def _loop(self, ep: select.epoll) -> None:
@@ -93,7 +76,7 @@ class EpollEngine:
                     await wait_readable(ep.fileno())
                 if trio.current_time() >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
-                    ep.modify(lfd, _IN)
+                    ep.modify(lfd, POLL_IN)
             else:
                 await wait_readable(ep.fileno())
             for fd, _events in ep.poll(0, MAX_EVENTS):
@@ -107,7 +90,7 @@ class EpollEngine:
                 if link is None:
                     continue  # closed earlier in this batch
                 if link.pending is not None:
-                    self._flush(link)
+                    link.conn.bytes_out += self._flush(link) or 0
                     continue
                 sock = link.sock
                 try:
@@ -133,7 +116,7 @@ class EpollEngine:
                 if sent < n:
                     link.pending = memoryview(bytes(view[sent:n]))
                     conn.bytes_out += sent
-                    ep.modify(fd, _OUT)
+                    ep.modify(fd, POLL_OUT)
                 else:
                     conn.bytes_out += n
 
@@ -144,32 +127,9 @@ class EpollEngine:
             sock.close()
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = _Link(sock, conn)
-        self._links[fd] = link
-        assert self._epoll is not None
-        self._epoll.register(fd, _IN)
+        self._register(Link(sock, conn))
 
-    def _flush(self, link: _Link) -> None:
-        """The socket became writable: send what is pending, and read again once it is all out."""
-        pending = link.pending
-        assert pending is not None
-        try:
-            sent = link.sock.send(pending)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(link, exc)
-            return
-        link.conn.bytes_out += sent
-        rest = pending[sent:]
-        if rest:
-            link.pending = rest
-            return
-        link.pending = None
-        assert self._epoll is not None
-        self._epoll.modify(link.sock.fileno(), _IN)
-
-    def _finish(self, link: _Link) -> None:
+    def _finish(self, link: Link) -> None:
         """The peer half-closed and nothing is pending: send EOF and close."""
         try:
             link.sock.shutdown(socket.SHUT_WR)
@@ -177,24 +137,7 @@ class EpollEngine:
             pass  # already reset: the close below is all that is left
         self._drop(link, "eof")
 
-    def _lost(self, link: _Link, exc: OSError) -> None:
-        """A socket call failed: that connection alone ends (a reset is routine, others are not)."""
-        if isinstance(exc, PEER_GONE):
-            log.debug("tcp echo: %s went away: %s", link.conn.peer, exc)
-            self._drop(link, "reset")
-        else:
-            log.warning("tcp echo: connection from %s failed: %s", link.conn.peer, exc)
-            self._drop(link, "error")
-
     def _abort(self, fd: int, reason: str) -> None:
         link = self._links.get(fd)
         if link is not None:
             self._drop(link, reason)
-
-    def _drop(self, link: _Link, reason: str) -> None:
-        fd = link.sock.fileno()
-        del self._links[fd]
-        if self._epoll is not None:
-            self._epoll.unregister(fd)
-        link.sock.close()
-        self._table.close(link.conn, reason)

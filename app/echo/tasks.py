@@ -38,7 +38,7 @@ from typing import Final
 
 import trio
 
-from app.echo.conns import Conn, ConnTable
+from app.echo.conns import PEER_GONE, Conn, ConnTable
 from app.errors import describe
 from app.net import accept_forever
 
@@ -50,9 +50,6 @@ RECV_SIZE: Final = 64 * 1024
 # Reads served back to back without yielding, when a peer keeps the socket
 # readable; then the task checkpoints so the others get their turn.
 FAIRNESS_BUDGET: Final = 8
-
-# A peer that vanished mid-echo: nothing left to deliver, log at debug.
-PEER_GONE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
 
 #: Called with the lane id of each connection task as it starts (the tracer watches it).
 OnTaskStart = Callable[[int], None]

@@ -56,7 +56,8 @@ from websockets.typing import BytesLike
 
 from app.echo.conns import Conn, ConnTable
 from app.echo.epoll import MAX_EVENTS
-from app.echo.tasks import PEER_GONE, RECV_SIZE
+from app.echo.multiplex import POLL_OUT, Link, Multiplexed
+from app.echo.tasks import RECV_SIZE
 from app.errors import describe
 
 log = logging.getLogger(__name__)
@@ -82,25 +83,11 @@ OP_BINARY: Final = Opcode.BINARY
 
 OP_PONG: Final = Opcode.PONG
 
-_IN: Final = select.EPOLLIN
-_OUT: Final = select.EPOLLOUT
 
-
-class _Link:
+class _Link(Link):
     """One websocket as the engine sees it."""
 
-    __slots__ = (
-        "conn",
-        "next_ping",
-        "on_close",
-        "parts",
-        "pending",
-        "pinged",
-        "protocol",
-        "sock",
-        "stalled_since",
-        "unlinked",
-    )
+    __slots__ = ("next_ping", "on_close", "parts", "pinged", "protocol", "stalled_since")
 
     def __init__(
         self,
@@ -110,12 +97,9 @@ class _Link:
         on_close: Callable[[], None],
         next_ping: float,
     ) -> None:
-        self.sock = sock
+        super().__init__(sock, conn)
         self.protocol = protocol
-        self.conn = conn
         self.on_close = on_close
-        #: Bytes to send that the socket did not take yet; while set, nothing is read.
-        self.pending: memoryview | None = None
         #: When the socket last took none of a pending write (for the write timeout).
         self.stalled_since = 0.0
         #: The first frame's opcode and the fragments of a message being put together.
@@ -123,10 +107,9 @@ class _Link:
         #: When the next keepalive ping is due, and whether one is unanswered.
         self.next_ping = next_ping
         self.pinged = False
-        self.unlinked = False
 
 
-class WsEchoEngine:
+class WsEchoEngine(Multiplexed[_Link]):
     """Echo websocket messages on every adopted connection, in one task, under *table*'s limits.
 
     *draining* is the server's drain signal: when it is set every connection
@@ -144,14 +127,12 @@ class WsEchoEngine:
         ping_interval: float,
         write_timeout: float,
     ) -> None:
-        self._table = table
+        super().__init__(table)
         self._max_size = max_message_size
         self._draining = draining
         self._ping_interval = ping_interval
         self._write_timeout = write_timeout
-        self._links: dict[int, _Link] = {}
         self._buf = bytearray(RECV_SIZE)
-        self._epoll: select.epoll | None = None
         # Connections whose close frame is out, oldest first, each with the time
         # by which its socket is closed whether the peer answered or not.
         self._closing: deque[tuple[float, _Link]] = deque()
@@ -240,8 +221,7 @@ class WsEchoEngine:
                     task_status.started()
                     await self._loop(ep)
             finally:
-                for link in list(self._links.values()):
-                    self._drop(link, "shutdown")
+                self.drop_all()
                 self._epoll = None
 
     async def _watch_drain(self) -> None:
@@ -295,15 +275,11 @@ class WsEchoEngine:
                     continue  # closed earlier in this batch
                 try:
                     if link.pending is not None:
-                        self._flush(link)
+                        self._drain(link)
                     else:
                         self._read(link)
                 except Exception as exc:  # the per-connection boundary: only this one ends
-                    log.error(
-                        "ws echo: connection from %s failed: %s", link.conn.peer, describe(exc)
-                    )
-                    log.debug("ws echo: connection from %s failure", link.conn.peer, exc_info=True)
-                    self._drop(link, "error")
+                    self._failed(link, exc)
             if closing:
                 now = trio.current_time()
                 while closing and closing[0][0] <= now:
@@ -312,10 +288,7 @@ class WsEchoEngine:
                         self._drop(link, "close timeout")
 
     def _adopt(self, link: _Link, early: list[Event]) -> None:
-        fd = link.sock.fileno()
-        self._links[fd] = link
-        assert self._epoll is not None, "the engine must run before connections are handed over"
-        self._epoll.register(fd, _IN)
+        self._register(link)
         if link.conn.abort_reason:
             self._close(link, CloseCode.NORMAL_CLOSURE, link.conn.abort_reason)
         elif self._draining.is_set():
@@ -402,30 +375,18 @@ class WsEchoEngine:
             if sent < len(data):
                 link.pending = memoryview(data)[sent:]
                 link.stalled_since = trio.current_time()
-                assert self._epoll is not None
-                self._epoll.modify(link.sock.fileno(), _OUT)
+                self._poll_for(link, POLL_OUT)
         if eof and link.pending is None:
             self._half_close(link)
 
-    def _flush(self, link: _Link) -> None:
-        """The socket became writable: send what is pending, and read again once it is all out."""
-        pending = link.pending
-        assert pending is not None
-        try:
-            sent = link.sock.send(pending)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(link, exc)
-            return
-        if sent < len(pending):
-            link.pending = pending[sent:]
+    def _drain(self, link: _Link) -> None:
+        """The socket became writable: send what is pending; once out, half-close if closing."""
+        sent = self._flush(link)
+        if not sent:
+            return  # none taken (the stall goes on), or the connection was lost
+        if link.pending is not None:
             link.stalled_since = trio.current_time()
-            return
-        link.pending = None
-        assert self._epoll is not None
-        self._epoll.modify(link.sock.fileno(), _IN)
-        if link.protocol.eof_sent:
+        elif link.protocol.eof_sent:
             self._half_close(link)
 
     def _half_close(self, link: _Link) -> None:
@@ -448,15 +409,6 @@ class WsEchoEngine:
         log.error("ws echo: connection from %s failed: %s", link.conn.peer, describe(exc))
         log.debug("ws echo: connection from %s failure", link.conn.peer, exc_info=True)
         self._drop(link, "error")
-
-    def _lost(self, link: _Link, exc: OSError) -> None:
-        """A socket call failed: that connection alone ends (a reset is routine, others are not)."""
-        if isinstance(exc, PEER_GONE):
-            log.debug("ws echo: %s went away: %s", link.conn.peer, exc)
-            self._drop(link, "reset")
-        else:
-            log.warning("ws echo: connection from %s failed: %s", link.conn.peer, exc)
-            self._drop(link, "error")
 
     def _abort(self, fd: int, reason: str) -> None:
         """The table cuts a connection (idle): close it with 1000 and the reason."""
@@ -488,23 +440,8 @@ class WsEchoEngine:
         close = protocol.close_rcvd or protocol.close_sent
         return f"closed {close.code}" if close is not None else "closed 1006"
 
-    def _drop(self, link: _Link, reason: str) -> None:
-        """Close the socket now and forget the connection.  Idempotent."""
-        if link.unlinked:
-            return
-        link.unlinked = True
-        fd = link.sock.fileno()
-        del self._links[fd]
-        if self._epoll is not None:
-            self._epoll.unregister(fd)
-        link.sock.close()
-        self._table.close(link.conn, reason)
+    def _dropped(self, link: _Link) -> None:
         link.on_close()
-
-    def drop_all(self) -> None:
-        """Close every connection now, without a goodbye (the drain's grace is over)."""
-        for link in list(self._links.values()):
-            self._drop(link, "shutdown")
 
 
 async def _send_queued(stream: trio.abc.Stream, protocol: ServerProtocol) -> None:
