@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import trio
 import trio.testing
@@ -12,6 +14,16 @@ from app.feed import Feed
 from app.tracer import STEP_BUDGET, StepTracer, TaskWatcher
 
 from run_harness import Harness, blocks, lanes, steps
+
+
+@contextmanager
+def installed(instrument: trio.abc.Instrument) -> Iterator[None]:
+    """*instrument* is installed for the block, and removed however it ends."""
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        yield
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
 
 
 async def test_steps_are_attributed_to_the_lane_that_ran_them(harness: Harness) -> None:
@@ -57,14 +69,10 @@ async def test_block_fires_for_time_sleep_not_for_trio_sleep_or_to_thread(harnes
 async def test_block_names_unwatched_tasks_too() -> None:
     feed = Feed()
     tracer = StepTracer(feed, block_threshold=0.05)
-    trio.lowlevel.add_instrument(tracer)
-    try:
-        with tracer.stepping():
-            await trio.lowlevel.checkpoint()  # steps are seen from the next one on
-            time.sleep(0.1)  # noqa: ASYNC251 (the block under test)
-            await trio.lowlevel.checkpoint()
-    finally:
-        trio.lowlevel.remove_instrument(tracer)
+    with installed(tracer), tracer.stepping():
+        await trio.lowlevel.checkpoint()  # steps are seen from the next one on
+        time.sleep(0.1)  # noqa: ASYNC251 (the block under test)
+        await trio.lowlevel.checkpoint()
     found = [e for e in feed.ring.read(0, 100) if isinstance(e, Block)]  # type: ignore[union-attr]
     assert len(found) == 1
     assert found[0].task == 0 and "test_block_names_unwatched_tasks_too" in found[0].name
@@ -75,21 +83,17 @@ async def test_hooks_fed_garbage_do_not_raise_and_the_tracer_stays_installed(
 ) -> None:
     feed = Feed()
     tracer = StepTracer(feed, block_threshold=0.05)
-    trio.lowlevel.add_instrument(tracer)
-    try:
-        with tracer.stepping():
-            bogus = object()
-            tracer.task_spawned(bogus)  # type: ignore[arg-type]
-            tracer.step_hooks.before_task_step(bogus)  # type: ignore[arg-type]
-            tracer.step_hooks.after_task_step(bogus)  # type: ignore[arg-type]
-            tracer.task_exited(bogus)  # type: ignore[arg-type]
-            assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
-            # Still installed and working: a watched nursery's task gets its lane and steps.
-            async with trio.open_nursery() as watched:
-                tracer.watch_nursery(watched, "r1")
-                watched.start_soon(trio.sleep, 0, name="after-garbage")
-    finally:
-        trio.lowlevel.remove_instrument(tracer)
+    with installed(tracer), tracer.stepping():
+        bogus = object()
+        tracer.task_spawned(bogus)  # type: ignore[arg-type]
+        tracer.step_hooks.before_task_step(bogus)  # type: ignore[arg-type]
+        tracer.step_hooks.after_task_step(bogus)  # type: ignore[arg-type]
+        tracer.task_exited(bogus)  # type: ignore[arg-type]
+        assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
+        # Still installed and working: a watched nursery's task gets its lane and steps.
+        async with trio.open_nursery() as watched:
+            tracer.watch_nursery(watched, "r1")
+            watched.start_soon(trio.sleep, 0, name="after-garbage")
     events = feed.ring.read(0, 1000)
     assert isinstance(events, list)
     assert [e.name for e in events if isinstance(e, Spawn)] == ["after-garbage"]
@@ -100,7 +104,6 @@ async def test_hooks_fed_garbage_do_not_raise_and_the_tracer_stays_installed(
 async def test_step_events_stay_within_the_budget_whatever_the_task_count() -> None:
     feed = Feed()
     tracer = StepTracer(feed, block_threshold=10)
-    trio.lowlevel.add_instrument(tracer)
 
     async def busy() -> None:
         for _ in range(50):
@@ -108,14 +111,11 @@ async def test_step_events_stay_within_the_budget_whatever_the_task_count() -> N
             await trio.sleep(0.003)  # a gap, so each step would want its own event
 
     start = time.perf_counter()
-    try:
-        with tracer.stepping():
-            async with trio.open_nursery() as nursery:
-                tracer.watch_nursery(nursery, "r1")
-                for i in range(400):
-                    nursery.start_soon(busy, name=f"busy {i}")
-    finally:
-        trio.lowlevel.remove_instrument(tracer)
+    with installed(tracer), tracer.stepping():
+        async with trio.open_nursery() as nursery:
+            tracer.watch_nursery(nursery, "r1")
+            for i in range(400):
+                nursery.start_soon(busy, name=f"busy {i}")
     elapsed = time.perf_counter() - start
     count = sum(1 for e in feed.ring.read(0, feed.ring.capacity) if isinstance(e, Step))  # type: ignore[union-attr]
     # 400 tasks x ~100 steps would be ~40,000 events; the budget holds it to
@@ -126,16 +126,13 @@ async def test_step_events_stay_within_the_budget_whatever_the_task_count() -> N
 async def test_watcher_alone_gives_lanes_without_steps() -> None:
     feed = Feed()
     watcher = TaskWatcher(feed)
-    trio.lowlevel.add_instrument(watcher)
-    try:
+    with installed(watcher):
         async with trio.open_nursery() as nursery:
             watcher.watch_nursery(nursery, "r9")
             nursery.start_soon(trio.sleep, 0.01, name="sleeper")
             await trio.testing.wait_all_tasks_blocked()
             lane = watcher.lane_of(next(iter(nursery.child_tasks)))
             assert lane is not None and lane.run == "r9"
-    finally:
-        trio.lowlevel.remove_instrument(watcher)
     kinds = [type(e).__name__ for e in feed.ring.read(0, 100)]  # type: ignore[union-attr]
     assert kinds == ["Spawn", "Exit"]
 
@@ -143,8 +140,7 @@ async def test_watcher_alone_gives_lanes_without_steps() -> None:
 async def test_quiet_nurseries_get_no_lanes() -> None:
     feed = Feed()
     watcher = TaskWatcher(feed)
-    trio.lowlevel.add_instrument(watcher)
-    try:
+    with installed(watcher):
         async with trio.open_nursery() as outer:
             watcher.watch_nursery(outer, "r1")
 
@@ -155,8 +151,6 @@ async def test_quiet_nurseries_get_no_lanes() -> None:
                         inner.start_soon(trio.sleep, 0)
 
             outer.start_soon(parent, name="parent")
-    finally:
-        trio.lowlevel.remove_instrument(watcher)
     spawned = [e.name for e in feed.ring.read(0, 100) if isinstance(e, Spawn)]  # type: ignore[union-attr]
     assert spawned == ["parent"]
 
@@ -164,7 +158,6 @@ async def test_quiet_nurseries_get_no_lanes() -> None:
 async def test_step_hooks_are_installed_only_while_someone_needs_them() -> None:
     feed = Feed()
     tracer = StepTracer(feed, block_threshold=0.05)
-    trio.lowlevel.add_instrument(tracer)
 
     async def steps_of(name: str) -> int:
         async with trio.open_nursery() as nursery:
@@ -175,7 +168,7 @@ async def test_step_hooks_are_installed_only_while_someone_needs_them() -> None:
         lane = next(e.task for e in events if isinstance(e, Spawn) and e.name == name)
         return sum(1 for e in events if isinstance(e, Step) and e.task == lane)
 
-    try:
+    with installed(tracer):
         assert await steps_of("nobody needs steps") == 0
         with tracer.stepping(), tracer.stepping():  # demand nests
             assert tracer.steps_installed
@@ -185,5 +178,3 @@ async def test_step_hooks_are_installed_only_while_someone_needs_them() -> None:
         # Lanes and exits go on either way.
         kinds = {type(e).__name__ for e in feed.ring.read(0, 1000)}  # type: ignore[union-attr]
         assert {"Spawn", "Exit"} <= kinds
-    finally:
-        trio.lowlevel.remove_instrument(tracer)
