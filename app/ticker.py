@@ -2,21 +2,27 @@
 
 It wakes every :data:`PROBE_INTERVAL` seconds and measures how late it woke:
 that delay is the loop lag, the time some task held the scheduler (a
-``time.sleep`` in a scenario shows up here).  Once a second it publishes a
+``time.sleep`` in a scenario shows up here).  A delay over
+``--block-threshold`` while the tracer is not tracing steps (no run, nobody
+watching, or ``--trace off``) is reported here, since nothing else saw it: a
+:class:`~app.events.Block` without a task, and one warning line.  Once a second it publishes a
 :class:`~app.events.Stats` event, and an :class:`~app.events.EchoStats`
 event while echo connections are open, and logs refusals over the limits.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Final
 
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
-from app.events import EchoStats, Stats
+from app.events import Block, EchoStats, Stats
 from app.hub import Hub
+
+log = logging.getLogger(__name__)
 
 PROBE_INTERVAL: Final = 0.1
 STATS_INTERVAL: Final = 1.0
@@ -50,10 +56,14 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
     next_stats = now + STATS_INTERVAL
     last_totals = (0, 0)
     lags: list[float] = []
+    block_threshold = hub.settings.block_threshold
     while True:
         await trio.sleep_until(next_probe)
         now = trio.current_time()
-        lags.append(round(now - next_probe, 6))
+        lag = now - next_probe
+        lags.append(round(lag, 6))
+        if lag > block_threshold and not hub.tracer.steps_installed:
+            _report_stall(hub, lag)
         next_probe = max(next_probe + PROBE_INTERVAL, now)
         if now >= next_sweep:
             next_sweep = now + sweep_every
@@ -91,3 +101,14 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
             )
         )
         lags = []
+
+
+def _report_stall(hub: Hub, lag: float) -> None:
+    """A stall nobody traced: publish it as a block of no task in particular, and log it."""
+    feed = hub.feed
+    feed.publish(Block(name="(step tracing was off)", dur=round(lag, 6)), at=feed.now() - lag)
+    log.warning(
+        "the event loop stalled for at least %.0f ms: a task held it without a checkpoint "
+        "(open the page or start a run to see which)",
+        lag * 1000,
+    )

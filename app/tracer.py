@@ -131,6 +131,11 @@ class TaskWatcher(trio.abc.Instrument):
         except Exception:
             self._hook_failed("task_exited")
 
+    @property
+    def steps_installed(self) -> bool:
+        """Whether each scheduler step is being traced now (never, for a plain watcher)."""
+        return False
+
     @contextmanager
     def stepping(self) -> Iterator[None]:
         """Ask for step tracing while the block runs; a plain watcher traces none."""
@@ -156,7 +161,8 @@ class StepTracer(TaskWatcher):
     and even a hook that does nothing costs about a microsecond; with nobody
     to show them to, tracing steps would be pure overhead.  The cost of that
     choice: a block that happens while no run is active and nobody watches is
-    not reported (the ticker's lag probe still sees the stall).
+    not attributed to its task; the ticker's lag probe reports the stall
+    instead (:func:`app.ticker.run_ticker`), with one log line.
     """
 
     def __init__(self, feed: Feed, block_threshold: float) -> None:

@@ -1,0 +1,50 @@
+"""The lag probe: a stall that the step tracer did not see is still reported, once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import trio
+
+from app.events import Block
+from app.tracer import StepTracer
+
+from conftest import Running, start_server, wait_until
+
+
+def blocks_in(running: Running) -> list[Block]:
+    events = running.hub.feed.ring.read(0, running.hub.feed.ring.capacity)
+    assert isinstance(events, list)
+    return [e for e in events if isinstance(e, Block)]
+
+
+async def test_a_stall_nobody_traced_is_a_block_and_one_log_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(nursery)
+    assert not running.hub.tracer.steps_installed  # no run, no subscriber
+    with trio.fail_after(5):
+        await trio.sleep(0.15)  # the ticker is parked until its next probe
+        time.sleep(0.3)  # noqa: ASYNC251 (the stall under test)
+        await wait_until(lambda: bool(blocks_in(running)))
+    [block] = blocks_in(running)
+    assert block.task == 0 and block.run == ""
+    assert 0.2 <= block.dur <= 0.35  # the probe sees at least the part past its wake-up
+    stalls = [r for r in caplog.records if "event loop stalled" in r.getMessage()]
+    assert len(stalls) == 1 and stalls[0].levelno == logging.WARNING
+
+
+async def test_a_stall_the_tracer_saw_is_not_reported_twice(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery)
+    tracer = running.hub.tracer
+    assert isinstance(tracer, StepTracer)
+    with trio.fail_after(5), tracer.stepping():
+        await trio.lowlevel.checkpoint()  # steps are seen from the next one on
+        time.sleep(0.3)  # noqa: ASYNC251 (the stall under test)
+        await trio.lowlevel.checkpoint()
+        await trio.sleep(0.25)  # the ticker probes at least twice more
+    [block] = blocks_in(running)
+    assert "test_a_stall_the_tracer_saw_is_not_reported_twice" in block.name
+    assert block.dur >= 0.3
