@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: ``serve``, ``client``, ``demo NAME`` and ``bench``."""
     parser = argparse.ArgumentParser(
         prog="trio-echo",
         description="A structured-concurrency echo platform: TCP and websocket echo, "

@@ -72,6 +72,7 @@ class Stdin:
         return bytes(await self._stream.receive_some(max_bytes))
 
     def close(self) -> None:
+        """Give stdin back its blocking mode (the terminal is shared with the shell)."""
         if self._stream is not None:
             fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
 

@@ -94,10 +94,12 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """The command-line flag, ``--tcp-port`` for ``tcp_port``."""
         return "--" + self.name.replace("_", "-")
 
     @property
     def env(self) -> str:
+        """The environment variable, ``TRIO_ECHO_TCP_PORT`` for ``tcp_port``."""
         return ENV_PREFIX + self.name.upper()
 
 

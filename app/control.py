@@ -34,12 +34,16 @@ class BadControlMessage(ValueError):
 
 
 class Start(msgspec.Struct, tag_field="type", tag="start", forbid_unknown_fields=True):
+    """``{"type": "start", "scenario": NAME, "params": {...}, "id": ANY}``: start a run."""
+
     scenario: str
     params: dict[str, Any] = {}
     id: str | int | None = None
 
 
 class Cancel(msgspec.Struct, tag_field="type", tag="cancel", forbid_unknown_fields=True):
+    """``{"type": "cancel", "run": RUN_ID, "id": ANY}``: cancel a run."""
+
     run: str
     id: str | int | None = None
 

@@ -51,10 +51,12 @@ class Feed:
 
     @property
     def ring(self) -> Ring:
+        """The ring itself, for readers that need no waking (tests, the demo)."""
         return self._ring
 
     @property
     def last_seq(self) -> int:
+        """``seq`` of the newest event, 0 before the first."""
         return self._ring.last_seq
 
     def now(self) -> float:

@@ -47,6 +47,7 @@ class Ring:
 
     @property
     def capacity(self) -> int:
+        """How many events the ring holds before it overwrites the oldest."""
         return self._capacity
 
     @property

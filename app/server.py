@@ -56,14 +56,17 @@ class Ports:
 
     @property
     def tcp_address(self) -> str:
+        """``host:port`` of the TCP echo listener (IPv6 hosts in brackets)."""
         return f"{_bracket(self.host)}:{self.tcp}"
 
     @property
     def web_url(self) -> str:
+        """The page's URL on the shared web port."""
         return f"http://{_bracket(self.host)}:{self.http}"
 
     @property
     def private_url(self) -> str:
+        """This worker's own web URL, which always reaches this process (``--workers``)."""
         return f"http://{_bracket(self.host)}:{self.private_http}"
 
 

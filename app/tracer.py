@@ -95,6 +95,7 @@ class TaskWatcher(trio.abc.Instrument):
         self._lanes[task] = Lane(lane_id, run, task.name)
 
     def lane_of(self, task: trio.lowlevel.Task) -> Lane | None:
+        """The lane of *task*, or ``None`` if it is not watched."""
         return self._lanes.get(task)
 
     def current_lane(self) -> int:
@@ -196,6 +197,7 @@ class StepTracer(TaskWatcher):
 
     @property
     def blocks(self) -> int:
+        """How many blocks were reported since the start."""
         return self._hooks.blocks
 
     @property

@@ -241,6 +241,7 @@ class _Supervisor:
                 worker.process.send_signal(signal.SIGTERM)
 
     def kill_all(self) -> None:
+        """SIGKILL the workers still running (a second signal, or their grace is over)."""
         for worker in self.workers:
             if worker.process.returncode is None:
                 worker.process.kill()

@@ -131,6 +131,7 @@ class Payloads:
         self._span = len(pool) - size
 
     def next(self) -> bytes:
+        """A payload of the configured size, from a random place in the pool."""
         offset = random.randrange(self._span)
         return self._pool[offset : offset + self._size]
 

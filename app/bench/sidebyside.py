@@ -219,6 +219,7 @@ def run_workers(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one part of the side-by-side benchmark and print its Markdown table."""
     parser = argparse.ArgumentParser(prog="python -m app.bench.sidebyside", description=__doc__)
     parts = parser.add_subparsers(dest="part", required=True)
     ws = parts.add_parser("ws", help="websocket echo against websockets' asyncio server")

@@ -51,12 +51,14 @@ class Histogram:
         self.max_us = 0
 
     def add(self, us: int, count: int = 1) -> None:
+        """Count *count* samples of *us* microseconds."""
         self.counts[bucket_of(us)] += count
         self.total += count
         if us > self.max_us:
             self.max_us = us
 
     def merge(self, other: Histogram) -> None:
+        """Add *other*'s samples to these (one histogram per connection, merged at the end)."""
         for i, n in enumerate(other.counts):
             if n:
                 self.counts[i] += n
@@ -88,6 +90,7 @@ class Latency:
 
     @classmethod
     def of(cls, h: Histogram) -> Latency:
+        """The percentiles of *h*."""
         return cls(h.percentile(50), h.percentile(90), h.percentile(99), h.max_us, h.total)
 
 
@@ -110,9 +113,11 @@ class Summary:
 
     @property
     def msgs_per_s(self) -> float:
+        """Echoed messages per second over the measured time."""
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
+        """The summary as ``--json`` prints it, with the derived rates."""
         out = asdict(self)
         out["msgs_per_s"] = round(self.msgs_per_s, 1)
         out["mbytes_per_s"] = round(self.bytes / self.seconds / 1e6, 3) if self.seconds else 0
@@ -129,6 +134,7 @@ def format_us(us: float) -> str:
 
 
 def format_rate(x: float) -> str:
+    """A rate for people: ``12.3k`` from ten thousand up, whole numbers below."""
     return f"{x / 1000:.1f}k" if x >= 10_000 else f"{x:.0f}"
 
 

@@ -150,6 +150,7 @@ class ConnTable:
 
     @property
     def full(self) -> bool:
+        """Whether the next connection would be over the limit."""
         return len(self._conns) >= self.limit
 
     def admit(self, peer: str, abort: Callable[[str], None]) -> Conn | None:
@@ -208,6 +209,7 @@ class ConnTable:
         conn.abort(reason)
 
     def abort_all(self, reason: str) -> None:
+        """Ask the engine to cut every open connection (see :meth:`abort`)."""
         for conn in self:
             self.abort(conn, reason)
 

@@ -12,6 +12,8 @@ from app.scenarios.catalog import ScenarioInfo
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """A scenario: what the page and ``demo`` show of it, and the code that runs."""
+
     info: ScenarioInfo
     run: ScenarioFn
 

@@ -19,7 +19,9 @@ class RunContext(Protocol):
     """The runner's side of a scenario run."""
 
     @property
-    def run_id(self) -> str: ...
+    def run_id(self) -> str:
+        """The id of this run (``r1``, ``r2``...), as events and the page name it."""
+        ...
 
     def print(self, *parts: object) -> None:
         """Print one line, as the current Trio task.  Never blocks, never a checkpoint."""

@@ -101,6 +101,7 @@ class ScenarioInfo:
         }
 
     def defaults(self) -> dict[str, Any]:
+        """Every parameter at its default (``None`` where an optional one has none)."""
         return {p.name: p.default for p in self.params}
 
 

@@ -125,10 +125,12 @@ class Runner:
 
     @property
     def scenarios(self) -> Mapping[str, Scenario]:
+        """Every scenario this runner can start, by name."""
         return self._scenarios
 
     @property
     def active(self) -> int:
+        """How many runs are running now (at most ``max_runs``)."""
         return sum(1 for r in self._runs.values() if r.state == "running")
 
     def runs(self) -> list[dict[str, Any]]:
@@ -136,6 +138,7 @@ class Runner:
         return [r.describe() for r in self._runs.values()]
 
     def get(self, run_id: str) -> RunRecord | None:
+        """Run *run_id* if it is one of the recent runs still kept, else ``None``."""
         return self._runs.get(run_id)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

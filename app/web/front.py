@@ -164,6 +164,7 @@ class WebFront:
 
     @property
     def refusals(self) -> LimitLog:
+        """Connections refused over ``--max-web-connections``, logged once per burst."""
         return self._refusals
 
     async def run(self) -> None:

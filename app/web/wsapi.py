@@ -58,7 +58,9 @@ class WebSocket(Protocol):
     """
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """The request path, without the query string."""
+        ...
 
     @property
     def peer(self) -> str:
@@ -66,7 +68,9 @@ class WebSocket(Protocol):
         ...
 
     @property
-    def query_string(self) -> str: ...
+    def query_string(self) -> str:
+        """The raw query string, without the ``?``."""
+        ...
 
     def header(self, name: str) -> str | None:
         """The first value of request header *name* (lower case)."""
