@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from app.ring import DEFAULT_CAPACITY
 from app.units import MiB
 
 ENV_PREFIX: Final = "TRIO_ECHO_"
@@ -55,9 +56,7 @@ class Settings:
     max_runs: int = 4
     run_timeout: float = 60.0
     block_threshold: float = 0.05
-    # At ~450-700 bytes per event with its JSON, 16,384 events are 7-11 MiB when
-    # full: minutes of a quiet feed, seconds of a busy one (measured: limits.md).
-    feed_capacity: int = 16_384
+    feed_capacity: int = DEFAULT_CAPACITY
     trace: bool = True
     workers: int = 1
     log_level: str = "info"

@@ -54,14 +54,13 @@ async def run_demo(
     feed = Feed()
     tracer = StepTracer(feed, block_threshold)
     runner = Runner(feed, tracer, max_runs=1, run_timeout=run_timeout)
-    printer = _Printer(out, err)
-    feed.add_tap(printer)
     trio.lowlevel.add_instrument(tracer)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.serve)
             record = runner.start(name, params)
-            printer.follow(record)
+            # Before the run's task first runs, so no line is missed.
+            feed.add_tap(_Printer(record, out, err))
             await record.finished.wait()
             nursery.cancel_scope.cancel()
     finally:
@@ -81,22 +80,20 @@ class _Printer:
     (``trio-echo demo ... | head``), the run is cancelled instead of failing.
     """
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+    def __init__(self, record: RunRecord, out: TextIO, err: TextIO) -> None:
+        self._record = record
         self._out = out
         self._err = err
-        self._record: RunRecord | None = None
-
-    def follow(self, record: RunRecord) -> None:
-        self._record = record
+        self._reader_gone = False
 
     def __call__(self, event: Event) -> None:
         record = self._record
-        if record is None or event.run != record.id:
+        if self._reader_gone or event.run != record.id:
             return
         try:
             self._print(event, record.id)
         except BrokenPipeError:
-            self._record = None
+            self._reader_gone = True
             record.scope.cancel()
 
     def _print(self, event: Event, run_id: str) -> None:

@@ -51,7 +51,7 @@ class Feed:
 
     @property
     def ring(self) -> Ring:
-        """The ring itself, for readers that need no waking (tests, the demo)."""
+        """The ring itself, for readers that need no waking (tests)."""
         return self._ring
 
     @property

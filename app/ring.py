@@ -21,8 +21,9 @@ import msgspec
 
 from app.events import Event, encode
 
-# The server sizes its ring with ``--feed-capacity``; this default is for
-# demos and tests.  An event with its cached JSON costs ~450-700 bytes.
+# ``--feed-capacity``'s default.  At ~450-700 bytes per event with its cached
+# JSON, 16,384 events are 7-11 MiB when full: minutes of a quiet feed, seconds
+# of a busy one (measured: docs/limits.md).  Readers further behind get a Gap.
 DEFAULT_CAPACITY: Final = 16_384
 
 

@@ -5,9 +5,10 @@ that delay is the loop lag, the time some task held the scheduler (a
 ``time.sleep`` in a scenario shows up here).  A delay over
 ``--block-threshold`` while the tracer is not tracing steps (no run, nobody
 watching, or ``--trace off``) is reported here, since nothing else saw it: a
-:class:`~app.events.Block` without a task, and one warning line.  Once a second it publishes a
-:class:`~app.events.Stats` event, and an :class:`~app.events.EchoStats`
-event while echo connections are open, and logs refusals over the limits.
+:class:`~app.events.Block` without a task, and one warning line.  Once a
+second it publishes a :class:`~app.events.Stats` event, and an
+:class:`~app.events.EchoStats` event while echo connections are open, and
+logs refusals over the limits.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable
-from app.echo.multiplex import POLL_IN, POLL_OUT, Link, Multiplexed
+from app.echo.multiplex import POLL_IN, Link, Multiplexed
 from app.echo.tasks import RECV_SIZE
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
@@ -114,9 +114,8 @@ class EpollEngine(Multiplexed[Link]):
                     self._lost(link, exc)
                     continue
                 if sent < n:
-                    link.pending = memoryview(bytes(view[sent:n]))
+                    self._park(link, memoryview(bytes(view[sent:n])))
                     conn.bytes_out += sent
-                    ep.modify(fd, POLL_OUT)
                 else:
                     conn.bytes_out += n
 

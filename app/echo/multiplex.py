@@ -67,6 +67,11 @@ class Multiplexed(Generic[L]):
         assert self._epoll is not None
         self._epoll.modify(link.sock.fileno(), events)
 
+    def _park(self, link: L, rest: memoryview) -> None:
+        """The socket took only part of a write: keep *rest* and wait for room, not for reads."""
+        link.pending = rest
+        self._poll_for(link, POLL_OUT)
+
     def _flush(self, link: L) -> int | None:
         """The socket became writable: send what is pending; return how much it took.
 

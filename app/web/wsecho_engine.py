@@ -56,7 +56,7 @@ from websockets.typing import BytesLike
 
 from app.echo.conns import Conn, ConnTable
 from app.echo.epoll import MAX_EVENTS
-from app.echo.multiplex import POLL_OUT, Link, Multiplexed
+from app.echo.multiplex import Link, Multiplexed
 from app.echo.tasks import RECV_SIZE
 from app.errors import describe
 
@@ -373,9 +373,8 @@ class WsEchoEngine(Multiplexed[_Link]):
                 self._lost(link, exc)
                 return
             if sent < len(data):
-                link.pending = memoryview(data)[sent:]
+                self._park(link, memoryview(data)[sent:])
                 link.stalled_since = trio.current_time()
-                self._poll_for(link, POLL_OUT)
         if eof and link.pending is None:
             self._half_close(link)
 
