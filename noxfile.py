@@ -50,7 +50,7 @@ def soak(session: nox.Session) -> None:
     0) and their p99 latency under attack; fails if any of them saw an error or memory grew.
     """
     session.install(".[test]")
-    session.run("python", "tests/soak/soak_run.py", *session.posargs)
+    session.run("python", "-P", "tools/soak.py", *session.posargs)
 
 
 @nox.session
@@ -114,8 +114,8 @@ def bench(session: nox.Session) -> None:
             session.run("npm", "install", "--silent", external=True)
         session.run(
             "python",
-            "-m",
-            "app.bench.sidebyside",
+            "-P",
+            "tools/sidebyside.py",
             "ws",
             "--wsload",
             str(wsload),
@@ -123,7 +123,7 @@ def bench(session: nox.Session) -> None:
             str(tools / "ws/websockets_asyncio.py"),
         )
     if "startup" in parts:
-        session.run("python", "-m", "app.bench.sidebyside", "startup")
+        session.run("python", "-P", "tools/sidebyside.py", "startup")
     if "workers" in parts:
         echoload = work / "echoload"
         echoload.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +136,6 @@ def bench(session: nox.Session) -> None:
             "-lpthread",
             external=True,
         )
-        session.run("python", "-m", "app.bench.sidebyside", "workers", "--echoload", str(echoload))
+        session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
-        session.run("python", "tests/bench/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+        session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})

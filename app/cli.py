@@ -134,7 +134,7 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
+    from app.scenarios.demo import run_demo
     from app.scenarios.runner import RunRefused
 
     params = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_")}

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from app.ring import DEFAULT_CAPACITY
+from app.feed.ring import DEFAULT_CAPACITY
 from app.units import MiB
 
 ENV_PREFIX: Final = "TRIO_ECHO_"

@@ -16,7 +16,7 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
-from app.feed import Feed
+from app.feed.live import Feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
 

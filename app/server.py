@@ -32,14 +32,14 @@ import trio
 from app.config import Settings, is_loopback
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
-from app.events import ECHO_RUN
-from app.feed import Feed
+from app.echo.websocket import WsEchoEngine
+from app.feed.events import ECHO_RUN
+from app.feed.live import Feed
 from app.hub import Hub
 from app.net import bound_port, named_error, open_listener
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
-from app.web.wsecho_engine import WsEchoEngine
 
 log = logging.getLogger(__name__)
 

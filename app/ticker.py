@@ -5,9 +5,9 @@ that delay is the loop lag, the time some task held the scheduler (a
 ``time.sleep`` in a scenario shows up here).  A delay over
 ``--block-threshold`` while the tracer is not tracing steps (no run, nobody
 watching, or ``--trace off``) is reported here, since nothing else saw it: a
-:class:`~app.events.Block` without a task, and one warning line.  Once a
-second it publishes a :class:`~app.events.Stats` event, and an
-:class:`~app.events.EchoStats` event while echo connections are open, and
+:class:`~app.feed.events.Block` without a task, and one warning line.  Once a
+second it publishes a :class:`~app.feed.events.Stats` event, and an
+:class:`~app.feed.events.EchoStats` event while echo connections are open, and
 logs refusals over the limits.
 """
 
@@ -20,7 +20,7 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
-from app.events import Block, EchoStats, Stats
+from app.feed.events import Block, EchoStats, Stats
 from app.hub import Hub
 
 log = logging.getLogger(__name__)

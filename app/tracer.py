@@ -33,8 +33,8 @@ from typing import Final
 
 import trio
 
-from app.events import Block, Exit, Spawn, Step
-from app.feed import Feed
+from app.feed.events import Block, Exit, Spawn, Step
+from app.feed.live import Feed
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 import trio
 
+from app.child import self_command
 from app.config import SERVE_OPTIONS, Settings
 from app.net import named_error
 
@@ -70,7 +71,7 @@ class Worker:
 
 def worker_argv(settings: Settings, tcp_port: int, http_port: int, index: int) -> list[str]:
     """The command line of worker *index*: the same settings, the chosen ports."""
-    argv = [sys.executable, "-m", "app", "serve"]
+    argv = self_command("serve")
     for opt in SERVE_OPTIONS:
         value = getattr(settings, opt.name)
         if opt.name == "tcp_port":

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
+
+from app.child import self_command
 
 LISTENING = re.compile(
     rb"^tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
@@ -24,10 +25,7 @@ async def start_serve(
 
     proc = await trio.lowlevel.open_process(
         [
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
+            *self_command("serve"),
             "--tcp-port",
             "0",
             "--http-port",

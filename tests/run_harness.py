@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.events import Block, Event, Output, Spawn, Step
-from app.feed import Feed
+from app.feed.events import Block, Event, Output, Spawn, Step
+from app.feed.live import Feed
 from app.scenarios.runner import Runner, RunRecord
 from app.tracer import StepTracer
 

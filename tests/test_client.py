@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
 
+from app.child import self_command
+
 from conftest import Running
 
-CLIENT = [sys.executable, "-m", "app", "client"]
+CLIENT = self_command("client")
 
 
 async def run_client(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
+
+from app.child import self_command
 
 from netclient import ws_connect
 from procs import read_stderr, start_serve
@@ -60,7 +61,7 @@ async def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with trio.fail_after(10):
             done = await trio.run_process(
-                [sys.executable, "-m", "app", "serve", "--tcp-port", str(port), "--http-port", "0"],
+                self_command("serve", "--tcp-port", str(port), "--http-port", "0"),
                 capture_stdout=True,
                 capture_stderr=True,
                 check=False,
@@ -75,7 +76,7 @@ async def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
 async def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
     with trio.fail_after(10):
         done = await trio.run_process(
-            [sys.executable, "-m", "app", "serve", "--max-connections", "0"],
+            self_command("serve", "--max-connections", "0"),
             capture_stdout=True,
             capture_stderr=True,
             check=False,

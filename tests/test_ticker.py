@@ -8,7 +8,7 @@ import time
 import pytest
 import trio
 
-from app.events import Block
+from app.feed.events import Block
 from app.tracer import StepTracer
 
 from conftest import Running, start_server, wait_until

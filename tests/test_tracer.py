@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import trio
 import trio.testing
 
-from app.events import Block, Exit, Spawn, Step
-from app.feed import Feed
+from app.feed.events import Block, Exit, Spawn, Step
+from app.feed.live import Feed
 from app.tracer import STEP_BUDGET, StepTracer, TaskWatcher
 
 from run_harness import Harness, blocks, lanes, steps

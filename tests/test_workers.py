@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from app.child import self_command
 from app.cli import build_parser
 from app.config import SERVE_OPTIONS, Settings, resolve
 from app.workers import parse_ready, worker_argv
@@ -23,8 +24,8 @@ from netclient import http_request, ws_connect
 def test_a_worker_gets_the_same_settings_and_the_chosen_ports() -> None:
     settings = Settings(workers=3, trace=False, idle_timeout=12.5, ws_engine="asgi")
     argv = worker_argv(settings, 4001, 4002, 2)
-    assert argv[:4] == [sys.executable, "-m", "app", "serve"]
-    args = build_parser().parse_args(argv[3:])
+    assert argv[:5] == self_command("serve")
+    args = build_parser().parse_args(argv[4:])
     assert args.worker_index == 2
     again = resolve(Settings, SERVE_OPTIONS, vars(args), {})
     assert again == dataclasses.replace(settings, tcp_port=4001, http_port=4002)
@@ -42,10 +43,32 @@ def test_ready_once_all_three_lines_are_in() -> None:
     )
 
 
+IMPOSTOR = "an app/ package of the user's own ran instead of trio-echo"
+
+
+def make_impostor(folder: Path) -> None:
+    """Give *folder* its own ``app/`` package, the common project layout ``-m app`` would run."""
+    package = folder / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(f"import sys\nsys.exit({IMPOSTOR!r})\n")
+
+
+def test_the_impostor_runs_under_plain_dash_m(tmp_path: Path) -> None:
+    # The trap the workers must not fall into, shown once so the test below means something.
+    make_impostor(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "app"], capture_output=True, text=True, cwd=tmp_path, timeout=20
+    )
+    assert IMPOSTOR in done.stderr
+
+
 async def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path) -> None:
+    # Started from a folder with its own app/: every worker must still be trio-echo.
+    make_impostor(tmp_path)
     serve = ["serve", "--workers", "2", "--tcp-port", "0", "--http-port", "0"]
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "app", *serve],
+        self_command(*serve),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=tmp_path,
@@ -102,6 +125,7 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path) -> 
     assert b"Traceback" not in err, err.decode()
     assert elapsed < 1.0
     assert b"stopping 2 workers" in err
+    assert IMPOSTOR.encode() not in err
 
 
 def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -111,7 +135,7 @@ def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         serve = ["serve", "--workers", "2", "--tcp-port", str(port), "--http-port", "0"]
         done = subprocess.run(
-            [sys.executable, "-m", "app", *serve],
+            self_command(*serve),
             capture_output=True,
             text=True,
             timeout=20,

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from app.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event
+from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event
 
 log = logging.getLogger(__name__)
 

@@ -25,15 +25,10 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable
-from app.echo.multiplex import POLL_IN, Link, Multiplexed
-from app.echo.tasks import RECV_SIZE
+from app.echo.multiplex import MAX_EVENTS, POLL_IN, RECV_SIZE, Link, Multiplexed
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
 log = logging.getLogger(__name__)
-
-# Ready sockets served per wake-up before yielding to the other Trio tasks.
-# At ~5 us per echo that is ~2.5 ms of loop time at most.
-MAX_EVENTS: Final = 512
 
 
 class EpollEngine(Multiplexed[Link]):

@@ -39,14 +39,12 @@ from typing import Final
 import trio
 
 from app.echo.conns import PEER_GONE, Conn, ConnTable
+from app.echo.multiplex import RECV_SIZE
 from app.errors import describe
 from app.net import accept_forever
 
 log = logging.getLogger(__name__)
 
-# Largest single read.  Reads of 128 KiB or more make glibc allocate with
-# mmap/munmap on every call; 64 KiB matches Trio's own default receive size.
-RECV_SIZE: Final = 64 * 1024
 # Reads served back to back without yielding, when a peer keeps the socket
 # readable; then the task checkpoints so the others get their turn.
 FAIRNESS_BUDGET: Final = 8

@@ -26,8 +26,8 @@ from typing import Any, Final
 import trio
 
 from app.errors import describe
-from app.events import Event, Output, RunEnd, RunStart
-from app.feed import Feed
+from app.feed.events import Event, Output, RunEnd, RunStart
+from app.feed.live import Feed
 from app.scenarios import SCENARIOS, Scenario
 from app.scenarios.catalog import BadParams, validate_params
 from app.tracer import TaskWatcher

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.feed.chrome_trace import chrome_trace
 from app.hub import Hub
-from app.trace_export import chrome_trace
 from app.web.ws_echo import echo
 from app.web.ws_events import events
 from app.web.wsapi import Endpoint, WebSocket

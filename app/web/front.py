@@ -12,7 +12,7 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
   the websockets library's Trio connection (:mod:`app.web.wstrio`), which
   is RFC 6455-strict and fast, unless ``--ws-engine asgi``; with
   ``--ws-engine epoll`` (the default), ``GET /ws/echo`` goes to the
-  multiplexed echo engine (:mod:`app.web.wsecho_engine`) instead: this task
+  multiplexed echo engine (:mod:`app.echo.websocket`) instead: this task
   does the handshake, then hands the socket over and ends;
 * a write timeout on every connection (:class:`GuardedStream`): a peer that
   does not take our bytes for ``--write-timeout`` seconds is cut off, even
@@ -37,11 +37,11 @@ from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
 from app.echo.conns import LimitLog
+from app.echo.websocket import WsEchoEngine
 from app.errors import describe
 from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
-from app.web.wsecho_engine import WsEchoEngine
 from app.web.wstrio import serve_websocket
 
 log = logging.getLogger(__name__)

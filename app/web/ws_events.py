@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 
 import trio
 
-from app import protocol
-from app.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
-from app.feed import Feed
+from app.feed import protocol
+from app.feed.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
+from app.feed.live import Feed
+from app.feed.ring import Gap
 from app.hub import Hub
-from app.ring import Gap
 from app.scenarios.runner import KEEP_RUNS, Runner, RunRefused
 from app.web.origin import origin_allowed
 from app.web.wsapi import WebSocket, WebSocketClosed

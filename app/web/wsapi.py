@@ -10,7 +10,7 @@ once against :class:`WebSocket`.  Two shells implement it:
   and upgrades that arrive on a connection that already served HTTP).
 
 ``/ws/echo`` under the default ``--ws-engine epoll`` is not an endpoint at
-all: :mod:`app.web.wsecho_engine` serves it without a task per connection.
+all: :mod:`app.echo.websocket` serves it without a task per connection.
 
 :func:`run_endpoint` is the one place that decides how an endpoint ends:
 when the server drains it is cancelled and says 1001; if it fails, that

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,8 @@ from typing import Any, Final
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from app.child import self_command
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 # No sandbox (root in a container), no GPU, and nothing that phones home: with the network
@@ -77,7 +78,7 @@ def running_server(workdir: Path, *extra: str) -> Iterator[str]:
     err_path = workdir / "serve.stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--http-port", "0", *extra],
+            self_command("serve", "--tcp-port", "0", "--http-port", "0", *extra),
             cwd=workdir,
             stdout=out,
             stderr=err,

@@ -183,7 +183,7 @@ async def test_client_that_never_reads_gets_backpressure(
 
 
 async def test_feed_reports_open_and_close_with_totals(running: Running) -> None:
-    from app.events import ConnClose, ConnOpen
+    from app.feed.events import ConnClose, ConnOpen
 
     feed = running.hub.feed
     cursor = feed.last_seq

@@ -9,7 +9,7 @@ import struct
 import pytest
 import trio
 
-from app.events import Notice
+from app.feed.events import Notice
 from app.web.wsapi import WebSocket
 from app.web.wstrio import serve_websocket
 

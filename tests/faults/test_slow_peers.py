@@ -7,7 +7,7 @@ import logging
 import pytest
 import trio
 
-from app.events import Notice
+from app.feed.events import Notice
 
 from conftest import start_server, wait_until
 from netclient import read_close_code, ws_connect, ws_handshake

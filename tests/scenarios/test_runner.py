@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 
-from app.events import RunEnd, RunStart
+from app.feed.events import RunEnd, RunStart
 from app.scenarios import SCENARIOS, Scenario
 from app.scenarios.catalog import Param, ScenarioInfo
 from app.scenarios.runner import MAX_RECORDED, Runner, RunRefused

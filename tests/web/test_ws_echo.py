@@ -89,7 +89,7 @@ async def test_shutdown_closes_websockets_with_1001(ws_server: Running) -> None:
 
 
 async def test_feed_counts_websocket_echo_connections(ws_server: Running) -> None:
-    from app.events import ConnClose
+    from app.feed.events import ConnClose
 
     cursor = ws_server.hub.feed.last_seq
     with trio.fail_after(5):
@@ -235,7 +235,7 @@ async def test_a_bug_while_echoing_one_websocket_ends_only_that_one(
     """The multiplexed engine serves every connection in one task: a failure stays with one."""
     from websockets.frames import Frame
 
-    from app.web.wsecho_engine import WsEchoEngine
+    from app.echo.websocket import WsEchoEngine
 
     echo = WsEchoEngine._echo
 

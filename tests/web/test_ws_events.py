@@ -9,8 +9,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection
 
-from app.events import Notice
-from app.feed import Feed
+from app.feed.events import Notice
+from app.feed.live import Feed
 from app.server import Server
 
 from conftest import Running, make_settings, wait_until

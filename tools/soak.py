@@ -1,6 +1,6 @@
 """Soak and abuse run: well-behaved clients keep echoing while hostile ones attack, for minutes.
 
-Run with ``nox -s soak`` (or ``python tests/soak/soak_run.py --seconds 120``); never part of the
+Run with ``nox -s soak`` (or ``python -P tools/soak.py --seconds 120``); never part of the
 default test run.  Loopback only, bounded in time and in connection counts.
 
 It starts a real ``trio-echo serve`` process and runs, side by side:
@@ -28,12 +28,13 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
 import trio
 from trio_websocket import open_websocket_url
+
+from app.child import self_command
 
 LISTENING = re.compile(
     rb"tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
@@ -200,7 +201,7 @@ async def hostile_wave(tcp: int, http: int, report: Report) -> None:
 async def soak(seconds: float, server_log: str) -> Report:
     report = Report()
     cmd = [
-        sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--http-port", "0",
+        *self_command("serve"), "--tcp-port", "0", "--http-port", "0",
         "--max-connections", str(MAX_CONNECTIONS), "--idle-timeout", "5", "--log-level", "warning",
         "--feed-capacity", str(FEED_CAPACITY),
     ]  # fmt: skip

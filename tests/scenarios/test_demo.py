@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from app.demo import run_demo
-from app.ring import DEFAULT_CAPACITY
+from app.child import self_command
+from app.feed.ring import DEFAULT_CAPACITY
+from app.scenarios.demo import run_demo
 
 
 async def test_spawn_join_prints_like_the_tutorial() -> None:
@@ -52,7 +52,7 @@ async def test_blocks_go_to_stderr_and_the_trace_file_loads(tmp_path: Path) -> N
 
 
 def test_the_command_line_runs_a_scenario_and_refuses_bad_parameters() -> None:
-    demo = [sys.executable, "-m", "app", "demo"]
+    demo = self_command("demo")
     done = subprocess.run([*demo, "switch", "--rounds", "2"], capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert [line.split()[0] for line in done.stdout.decode().splitlines()] == ["A", "B", "A", "B"]

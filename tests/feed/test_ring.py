@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from app.events import Notice, Output
-from app.ring import Gap, Ring
+from app.feed.events import Notice, Output
+from app.feed.ring import Gap, Ring
 
 
 def fill(ring: Ring, n: int) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from app.events import Block, Event, Exit, Output, RunEnd, RunStart, Spawn, Step
+from app.feed.events import Block, Event, Exit, Output, RunEnd, RunStart, Spawn, Step
 
 PID: Final = 1
 RUN_THREAD: Final = 0

@@ -20,12 +20,12 @@ from typing import Any, TextIO
 
 import trio
 
-from app.events import Block, Event, Output, RunEnd
-from app.feed import Feed
+from app.feed.chrome_trace import chrome_trace
+from app.feed.events import Block, Event, Output, RunEnd
+from app.feed.live import Feed
 from app.scenarios import SCENARIOS
 from app.scenarios.catalog import BadParams, validate_params
 from app.scenarios.runner import Runner, RunRecord, RunRefused
-from app.trace_export import chrome_trace
 from app.tracer import StepTracer
 
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from app.child import self_command
+
 # A server must listen within this long after it was spawned.
 LISTEN_TIMEOUT: Final = 20.0
 # Pause between cells, so that sockets in TIME_WAIT and CPU caches settle.
@@ -108,7 +110,7 @@ def _rate(x: float) -> str:
 
 def run_ws(args: argparse.Namespace) -> list[str]:
     """The websocket echo comparison; returns the report's lines."""
-    trio_echo = [sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--log-level", "warning"]
+    trio_echo = self_command("serve", "--tcp-port", "0", "--log-level", "warning")
     servers: dict[str, Callable[[int], list[str]]] = {
         "websockets_asyncio": lambda port: [args.peer_python, args.peer, str(port)],
         "trio-echo": lambda port: [*trio_echo, "--http-port", str(port)],
@@ -165,7 +167,7 @@ def run_startup(args: argparse.Namespace) -> list[str]:
     for _ in range(args.runs):
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--http-port", "0"],
+            self_command("serve", "--tcp-port", "0", "--http-port", "0"),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -190,7 +192,7 @@ def run_workers(args: argparse.Namespace) -> list[str]:
         for workers in (1, 2) if r % 2 == 0 else (2, 1):
             for conns, size in WORKER_CASES:
                 port = _free_port(port + 1)
-                server = [sys.executable, "-m", "app", "serve", "--workers", str(workers)]
+                server = self_command("serve", "--workers", str(workers))
                 server += ["--tcp-port", str(port), "--http-port", "0", "--log-level", "warning"]
                 client = ["taskset", "-c", "1", args.echoload, "-p", str(port), "-c", str(conns)]
                 client += ["-s", str(size), "-d", str(args.duration)]
@@ -220,7 +222,7 @@ def run_workers(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one part of the side-by-side benchmark and print its Markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m app.bench.sidebyside", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -P tools/sidebyside.py", description=__doc__)
     parts = parser.add_subparsers(dest="part", required=True)
     ws = parts.add_parser("ws", help="websocket echo against websockets' asyncio server")
     ws.add_argument("--wsload", required=True, help="folder with wsload.js and its node_modules")

@@ -55,9 +55,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
 from app.echo.conns import Conn, ConnTable
-from app.echo.epoll import MAX_EVENTS
-from app.echo.multiplex import Link, Multiplexed
-from app.echo.tasks import RECV_SIZE
+from app.echo.multiplex import MAX_EVENTS, RECV_SIZE, Link, Multiplexed
 from app.errors import describe
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import trio
 
 from app.bench.load import Plan, add_lags, parse_batch, run_bench
 from app.bench.stats import BUCKETS, Histogram, Summary, bucket_of, bucket_top, table
+from app.child import self_command
 
 from conftest import start_server
 
@@ -96,7 +96,7 @@ async def test_feed_bench_measures_lag_in_both_phases(nursery: trio.Nursery) -> 
 
 def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     serve = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--tcp-port", "0", "--http-port", "0"],
+        self_command("serve", "--tcp-port", "0", "--http-port", "0"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -106,7 +106,7 @@ def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     try:
         tcp = serve.stdout.readline().split()[-1]
         bench = subprocess.run(
-            [sys.executable, "-m", "app", "bench", "--tcp", tcp, "--duration", "0.5", "--json"],
+            self_command("bench", "--tcp", tcp, "--duration", "0.5", "--json"),
             capture_output=True,
             text=True,
             timeout=30,

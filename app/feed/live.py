@@ -2,7 +2,7 @@
 
 Publishing is synchronous and never a checkpoint: a task that reports what
 it does must not change the interleaving it reports.  It appends to the
-:class:`~app.ring.Ring` and, only if some reader is parked, wakes them all
+:class:`~app.feed.ring.Ring` and, only if some reader is parked, wakes them all
 at once.  Readers each keep a cursor and pull batches at their own pace.
 """
 
@@ -16,8 +16,8 @@ from typing import Final, TypeVar
 import msgspec
 import trio
 
-from app.events import Event
-from app.ring import DEFAULT_CAPACITY, Gap, Ring
+from app.feed.events import Event
+from app.feed.ring import DEFAULT_CAPACITY, Gap, Ring
 
 E = TypeVar("E", bound=Event)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from app.events import Output
-from app.feed import REPLAY, Feed
+from app.feed.events import Output
+from app.feed.live import REPLAY, Feed
 
 
 async def test_publish_is_not_a_checkpoint_even_with_readers_parked() -> None:

@@ -8,7 +8,7 @@ Rules of this module:
   events, oldest first), ``gap`` (events the client missed because it fell
   behind; it resumes after ``resume``), ``reply`` (the answer to a control
   message) and ``error`` (a control message that was refused, with why).
-* Client to server: control messages, validated by :mod:`app.control`.
+* Client to server: control messages, validated by :mod:`app.feed.control`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the scheduler tracer costs: echo throughput and many-tasks, with it off, on, and watched.
 
-A benchmark, not a test: ``nox -s bench -- tracer`` (or ``python tests/bench/tracer_overhead.py``).
+A benchmark, not a test: ``nox -s bench -- tracer`` (or ``python -P tools/tracer_overhead.py``).
 
 * TCP echo: 100 connections, 64-byte ping-pong, for ``--seconds``, measured by the shared C load
   generator (``../shared/tools/bench/echoload.c``, every byte verified) pinned to core 1, the
@@ -33,6 +33,8 @@ from typing import Any
 import trio
 from trio_websocket import open_websocket_url
 
+from app.child import self_command
+
 HERE = Path(__file__).resolve().parent
 # The shared tools live beside the repository; TRIO_ECHO_TOOLS overrides (as in the noxfile).
 TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", HERE.parents[2] / "shared" / "tools"))
@@ -52,7 +54,7 @@ def build_echoload(work: Path) -> Path:
 
 
 async def start_server(engine: str, trace: str) -> tuple[trio.Process, int, int]:
-    cmd = ["taskset", "-c", "0", sys.executable, "-m", "app", "serve"]
+    cmd = ["taskset", "-c", "0", *self_command("serve")]
     cmd += ["--tcp-port", "0", "--http-port", "0", "--engine", engine, "--trace", trace]
     cmd += ["--log-level", "warning"]
     proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

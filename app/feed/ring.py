@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* Pure: no trio, no I/O.  :mod:`app.feed` adds waking and time.
+* Pure: no trio, no I/O.  :mod:`app.feed.live` adds waking and time.
 * Appending is O(1) and never fails: the oldest event is overwritten.
 * A reader owns nothing here but a cursor, the ``seq`` of the last event it
   has seen.  A reader whose cursor has fallen behind the oldest event still
@@ -19,7 +19,7 @@ from typing import Final
 
 import msgspec
 
-from app.events import Event, encode
+from app.feed.events import Event, encode
 
 # ``--feed-capacity``'s default.  At ~450-700 bytes per event with its cached
 # JSON, 16,384 events are 7-11 MiB when full: minutes of a quiet feed, seconds

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.control import (
+from app.feed.control import (
     MAX_CONTROL_MESSAGE,
     BadControlMessage,
     Cancel,

@@ -5,9 +5,9 @@ Rules of this module:
 * Pure data.  No trio, no sockets; the feed, the tracer and the web shells
   import it, never the other way round.
 * An event is built by its producer without ``seq`` and ``t``;
-  :meth:`app.feed.Feed.publish` stamps both exactly once, as it appends the
+  :meth:`app.feed.live.Feed.publish` stamps both exactly once, as it appends the
   event to the ring.  After that nobody changes it.
-* ``task`` is a lane id from :func:`app.feed.Feed.new_id`: a Trio task of a
+* ``task`` is a lane id from :func:`app.feed.live.Feed.new_id`: a Trio task of a
   scenario, an echo connection, or 0 for the server itself.  ``run`` says
   which scenario run the task belongs to, ``"echo"`` for echo connections.
 * The JSON form is the one the page reads: ``{"kind": "output", "seq": 7,

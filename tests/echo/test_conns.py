@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from app.echo.conns import MAX_SAMPLES, ConnTable
-from app.events import ConnClose, ConnOpen, Event
+from app.feed.events import ConnClose, ConnOpen, Event
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from app.trace_export import chrome_trace
+from app.feed.chrome_trace import chrome_trace
 
 from run_harness import Harness, lanes
 
