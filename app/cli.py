@@ -210,6 +210,12 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
             ports = await nursery.start(run_server)
             print(f"tcp echo listening on {ports.tcp_address}", flush=True)
             print(f"web listening on {ports.web_url}", flush=True)
+            if server.tls is not None:
+                # Issue 11: after the two lines above, which scripts already parse.
+                print(f"tls echo listening on {ports.tls_address}", flush=True)
+                print(f"web listening on {ports.https_url}", flush=True)
+                made = " (self-signed, made at start)" if server.tls.self_signed else ""
+                print(f"tls certificate SHA-256 {server.tls.fingerprint}{made}", flush=True)
             if worker:
                 from app.workers import PRIVATE_PREFIX, read_peers
 

@@ -26,6 +26,10 @@ ENV_PREFIX: Final = "TRIO_ECHO_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 ECHO_ENGINES: Final = ("epoll", "tasks")
 WS_ENGINES: Final = ("epoll", "fast", "asgi")
+# Issue 11 (TLS): `--tls self-signed` makes a certificate at start; `off` uses --tls-cert/--tls-key.
+TLS_MODES: Final = ("off", "self-signed")
+#: The client's --tls port when none is given (the server's --tls-port default).
+DEFAULT_TLS_PORT: Final = 8002
 
 
 class ConfigError(ValueError):
@@ -60,6 +64,27 @@ class Settings:
     trace: bool = True
     workers: int = 1
     log_level: str = "info"
+    # Issue 11 (TLS): TLS echo and HTTPS/WSS listeners, on when a certificate is given or made.
+    tls: str = "off"
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_port: int = DEFAULT_TLS_PORT
+    https_port: int = 8443
+    tls_handshake_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        # Issue 11 (TLS): a half-given certificate is a mistake to refuse, not to ignore.
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key: give both, or neither")
+        if self.tls_cert and self.tls != "off":
+            raise ConfigError("--tls self-signed and --tls-cert: give one of them")
+        if self.tls_enabled and self.workers > 1:
+            raise ConfigError("--workers: TLS runs in a single server process for now")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the TLS echo and HTTPS listeners run (issue 11)."""
+        return bool(self.tls_cert) or self.tls != "off"
 
     @property
     def origins(self) -> frozenset[str]:
@@ -77,6 +102,10 @@ class ClientSettings:
     tcp_port: int = 8001
     ws: str = ""
     connect_timeout: float = 5.0
+    # Issue 11 (TLS): `client --tls [--insecure | --cafile F]`.
+    tls: bool = False
+    insecure: bool = False
+    cafile: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +119,8 @@ class Option:
     choices: tuple[str, ...] = ()
     #: Other spellings of the flag, e.g. the client's ``--port``.
     aliases: tuple[str, ...] = ()
+    #: An on/off setting that the bare flag turns on (``--tls`` means ``--tls on``).
+    switch: bool = False
 
     @property
     def flag(self) -> str:
@@ -174,6 +205,28 @@ SERVE_OPTIONS: Final = (
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),
     Option("log_level", "logging threshold", choices=LOG_LEVELS),
+    # Issue 11 (TLS).
+    Option(
+        "tls",
+        "self-signed: make a certificate for --host at start (its SHA-256 fingerprint is "
+        "printed) and turn on the TLS echo and HTTPS listeners",
+        choices=TLS_MODES,
+    ),
+    Option("tls_cert", "PEM certificate (chain) file; turns on TLS echo and HTTPS with --tls-key"),
+    Option("tls_key", "PEM private key file for --tls-cert (never logged)"),
+    Option("tls_port", "TCP echo over TLS port; 0 picks a free port", 0, 65535),
+    Option(
+        "https_port",
+        "HTTPS and WSS port (page, /ws/events, /ws/echo, /info); 0 picks a free port",
+        0,
+        65535,
+    ),
+    Option(
+        "tls_handshake_timeout",
+        "seconds a TLS handshake may take; slower ones are closed and counted",
+        0.1,
+        600,
+    ),
 )
 
 CLIENT_OPTIONS: Final = (
@@ -181,6 +234,15 @@ CLIENT_OPTIONS: Final = (
     Option("tcp_port", "echo server TCP port", 1, 65535, aliases=("--port",)),
     Option("ws", "echo over this websocket URL instead of TCP, e.g. ws://127.0.0.1:8000/ws/echo"),
     Option("connect_timeout", "seconds to wait for the connection", 0.1, 600),
+    # Issue 11 (TLS).
+    Option(
+        "tls",
+        f"echo over TLS (the port defaults to {DEFAULT_TLS_PORT}); the certificate is verified "
+        "against the system's CAs unless --insecure or --cafile",
+        switch=True,
+    ),
+    Option("insecure", "with --tls: accept any certificate (self-signed servers)", switch=True),
+    Option("cafile", "with --tls or a wss:// URL: trust the CA certificates in this PEM file"),
 )
 
 _S = TypeVar("_S", Settings, ClientSettings)
@@ -198,6 +260,8 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], cls:
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{opt.help} ({extra})"}
         if opt.choices:
             kwargs["choices"] = opt.choices
+        if opt.switch:
+            kwargs.update(nargs="?", const="on", metavar="on|off")
         parser.add_argument(*opt.aliases, opt.flag, dest=opt.name, **kwargs)
 
 
@@ -219,6 +283,9 @@ def resolve(
         else:
             continue
         values[opt.name] = _parse(opt, raw, defaults[opt.name], source)
+    if cls is ClientSettings and values.get("tls") and "tcp_port" not in values:
+        # Issue 11: `client --tls` talks to the server's TLS echo port unless told otherwise.
+        values["tcp_port"] = DEFAULT_TLS_PORT
     return cls(**values)
 
 

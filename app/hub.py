@@ -15,7 +15,7 @@ import trio
 
 from app import __version__
 from app.config import Settings
-from app.echo.conns import ConnTable
+from app.echo.conns import ConnTable, HandshakeCounts
 from app.feed.live import Feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
@@ -31,6 +31,8 @@ class Hub:
     tcp: ConnTable
     #: Websocket echo connections.
     ws: ConnTable
+    #: TLS echo connections (issue 11; empty unless TLS is on).
+    tls: ConnTable
     #: The Trio instrument that gives watched tasks their lanes (and traces steps).
     tracer: TaskWatcher
     runner: Runner
@@ -46,6 +48,11 @@ class Hub:
     web_connections: int = 0
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
+    # Issue 11 (TLS): the handshakes of both TLS listeners.
+    #: Handshakes by listener, ``echo`` and ``web``.
+    handshakes: dict[str, HandshakeCounts] = field(
+        default_factory=lambda: {"echo": HandshakeCounts(), "web": HandshakeCounts()}
+    )
 
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:
@@ -73,4 +80,5 @@ class Hub:
                 feed, tracer, max_runs=settings.max_runs, run_timeout=settings.run_timeout
             ),
             worker=worker,
+            tls=table("tls", settings.max_connections),
         )

@@ -6,7 +6,9 @@
     └── root nursery
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
+        ├── tls echo engine    TCP echo over TLS on --tls-port (one task; issue 11)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
+                               and, with TLS, on --https-port (HTTPS, WSS)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
         └── ticker             loop lag, idle sweeps, 1 Hz summaries
 
@@ -29,9 +31,11 @@ from dataclasses import dataclass
 
 import trio
 
+from app.certs import ServerTls, server_tls
 from app.config import Settings, is_loopback
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
+from app.echo.tls import TlsEchoEngine
 from app.echo.websocket import WsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
@@ -53,6 +57,19 @@ class Ports:
     http: int
     #: A worker's private web port (0 when not one of ``--workers N``).
     private_http: int = 0
+    # Issue 11: the TLS echo and HTTPS ports (0 when TLS is off).
+    tls: int = 0
+    https: int = 0
+
+    @property
+    def tls_address(self) -> str:
+        """``host:port`` of the TLS echo listener."""
+        return f"{_bracket(self.host)}:{self.tls}"
+
+    @property
+    def https_url(self) -> str:
+        """The page's URL on the HTTPS port."""
+        return f"https://{_bracket(self.host)}:{self.https}"
 
     @property
     def tcp_address(self) -> str:
@@ -77,6 +94,8 @@ class Server:
         self.settings = settings
         self.hub = Hub.create(settings, feed, worker)
         self._stop = trio.Event()
+        #: The TLS contexts and certificate fingerprint, once :meth:`run` has set them up.
+        self.tls: ServerTls | None = None
 
     def stop(self) -> None:
         """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
@@ -87,10 +106,13 @@ class Server:
 
         Raises:
             OSError: a listener could not be bound (the message names the address).
+            app.certs.TlsSetupError: the TLS key or certificate cannot be used.
         """
         s = self.settings
         hub = self.hub
         reuse_port = s.workers > 1
+        if s.tls_enabled:
+            self.tls = server_tls(s.tls_cert, s.tls_key, s.host)
         with contextlib.ExitStack() as listeners:
             tcp_listener = listeners.enter_context(
                 _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
@@ -103,13 +125,26 @@ class Server:
                 web_listeners.append(
                     listeners.enter_context(_listen(s.host, 0, s.backlog, False, "worker web"))
                 )
+            # Issue 11: the TLS echo and HTTPS listeners.
+            tls_listener = https_listener = None
+            if self.tls is not None:
+                tls_listener = listeners.enter_context(
+                    _listen(s.host, s.tls_port, s.backlog, reuse_port, "tls echo")
+                )
+                https_listener = listeners.enter_context(
+                    _listen(s.host, s.https_port, s.backlog, reuse_port, "https")
+                )
             ports = Ports(
                 s.host,
                 bound_port(tcp_listener),
                 bound_port(web_listeners[0]),
                 bound_port(web_listeners[-1]) if hub.worker else 0,
+                tls=bound_port(tls_listener) if tls_listener else 0,
+                https=bound_port(https_listener) if https_listener else 0,
             )
             hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
+            if self.tls is not None:
+                hub.listeners.update(tls=ports.tls_address, https=ports.https_url)
             if not is_loopback(s.host):
                 log.warning(
                     "listening on %s: the echo server and the page are reachable from the network",
@@ -127,13 +162,33 @@ class Server:
                 if s.ws_engine == "epoll"
                 else None
             )
-            front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
+            front = WebFront(
+                web_listeners,
+                build_app(hub),
+                hub,
+                fast,
+                ws_echo,
+                https=(https_listener, self.tls.web) if https_listener and self.tls else None,
+            )
             engine = _engine(s.engine, tcp_listener, hub)
+            tls_engine = (
+                TlsEchoEngine(
+                    tls_listener,
+                    hub.tls,
+                    self.tls.echo,
+                    s.tls_handshake_timeout,
+                    hub.handshakes["echo"],
+                )
+                if tls_listener and self.tls
+                else None
+            )
             trio.lowlevel.add_instrument(hub.tracer)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                    if tls_engine is not None:
+                        nursery.start_soon(tls_engine.run, name="tls echo engine")
                     if ws_echo is not None:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
@@ -143,6 +198,7 @@ class Server:
                     log.info("shutting down")
                     hub.draining.set()
                     hub.tcp.abort_all("shutdown")
+                    hub.tls.abort_all("shutdown")
                     await front.drain(s.graceful_timeout)
                     nursery.cancel_scope.cancel()
             finally:

@@ -49,7 +49,7 @@ def count_tasks() -> int:
 async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
     """Probe lag, sweep idle connections and publish summaries until cancelled."""
     feed = hub.feed
-    tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)
+    tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws, hub.tls)
     sweep_every = min(STATS_INTERVAL, hub.settings.idle_timeout / SWEEPS_PER_TIMEOUT)
     now = trio.current_time()
     next_probe = now + PROBE_INTERVAL
@@ -80,15 +80,17 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
             limit_log.flush()
         samples_tcp, bytes_tcp, msgs_tcp = hub.tcp.samples()
         samples_ws, bytes_ws, msgs_ws = hub.ws.samples()
-        totals = (bytes_tcp + bytes_ws, msgs_tcp + msgs_ws)
-        if len(hub.tcp) or len(hub.ws) or totals != last_totals:
+        samples_tls, bytes_tls, msgs_tls = hub.tls.samples()
+        totals = (bytes_tcp + bytes_ws + bytes_tls, msgs_tcp + msgs_ws + msgs_tls)
+        if len(hub.tcp) or len(hub.ws) or len(hub.tls) or totals != last_totals:
             feed.publish(
                 EchoStats(
                     tcp=len(hub.tcp),
                     ws=len(hub.ws),
+                    tls=len(hub.tls),
                     bytes_per_s=round((totals[0] - last_totals[0]) / elapsed, 1),
                     msgs_per_s=round((totals[1] - last_totals[1]) / elapsed, 1),
-                    conns=(samples_tcp + samples_ws),
+                    conns=(samples_tcp + samples_ws + samples_tls),
                 )
             )
         last_totals = totals

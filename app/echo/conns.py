@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event
+from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event, TlsInfo
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,13 @@ class ConnTable:
         """Whether the next connection would be over the limit."""
         return len(self._conns) >= self.limit
 
-    def admit(self, peer: str, abort: Callable[[str], None]) -> Conn | None:
+    def admit(
+        self, peer: str, abort: Callable[[str], None], tls: TlsInfo | None = None
+    ) -> Conn | None:
         """Register a new connection, or return None (and count a refusal) if the table is full.
 
         The caller closes a refused connection at once; :attr:`refusals` logs it.
+        *tls* is what the connection's TLS handshake agreed on, for the feed.
         """
         if self.full:
             self.refusals.refuse(peer)
@@ -164,7 +167,9 @@ class ConnTable:
         conn = Conn(self._new_id(), peer, self._now(), abort)
         self._conns[conn.id] = conn
         self.accepted += 1
-        self._publish(ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer))
+        self._publish(
+            ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer, tls=tls)
+        )
         return conn
 
     def close(self, conn: Conn, reason: str) -> None:
@@ -252,3 +257,21 @@ class ConnTable:
         busy.sort(key=lambda item: item[0], reverse=True)
         samples = [ConnSample(c.id, c.bytes_in, c.bytes_out, c.msgs) for _, c in busy[:MAX_SAMPLES]]
         return samples, total_bytes, total_msgs
+
+
+class HandshakeCounts:
+    """TLS handshakes of one listener (issue 11): done, failed, and closed for taking too long.
+
+    Plain counters bumped by the listener's owner; ``/healthz`` shows them.
+    """
+
+    __slots__ = ("done", "failed", "timed_out")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+        self.timed_out = 0
+
+    def as_json(self) -> dict[str, int]:
+        """``{"done": n, "failed": n, "timed_out": n}``."""
+        return {"done": self.done, "failed": self.failed, "timed_out": self.timed_out}

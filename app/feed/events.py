@@ -84,11 +84,29 @@ class Block(Event, tag="block", frozen=True):
     dur: float
 
 
+class TlsInfo(msgspec.Struct, frozen=True, gc=False):
+    """What a TLS handshake agreed on (issue 11): ``{"version", "cipher", "sni", "alpn"}``.
+
+    *version* is ``TLSv1.2`` or ``TLSv1.3``, *cipher* the OpenSSL suite name;
+    *sni* the server name the client asked for (RFC 6066) and *alpn* the
+    protocol chosen (RFC 7301), each None when the client sent none.
+    """
+
+    version: str
+    cipher: str
+    sni: str | None = None
+    alpn: str | None = None
+
+
 class ConnOpen(Event, tag="conn_open", frozen=True):
-    """An echo connection was accepted: *transport* is ``tcp`` or ``ws``."""
+    """An echo connection was accepted: *transport* is ``tcp``, ``tls`` or ``ws``.
+
+    *tls* is set for connections over TLS, once their handshake is done.
+    """
 
     transport: str
     peer: str
+    tls: TlsInfo | None = None
 
 
 class ConnClose(Event, tag="conn_close", frozen=True):
@@ -125,6 +143,8 @@ class EchoStats(Event, tag="echo_stats", frozen=True):
     bytes_per_s: float
     msgs_per_s: float
     conns: list[ConnSample] = []
+    #: TLS echo connections (issue 11); left out of the JSON while 0.
+    tls: int = 0
 
 
 class Stats(Event, tag="stats", frozen=True):

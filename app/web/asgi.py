@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.feed.chrome_trace import chrome_trace
 from app.hub import Hub
+from app.web.info import EchoApp, info_endpoint, ws_info_endpoint
 from app.web.ws_echo import echo
 from app.web.ws_events import events
 from app.web.wsapi import Endpoint, WebSocket
@@ -74,6 +75,13 @@ def build_app(hub: Hub) -> Starlette:
                     "limit": hub.settings.max_web_connections,
                 },
                 "ws_echo": {"connections": len(hub.ws)},
+                # Issue 11: TLS echo connections and both listeners' handshakes.
+                "tls": {
+                    "connections": len(hub.tls),
+                    "handshakes": {k: v.as_json() for k, v in hub.handshakes.items()},
+                }
+                if hub.settings.tls_enabled
+                else None,
                 "feed": {"seq": hub.feed.last_seq, "subscribers": hub.feed.subscribers},
             }
         )
@@ -98,6 +106,10 @@ def build_app(hub: Hub) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/api/runs/{run:str}/trace.json", trace),
+            # Issue 11: the info routes (app/web/info.py).
+            Route("/info", info_endpoint(hub)),
+            Route("/echo", EchoApp(hub)),
+            WebSocketRoute("/ws/info", ws_info_endpoint(hub)),
             *sockets,
             Mount("/", StaticFiles(directory=static_dir(), html=True)),
         ]

@@ -19,6 +19,19 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
   inside Hypercorn's shielded send;
 * a drain for shutdown: stop accepting, let Hypercorn close idle keep-alive
   connections and the endpoints say 1001, then cut whatever is left.
+
+With TLS (issue 11) a second listener, ``--https-port``, serves the same
+routes over HTTPS and WSS.  Its connections are handshaken here, bounded by
+``--tls-handshake-timeout`` (slow or failed handshakes are closed, counted in
+``Hub.handshakes["web"]`` and logged at debug), then routed by ALPN: ``h2``
+goes straight to Hypercorn (HTTP/2 needs no peeking, and cannot be peeked);
+otherwise the first decrypted bytes are read (they cannot be peeked through
+TLS) and replayed to whoever serves the connection.  ``/ws/echo`` over WSS
+runs on websockets' Trio connection (the multiplexed engine speaks no TLS).
+
+Every connection Hypercorn serves gets a per-connection state (the ASGI
+scope's ``state``): which listener took it and its TLS parameters, for the
+info routes (:mod:`app.web.info`).
 """
 
 from __future__ import annotations
@@ -26,7 +39,8 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+import ssl
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import trio
@@ -36,11 +50,14 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
+from app.certs import tls_info
 from app.echo.conns import LimitLog
 from app.echo.websocket import WsEchoEngine
 from app.errors import describe
+from app.feed.events import TlsInfo
 from app.hub import Hub
 from app.net import accept_forever
+from app.web.info import STATE_LISTENER, STATE_TLS
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
 
@@ -53,8 +70,10 @@ log = logging.getLogger(__name__)
 CLOSED_LINGER: Final = 1.0
 # Requests starting with this go to the websocket shell, the rest to Hypercorn...
 WEBSOCKET_PREFIX: Final = b"GET /ws/"
-# ...except this one followed by " " or "?", which goes to the echo engine if there is one.
+# ...except this one followed by " " or "?", which goes to the echo engine if there is one...
 ECHO_PREFIX: Final = b"GET /ws/echo"
+# ...and this one, which goes to Hypercorn: its endpoint reads the whole ASGI scope.
+INFO_PREFIX: Final = b"GET /ws/info"
 # Bytes peeked to tell the three apart.
 PEEK_SIZE: Final = len(ECHO_PREFIX) + 1
 # A new connection must send its first bytes within this time.
@@ -146,8 +165,11 @@ class WebFront:
         hub: Hub,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
+        https: tuple[socket.socket, ssl.SSLContext] | None = None,
     ) -> None:
         self._listeners = listeners
+        #: The HTTPS listener and its context (issue 11), if TLS is on.
+        self._https = https
         self._hub = hub
         self._limit = hub.settings.max_web_connections
         self._refusals = LimitLog("web", self._limit)
@@ -171,22 +193,36 @@ class WebFront:
         """Accept and serve until cancelled; after :meth:`drain`, return once connections end."""
         async with trio.open_nursery() as nursery:
 
-            def on_accept(sock: socket.socket, peer: str) -> None:
-                if len(self._streams) >= self._limit:
-                    self._refusals.refuse(peer)
-                    _refuse(sock)
-                    return
-                stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
-                self._streams.add(stream)
-                self._hub.web_connections = len(self._streams)
-                nursery.start_soon(self._serve, stream, name=f"web {peer}")
+            def acceptor(
+                listener: str, tls: ssl.SSLContext | None
+            ) -> Callable[[socket.socket, str], None]:
+                def on_accept(sock: socket.socket, peer: str) -> None:
+                    if len(self._streams) >= self._limit:
+                        self._refusals.refuse(peer)
+                        if tls is None:
+                            _refuse(sock)  # a 503 in plain text means nothing to a TLS client
+                        else:
+                            sock.close()
+                        return
+                    stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
+                    self._streams.add(stream)
+                    self._hub.web_connections = len(self._streams)
+                    nursery.start_soon(self._serve, stream, listener, tls, name=f"web {peer}")
+
+                return on_accept
 
             with self._accepting:
                 async with trio.open_nursery() as accepting:
-                    for listener in self._listeners:
-                        accepting.start_soon(accept_forever, listener, on_accept)
+                    for i, listener in enumerate(self._listeners):
+                        name = "web" if i == 0 else "worker web"
+                        accepting.start_soon(accept_forever, listener, acceptor(name, None))
+                    if self._https is not None:
+                        sock, context = self._https
+                        accepting.start_soon(accept_forever, sock, acceptor("https", context))
 
-    async def _serve(self, stream: GuardedStream) -> None:
+    async def _serve(
+        self, stream: GuardedStream, listener: str, tls: ssl.SSLContext | None
+    ) -> None:
         handed_over = False
         with trio.CancelScope() as scope:
 
@@ -200,16 +236,25 @@ class WebFront:
             stream.on_close = on_close  # type: ignore[method-assign]
             stream.on_eof = linger  # type: ignore[method-assign]
             try:
-                route = await _first_bytes(stream)
+                conn: trio.abc.Stream = stream
+                info: TlsInfo | None = None
+                if tls is None:
+                    route = await _first_bytes(stream)
+                else:
+                    opened = await self._open_tls(stream, tls)
+                    if opened is None:
+                        return
+                    conn, route = opened
+                    info = conn.info
                 if route is None:
                     return
-                if route is Route.ECHO and self._ws_echo is not None:
+                if route is Route.ECHO and self._ws_echo is not None and tls is None:
                     handed_over = await self._ws_echo.serve(
                         stream, stream.raw, stream.peer, lambda: self._forget(stream)
                     )
                 elif route is not Route.HTTP and self._websockets is not None:
                     await serve_websocket(
-                        stream,
+                        conn,
                         stream.peer,
                         self._websockets,
                         max_message_size=self._hub.settings.max_message_size,
@@ -217,7 +262,8 @@ class WebFront:
                         draining=self._hub.draining,
                     )
                 else:
-                    await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
+                    state = {STATE_LISTENER: listener, STATE_TLS: info}
+                    await TCPServer(self._app, self._config, self._context, state, conn)  # type: ignore[arg-type]
             except Exception as exc:  # the per-connection boundary: only this one ends
                 log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
                 log.debug("web: connection from %s failure", stream.peer, exc_info=True)
@@ -227,6 +273,35 @@ class WebFront:
                     # cancelled connection would skip the close: make sure it happens.
                     stream.abort()
                     self._forget(stream)
+
+    async def _open_tls(
+        self, stream: GuardedStream, context: ssl.SSLContext
+    ) -> tuple[TlsWebStream, Route | None] | None:
+        """Handshake (bounded), then read enough of the request to route it.
+
+        None: the handshake failed or took too long (counted, logged at
+        debug); the caller closes the socket.
+        """
+        counts = self._hub.handshakes["web"]
+        timeout = self._hub.settings.tls_handshake_timeout
+        ssl_stream = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        try:
+            with trio.fail_after(timeout):
+                await ssl_stream.do_handshake()
+        except trio.TooSlowError:
+            counts.timed_out += 1
+            log.debug("https: %s did not finish its handshake within %g s", stream.peer, timeout)
+            return None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            counts.failed += 1
+            reason = describe(exc.__cause__ or exc)
+            log.debug("https: handshake with %s failed: %s", stream.peer, reason)
+            return None
+        counts.done += 1
+        conn = TlsWebStream(ssl_stream, tls_info(ssl_stream))
+        if conn.info.alpn == "h2":
+            return conn, Route.HTTP
+        return conn, await conn.first_bytes(stream.peer)
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
@@ -277,9 +352,76 @@ def route_of(head: bytes) -> Route | None:
     """The route for a request starting with *head*, or None while more bytes are needed."""
     if len(head) > len(ECHO_PREFIX) and head.startswith(ECHO_PREFIX):
         return Route.ECHO if head[len(ECHO_PREFIX)] in b" ?" else Route.WEBSOCKET
-    if len(head) < PEEK_SIZE and ECHO_PREFIX.startswith(head):
+    if len(head) > len(INFO_PREFIX) and head.startswith(INFO_PREFIX):
+        return Route.HTTP if head[len(INFO_PREFIX)] in b" ?" else Route.WEBSOCKET
+    if len(head) < PEEK_SIZE and (ECHO_PREFIX.startswith(head) or INFO_PREFIX.startswith(head)):
         return None
     return Route.WEBSOCKET if head.startswith(WEBSOCKET_PREFIX) else Route.HTTP
+
+
+class TlsWebStream(trio.abc.Stream):
+    """A handshaken ``trio.SSLStream`` whose first bytes, read to route it, are read again.
+
+    Hypercorn's ``TCPServer`` treats any stream with ``do_handshake`` as TLS:
+    it calls it (done already, so it returns at once), reads the ALPN result
+    (``h2`` selects its HTTP/2 protocol) and the socket from
+    ``transport_stream``.  No ``send_eof``: TLS 1.2 has no half-close, and
+    Hypercorn and websockets then close instead.
+    """
+
+    def __init__(self, ssl_stream: trio.SSLStream[GuardedStream], info: TlsInfo) -> None:
+        self._ssl = ssl_stream
+        self._head = b""
+        #: What the handshake agreed on.
+        self.info = info
+
+    @property
+    def transport_stream(self) -> GuardedStream:
+        """The socket stream under TLS (Hypercorn reads ``.socket`` from it)."""
+        return self._ssl.transport_stream
+
+    async def do_handshake(self) -> None:
+        """Done before this object existed; a checkpoint, for Hypercorn's sake."""
+        await self._ssl.do_handshake()
+
+    def selected_alpn_protocol(self) -> str | None:
+        """``h2``, ``http/1.1``, or None when the client offered no ALPN."""
+        return self.info.alpn
+
+    async def first_bytes(self, peer: str) -> Route | None:
+        """Read (and keep for replay) enough of the request to route it; None if it never came.
+
+        Cancellation: safe; what was read stays kept.
+        """
+        with trio.move_on_after(FIRST_BYTES_TIMEOUT):
+            try:
+                while (route := route_of(self._head)) is None:
+                    data = await self._ssl.receive_some(PEEK_SIZE - len(self._head))
+                    if not data:
+                        return None
+                    self._head += data
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+            return route
+        log.debug("https: %s sent nothing for %.0f s; closing it", peer, FIRST_BYTES_TIMEOUT)
+        return None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._head:
+            size = len(self._head) if max_bytes is None else max_bytes
+            data, self._head = self._head[:size], self._head[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return bytes(await self._ssl.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._ssl.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._ssl.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._ssl.aclose()
 
 
 async def _first_bytes(stream: GuardedStream) -> Route | None:
