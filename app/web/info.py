@@ -32,6 +32,7 @@ the order received (RFC 9110 section 5.3).
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -109,11 +110,14 @@ class EchoApp:
             await _too_large(scope, receive, send)
             return
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_ECHO_BODY:
-                await _too_large(scope, receive, send)
-                return
+        async with contextlib.aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_ECHO_BODY:
+                    break
+        if len(body) > MAX_ECHO_BODY:
+            await _too_large(scope, receive, send)
+            return
         reply = describe_request(scope, self._hub)
         try:
             reply["body"] = body.decode("utf-8")
