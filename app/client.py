@@ -6,6 +6,13 @@ byte to stdout, and exit 0 once all of it came back.  Over TCP the echo is a
 byte stream, so the piped mode compares byte counts; over websocket each
 line is one text message.
 
+With ``--tls`` (issue 11) the TCP echo goes over TLS, to port 8002 unless
+``--port`` says otherwise; the server's certificate is verified against the
+system's CAs, or ``--cafile``'s, or not at all with ``--insecure`` (for
+``--tls self-signed`` servers).  Piped, end of input is TLS's half-close: our
+``close_notify``, after which every echoed byte still comes back.  A
+``wss://`` URL for ``--ws`` uses the same verification flags.
+
 Exit codes: 0 when everything came back, 1 when the connection was refused
 or closed early (one line on stderr says which), 2 for bad arguments.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import ssl
 import stat
 from typing import BinaryIO, Final, TextIO
 
@@ -21,6 +29,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from app.config import ClientSettings
+from app.tlsclient import TlsClientStream, client_context
 
 PROMPT: Final = ">>: "
 # Read stdin and the socket in chunks of this size.
@@ -95,13 +104,41 @@ async def run_client(
         await _tcp_client(settings, stdin, stdout, interactive)
 
 
-async def _connect_tcp(settings: ClientSettings) -> trio.SocketStream:
+def _tls_context(settings: ClientSettings) -> ssl.SSLContext:
+    """The client's TLS context from ``--insecure`` / ``--cafile``.
+
+    Raises:
+        ClientError: both flags given, or the CA file cannot be used.
+    """
+    if settings.insecure and settings.cafile:
+        raise ClientError("give --insecure or --cafile, not both")
+    try:
+        return client_context(insecure=settings.insecure, cafile=settings.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ClientError(f"cannot use the CA file {settings.cafile}: {_reason(exc)}") from None
+
+
+async def _connect_tcp(settings: ClientSettings) -> trio.abc.HalfCloseableStream:
     where = f"{settings.host}:{settings.tcp_port}"
+    ctx = _tls_context(settings) if settings.tls else None
     try:
         with trio.fail_after(settings.connect_timeout):
-            return await trio.open_tcp_stream(settings.host, settings.tcp_port)
+            stream = await trio.open_tcp_stream(settings.host, settings.tcp_port)
+            if ctx is None:
+                return stream
+            tls = TlsClientStream(stream, ctx, settings.host)
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return tls
     except trio.TooSlowError:
         raise ClientError(f"no answer from {where} within {settings.connect_timeout:g} s") from None
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or exc
+        raise ClientError(f"TLS handshake with {where} failed: {reason}") from None
     except OSError as exc:
         raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
 
@@ -117,7 +154,7 @@ async def _tcp_client(
             await _tcp_piped(stream, stdin, stdout)
 
 
-async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) -> None:
+async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO) -> None:
     sent = 0
     received = 0
     failure = ""
@@ -155,7 +192,9 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) 
         raise ClientError(f"server closed the connection after echoing {received} of {sent} bytes")
 
 
-async def _tcp_interactive(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) -> None:
+async def _tcp_interactive(
+    stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO
+) -> None:
     buffer = b""
     while True:
         line = await _prompt(stdin, stdout)
@@ -173,7 +212,7 @@ async def _tcp_interactive(stream: trio.SocketStream, stdin: Stdin, stdout: Bina
         buffer = buffer[len(line) :]
 
 
-async def _send_or_fail(stream: trio.SocketStream, data: bytes) -> None:
+async def _send_or_fail(stream: trio.abc.HalfCloseableStream, data: bytes) -> None:
     try:
         await stream.send_all(data)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -190,9 +229,14 @@ async def _prompt(stdin: Stdin, stdout: BinaryIO) -> bytes | None:
 async def _ws_client(
     settings: ClientSettings, stdin: Stdin, stdout: BinaryIO, interactive: bool
 ) -> None:
+    secure = settings.ws.startswith("wss://")
+    ctx = _tls_context(settings) if secure else None
     try:
         async with open_websocket_url(
-            settings.ws, connect_timeout=settings.connect_timeout, disconnect_timeout=1
+            settings.ws,
+            ssl_context=ctx,
+            connect_timeout=settings.connect_timeout,
+            disconnect_timeout=1,
         ) as ws:
             while True:
                 if interactive:
@@ -210,7 +254,7 @@ async def _ws_client(
                 stdout.flush()
     except ConnectionClosed as exc:
         raise ClientError(f"websocket closed: {exc.reason}") from None
-    except (OSError, HandshakeError) as exc:
+    except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
         raise ClientError(f"cannot connect to {settings.ws}: {exc}") from None
 
 

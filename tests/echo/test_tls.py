@@ -49,13 +49,13 @@ async def test_multi_mib_round_trip_then_close_notify_half_close(
         async def send() -> None:
             view = memoryview(payload)
             for i in range(0, len(payload), 100_003):  # uneven chunks, across record borders
-                await pipe.send(view[i : i + 100_003])
-            await pipe.close_notify()
+                await pipe.send_all(view[i : i + 100_003])
+            await pipe.send_eof()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send)
             received += await pipe.read_all()  # ends at the server's close_notify
-        await pipe.stream.aclose()
+        await pipe.aclose()
         await wait_until(lambda: len(running.hub.tls) == 0)
     assert len(received) == len(payload)
     assert received == payload
@@ -72,8 +72,8 @@ async def test_conn_open_carries_version_cipher_sni(tls: tuple[Running, CertFile
         ctx = files.client_context(minimum_version=version, maximum_version=version)
         with trio.fail_after(10):
             async with await TlsPipe.connect(running.ports.tls, ctx, "localhost") as pipe:
-                await pipe.send(b"ping")
-                assert await pipe.receive() == b"ping"
+                await pipe.send_all(b"ping")
+                assert await pipe.receive_some() == b"ping"
     opens = [e for e in events_since(running, cursor) if isinstance(e, ConnOpen)]
     assert [(o.transport, o.tls and o.tls.version) for o in opens] == [
         ("tls", "TLSv1.2"),
@@ -97,7 +97,7 @@ async def test_tls_1_1_is_refused_and_counted(tls: tuple[Running, CertFiles]) ->
     # OpenSSL's default security level forbids TLS 1.1 on the client too; lower it for the test.
     ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     with trio.fail_after(10):
-        with pytest.raises((ssl.SSLError, EOFError)):
+        with pytest.raises(trio.BrokenResourceError):
             await TlsPipe.connect(running.ports.tls, ctx)
         await wait_until(lambda: running.hub.handshakes["echo"].failed == 1)
     assert len(running.hub.tls) == 0
@@ -118,8 +118,8 @@ async def test_plain_text_on_the_tls_port_fails_the_handshake_and_others_go_on(
                         pass
                 except trio.BrokenResourceError:
                     pass
-            await good.send(b"still here")
-            assert await good.receive() == b"still here"
+            await good.send_all(b"still here")
+            assert await good.receive_some() == b"still here"
     assert running.hub.handshakes["echo"].failed == 1
     failed = [r for r in caplog.records if "handshake with" in r.getMessage()]
     assert len(failed) == 1 and failed[0].levelname == "DEBUG"
@@ -136,8 +136,8 @@ async def test_slow_handshake_is_closed_counted_and_logged_at_debug(
             assert await silent.receive_some(1000) == b""  # closed by the server
         # A client that does its handshake in time is served after it.
         async with await TlsPipe.connect(running.ports.tls, files.client_context()) as pipe:
-            await pipe.send(b"x")
-            assert await pipe.receive() == b"x"
+            await pipe.send_all(b"x")
+            assert await pipe.receive_some() == b"x"
     assert running.hub.handshakes["echo"].timed_out == 1
     slow = [r for r in caplog.records if "did not finish its handshake" in r.getMessage()]
     assert len(slow) == 1 and slow[0].levelname == "DEBUG"
@@ -148,12 +148,12 @@ async def test_eof_without_close_notify_is_a_truncation(tls: tuple[Running, Cert
     cursor = running.hub.feed.last_seq
     with trio.fail_after(10):
         async with await TlsPipe.connect(running.ports.tls, files.client_context()) as pipe:
-            await pipe.send(b"abc")
-            assert await pipe.receive() == b"abc"
-            await pipe.stream.send_eof()  # TCP FIN, no close_notify
+            await pipe.send_all(b"abc")
+            assert await pipe.receive_some() == b"abc"
+            await pipe.transport.send_eof()  # TCP FIN, no close_notify
             # OpenSSL 3 answers a truncation with a decode_error alert before closing.
-            with pytest.raises((EOFError, ssl.SSLError)):
-                await pipe.receive()
+            with pytest.raises(trio.BrokenResourceError):
+                await pipe.receive_some()
         await wait_until(lambda: len(running.hub.tls) == 0)
     closes = [e for e in events_since(running, cursor) if isinstance(e, ConnClose)]
     assert [c.reason for c in closes] == ["eof (no close_notify)"]
@@ -165,7 +165,7 @@ async def test_handshakes_count_against_max_connections(
     running, files = await start_tls_server(nursery, tmp_path, max_connections=1)
     with trio.fail_after(10):
         async with await trio.open_tcp_stream("127.0.0.1", running.ports.tls):  # handshaking
-            with pytest.raises((EOFError, ssl.SSLError, trio.BrokenResourceError)):
+            with pytest.raises(trio.BrokenResourceError):
                 await TlsPipe.connect(running.ports.tls, files.client_context())
             assert running.hub.tls.refusals.total == 1
 
@@ -174,11 +174,11 @@ async def test_shutdown_closes_tls_connections(nursery: trio.Nursery, tmp_path: 
     running, files = await start_tls_server(nursery, tmp_path)
     with trio.fail_after(10):
         async with await TlsPipe.connect(running.ports.tls, files.client_context()) as pipe:
-            await pipe.send(b"a")
-            assert await pipe.receive() == b"a"
+            await pipe.send_all(b"a")
+            assert await pipe.receive_some() == b"a"
             running.server.stop()
             # The server's close_notify: a clean end, not a truncation.
-            assert await pipe.receive() == b""
+            assert await pipe.receive_some() == b""
 
 
 async def test_backpressure_a_reader_that_stops_holds_bounded_memory(
@@ -193,7 +193,7 @@ async def test_backpressure_a_reader_that_stops_holds_bounded_memory(
             chunk = b"z" * 65536
             with trio.move_on_after(2):
                 while True:
-                    await pipe.send(chunk)
+                    await pipe.send_all(chunk)
                     sent += len(chunk)
             (conn,) = list(running.hub.tls)
             # Kernel buffers on both sides hold some MiB; the server holds one read more.
