@@ -44,6 +44,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument(
         "--feed", metavar="URL", help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events"
     )
+    # Issue 11: TCP echo over TLS, verified like `client --tls`.
+    target.add_argument("--tls", metavar="HOST:PORT", help="TCP echo over TLS, e.g. 127.0.0.1:8002")
+    verify = bench.add_mutually_exclusive_group()
+    verify.add_argument(
+        "--insecure", action="store_true", help="--tls: accept any certificate (self-signed)"
+    )
+    verify.add_argument("--cafile", default="", help="--tls: trust the CAs in this PEM file")
     bench.add_argument(
         "--connections",
         type=_bounded(int, 1, MAX_CONNECTIONS),
@@ -96,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.feed:
         mode, target = "feed", args.feed
+    elif args.tls:
+        mode, target = "tls", args.tls
     elif args.ws:
         mode, target = "ws", args.ws
     else:
@@ -109,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         text=args.text,
         rate=args.rate,
+        insecure=args.insecure,
+        cafile=args.cafile,
     )
 
     def progress(line: str) -> None:

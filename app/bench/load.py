@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import statistics
 import struct
 import time
@@ -43,6 +44,7 @@ from websockets.protocol import OPEN, Event
 from websockets.uri import parse_uri
 
 from app.bench.stats import Histogram, Latency, Summary
+from app.tlsclient import client_context
 
 # Handshakes in flight at once while connecting, so the server's listen
 # backlog does not distort the start (as the Node client does).
@@ -69,7 +71,7 @@ Progress = Callable[[str], None]
 class Plan:
     """What to run.  *target* is ``host:port`` for TCP, a ``ws://`` URL otherwise."""
 
-    mode: str  # "tcp", "ws" or "feed"
+    mode: str  # "tcp", "tls", "ws" or "feed"
     target: str
     connections: int = 100
     size: int = 64
@@ -78,6 +80,9 @@ class Plan:
     text: bool = False
     #: Feed mode: events per second to make the server publish.
     rate: int = 10_000
+    # Issue 11: TLS mode ("tls", target host:port) verifies the server like the client does.
+    insecure: bool = False
+    cafile: str = ""
 
 
 class BenchError(Exception):
@@ -168,6 +173,63 @@ async def _tcp_client(
                 got += n
             elapsed = now() - start
             if buf != payload:
+                rec.errors["mismatch"] += 1
+                return
+            rec.done(elapsed, size)
+
+
+async def _tls_client(
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    plan: Plan,
+    rec: Recorder,
+    payloads: Payloads,
+    up: trio.Semaphore,
+) -> None:
+    """TCP echo over TLS: handshake (bounded like a connect), then ping-pong as over TCP.
+
+    ``trio.SSLStream`` (OpenSSL through memory buffers); the run's figures
+    include this client's own TLS cost, as the Node client's include its.
+    """
+    size = plan.size
+    async with up:
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                tcp = await trio.open_tcp_stream(host, port)  # TCP_NODELAY is Trio's default
+                stream = trio.SSLStream(tcp, ctx, server_hostname=host)
+                try:
+                    await stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(tcp)
+                    raise
+        except trio.TooSlowError:
+            rec.up("connect_timeout")
+            return
+        except (OSError, trio.BrokenResourceError):
+            rec.up("tls_handshake_failed")
+            return
+    async with stream:
+        rec.up()
+        received = bytearray()
+        now = time.perf_counter_ns
+        while True:
+            payload = payloads.next()
+            start = now()
+            try:
+                await stream.send_all(payload)
+                received.clear()
+                while len(received) < size:
+                    data = await stream.receive_some(RECV_SIZE)
+                    if not data:
+                        rec.errors["eof"] += 1
+                        return
+                    received += data
+            except trio.BrokenResourceError:
+                rec.errors["reset"] += 1
+                return
+            elapsed = now() - start
+            if received != payload:
                 rec.errors["mismatch"] += 1
                 return
             rec.done(elapsed, size)
@@ -421,23 +483,30 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
     payloads = Payloads(plan.size, plan.text)
     up = trio.Semaphore(CONNECT_CONCURRENCY)
     host, _, port = plan.target.rpartition(":")
+    ctx = client_context(insecure=plan.insecure, cafile=plan.cafile) if plan.mode == "tls" else None
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
             if plan.mode == "tcp":
                 nursery.start_soon(
                     _tcp_client, host.strip("[]"), int(port), plan, rec, payloads, up
                 )
+            elif ctx is not None:
+                nursery.start_soon(
+                    _tls_client, host.strip("[]"), int(port), ctx, plan, rec, payloads, up
+                )
             else:
                 nursery.start_soon(_ws_client, plan, rec, payloads, up)
         with trio.move_on_after(CONNECT_TIMEOUT + 1):
             await rec.settled.wait()
-        if not rec.established:
-            nursery.cancel_scope.cancel()
-            raise BenchError(f"no connection to {plan.target}: {dict(rec.errors)}")
-        progress(f"{rec.established} connections up; warming up {plan.warmup:g} s")
-        await trio.sleep(plan.warmup)
-        seconds = await _window(plan, rec, progress)
+        seconds = 0.0
+        if rec.established:
+            progress(f"{rec.established} connections up; warming up {plan.warmup:g} s")
+            await trio.sleep(plan.warmup)
+            seconds = await _window(plan, rec, progress)
         nursery.cancel_scope.cancel()
+    if not rec.established:
+        # Raised outside the nursery, so that callers see it bare, not in a group.
+        raise BenchError(f"no connection to {plan.target}: {dict(rec.errors)}")
     return Summary(
         mode=plan.mode,
         target=plan.target,

@@ -1,0 +1,107 @@
+"""``trio-echo bench --tls`` (issue 11) against a real TLS server: it runs, verifies, reports.
+
+Behaviour, not speed: nothing here asserts how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from app.bench.load import BenchError, Plan, run_bench
+from app.child import self_command
+
+from tlshelp import start_tls_server, write_cert
+
+
+@pytest.mark.parametrize("size", [64, 16 * 1024])
+async def test_tls_bench_verifies_every_echo(
+    nursery: trio.Nursery, tmp_path: Path, size: int
+) -> None:
+    running, files = await start_tls_server(nursery, tmp_path)
+    plan = Plan(
+        "tls",
+        f"localhost:{running.ports.tls}",
+        connections=10,
+        size=size,
+        duration=1,
+        cafile=str(files.cert),
+    )
+    with trio.fail_after(30):
+        summary = await run_bench(plan, lambda line: None)
+    assert summary.established == 10
+    assert summary.errors == {}
+    assert summary.messages > 0
+    assert summary.bytes == summary.messages * size * 2
+    assert running.hub.handshakes["echo"].done == 10
+
+
+async def test_tls_bench_counts_unverified_handshakes(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    running, _ = await start_tls_server(nursery, tmp_path)
+    (tmp_path / "other").mkdir()
+    other = write_cert(tmp_path / "other")  # not the server's: nothing verifies
+    plan = Plan("tls", f"localhost:{running.ports.tls}", connections=3, cafile=str(other.cert))
+    with trio.fail_after(30), pytest.raises(BenchError, match="tls_handshake_failed"):
+        await run_bench(plan, lambda line: None)
+    assert running.hub.handshakes["echo"].failed == 3
+
+
+def test_the_command_with_tls_insecure(tmp_path: Path) -> None:
+    files = write_cert(tmp_path)
+    serve = subprocess.Popen(
+        self_command(
+            "serve",
+            "--tcp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tls-port",
+            "0",
+            "--tls-cert",
+            str(files.cert),
+            "--tls-key",
+            str(files.key),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert serve.stdout is not None
+    try:
+        lines = [serve.stdout.readline() for _ in range(3)]
+        tls = lines[2].split()[-1]
+        bench = subprocess.run(
+            self_command(
+                "bench",
+                "--tls",
+                tls,
+                "--insecure",
+                "--connections",
+                "5",
+                "--duration",
+                "0.5",
+                "--json",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+    finally:
+        serve.terminate()
+        code = serve.wait(timeout=10)
+        serve.stdout.close()
+    assert code == 0
+    assert bench.returncode == 0, bench.stderr
+    result = json.loads(bench.stdout)
+    assert result["mode"] == "tls" and result["established"] == 5
+    assert result["msgs_per_s"] > 0 and result["errors"] == {}
