@@ -64,7 +64,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "tls")
 
 
 @nox.session
@@ -74,8 +74,11 @@ def bench(session: nox.Session) -> None:
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
     gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
-    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
-    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
+    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2),
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched) and
+    ``tls`` (tls/run_tls.sh: TLS echo against asyncio+uvloop, gevent and idiomatic
+    Trio, t1 64 B, t2 16 KiB, t3 idle memory; ``TLS_SCENARIOS``, ``TLS_DURATION`` and
+    ``TLS_ROUNDS`` override, e.g. ``TLS_DURATION=1 TLS_ROUNDS=1`` for a smoke run).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -139,3 +142,29 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+    if "tls" in parts:
+        # Issue 11.  The runner substitutes {port}, {cert} and {key} (its EC P-256 certificate,
+        # the same one the peers use).
+        tls_serve = (
+            f"{Path(session.bin) / 'trio-echo'} serve --tcp-port 0 --http-port 0 "
+            "--https-port 0 --tls-port {port} --tls-cert {cert} --tls-key {key} --log-level warning"
+        )
+        tls_env = {
+            "PY": python,
+            "WORK": str(work / "tls"),
+            "PROJECT_CMD": tls_serve,
+            "ROUNDS": os.environ.get("TLS_ROUNDS", "2"),
+            "SCENARIOS": os.environ.get("TLS_SCENARIOS", "t1 t2 t3"),
+        }
+        if "TLS_DURATION" in os.environ:
+            tls_env["DURATION"] = os.environ["TLS_DURATION"]
+        session.run(
+            "bash",
+            str(tools / "tls/run_tls.sh"),
+            "project",
+            "asyncio_uvloop_tls",
+            "gevent_tls",
+            "trio_naive_tls",
+            env=tls_env,
+            external=True,
+        )
