@@ -292,3 +292,38 @@ def test_tls_listener_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith(f"tls echo: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+async def test_idle_tls_connection_is_closed_with_close_notify(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    running, files = await start_tls_server(nursery, tmp_path, idle_timeout=0.3)
+    cursor = running.hub.feed.last_seq
+    with trio.fail_after(10):
+        async with await TlsPipe.connect(running.ports.tls, files.client_context()) as pipe:
+            await pipe.send_all(b"one")
+            assert await pipe.receive_some() == b"one"
+            assert await pipe.receive_some() == b""  # the sweep closed it, cleanly
+    closes = [e for e in events_since(running, cursor) if isinstance(e, ConnClose)]
+    assert [(c.transport, c.reason) for c in closes] == [("tls", "idle")]
+
+
+async def test_many_connections_echo_at_once(tls: tuple[Running, CertFiles]) -> None:
+    """Handshakes and echoes of 200 clients interleave in the one engine task."""
+    running, files = tls
+    ctx = files.client_context()
+    results: dict[int, bytes] = {}
+
+    async def one(i: int) -> None:
+        async with await TlsPipe.connect(running.ports.tls, ctx) as pipe:
+            message = f"client {i} ".encode() * 50
+            await pipe.send_all(message)
+            await pipe.send_eof()
+            results[i] = await pipe.read_all()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(one, i)
+    assert results == {i: f"client {i} ".encode() * 50 for i in range(200)}
+    assert running.hub.handshakes["echo"].done == 200
