@@ -327,3 +327,22 @@ async def test_many_connections_echo_at_once(tls: tuple[Running, CertFiles]) -> 
                 nursery.start_soon(one, i)
     assert results == {i: f"client {i} ".encode() * 50 for i in range(200)}
     assert running.hub.handshakes["echo"].done == 200
+
+
+def test_encrypted_key_is_one_line_and_no_prompt(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    files = write_cert(tmp_path)
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    done = _serve(["--tls-cert", str(files.cert), "--tls-key", str(files.key)], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"trio-echo: tls: the key {files.key} is encrypted; give an unencrypted key"
+    ]
