@@ -174,16 +174,19 @@ class TlsEchoEngine(Multiplexed[_Link]):
                         ep.modify(lfd, 0)
                         self._accept_paused_until = trio.current_time() + ACCEPT_CAPACITY_SLEEP
                     continue
-                link = links.get(fd)
-                if link is not None:
-                    if link.pending is not None:
-                        self._flush_tls(link)
-                    else:
-                        self._echo(link)
-                    continue
-                hs = handshakes.get(fd)
-                if hs is not None:
-                    self._step(hs)
+                try:
+                    link = links.get(fd)
+                    if link is not None:
+                        if link.pending is not None:
+                            self._flush_tls(link)
+                        else:
+                            self._echo(link)
+                        continue
+                    hs = handshakes.get(fd)
+                    if hs is not None:
+                        self._step(hs)
+                except Exception as exc:  # the per-connection boundary: only this one ends
+                    self._unforeseen(fd, exc)
             # Handshakes end mostly in the order they began: forget finished ones at the head
             # now rather than at their deadline, so that the queue stays short.
             deadlines = self._deadlines
@@ -359,17 +362,26 @@ class TlsEchoEngine(Multiplexed[_Link]):
         except OSError:
             pass  # already reset: closing is all that is left
 
-    def _failed(self, link: _Link, exc: Exception) -> None:
+    def _failed(self, link: _Link, exc: OSError) -> None:
         """A TLS or socket error on an established connection: it alone ends."""
         if isinstance(exc, ssl.SSLError):
             # A TLS protocol error from the peer (bad record MAC, alert): its fault, routine.
             log.debug("tls echo: %s: %s", link.conn.peer, _reason(exc))
             self._drop(link, "tls error")
-        elif isinstance(exc, OSError):
+        else:
             self._lost(link, exc)
-        else:  # pragma: no cover - the boundary for the unforeseen
-            log.error("tls echo: connection from %s failed: %s", link.conn.peer, describe(exc))
+
+    def _unforeseen(self, fd: int, exc: Exception) -> None:
+        """A bug or the unforeseen while serving *fd*: log one line, end that connection alone."""
+        link = self._links.get(fd)
+        hs = self._handshakes.get(fd)
+        peer = link.conn.peer if link is not None else hs.peer if hs is not None else "?"
+        log.error("tls echo: connection from %s failed: %s", peer, describe(exc))
+        log.debug("tls echo: connection from %s failure", peer, exc_info=True)
+        if link is not None:
             self._drop(link, "error")
+        elif hs is not None:
+            self._end_handshake(hs)
 
     def _abort(self, fd: int, reason: str) -> None:
         """The table cuts a connection (idle, shutdown): say goodbye briefly, then close."""

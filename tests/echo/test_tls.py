@@ -346,3 +346,35 @@ def test_encrypted_key_is_one_line_and_no_prompt(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"trio-echo: tls: the key {files.key} is encrypted; give an unencrypted key"
     ]
+
+
+async def test_an_unforeseen_error_ends_that_connection_alone(
+    tls: tuple[Running, CertFiles],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in serving one connection (here: reading its TLS parameters fails once) is logged
+    in one line and closes that connection; the engine and the others go on."""
+    import app.echo.tls as engine
+
+    running, files = tls
+    real = engine.tls_info
+    calls = 0
+
+    def fails_once(sock: ssl.SSLSocket) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected")
+        return real(sock)
+
+    monkeypatch.setattr(engine, "tls_info", fails_once)
+    with trio.fail_after(10):
+        async with await TlsPipe.connect(running.ports.tls, files.client_context()) as doomed:
+            with pytest.raises(trio.BrokenResourceError):
+                await doomed.receive_some()
+        async with await TlsPipe.connect(running.ports.tls, files.client_context()) as fine:
+            await fine.send_all(b"ok")
+            assert await fine.receive_some() == b"ok"
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage().split(" failed: ")[1] for r in errors] == ["RuntimeError: injected"]
