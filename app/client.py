@@ -136,9 +136,7 @@ async def _connect_tcp(settings: ClientSettings) -> trio.abc.HalfCloseableStream
     except trio.TooSlowError:
         raise ClientError(f"no answer from {where} within {settings.connect_timeout:g} s") from None
     except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or exc
-        raise ClientError(f"TLS handshake with {where} failed: {reason}") from None
+        raise ClientError(f"TLS handshake with {where} failed: {_tls_reason(exc)}") from None
     except OSError as exc:
         raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
 
@@ -256,6 +254,23 @@ async def _ws_client(
         raise ClientError(f"websocket closed: {exc.reason}") from None
     except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
         raise ClientError(f"cannot connect to {settings.ws}: {exc}") from None
+
+
+# OpenSSL's reasons when the other side does not speak TLS at all (a plain echo, an HTTP port).
+NOT_TLS: Final = frozenset({"WRONG_VERSION_NUMBER", "UNEXPECTED_MESSAGE", "RECORD_LAYER_FAILURE"})
+
+
+def _tls_reason(exc: trio.BrokenResourceError) -> str:
+    """Why a handshake failed, in words: ``certificate verify failed: self-signed certificate``."""
+    cause = exc.__cause__
+    verify = getattr(cause, "verify_message", None)
+    if verify:
+        return f"certificate verify failed: {verify} (--cafile FILE trusts it, --insecure skips)"
+    reason = getattr(cause, "reason", None)
+    if reason is None:
+        return str(exc)
+    hint = " (is it a TLS port?)" if reason in NOT_TLS else ""
+    return str(reason).replace("_", " ").lower() + hint
 
 
 def _reason(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import trio
 
+from conftest import Running
 from test_client import run_client
 from tlshelp import start_tls_server
 
@@ -59,3 +60,12 @@ async def test_wss_url_with_cafile(nursery: trio.Nursery, tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "one\ntwo ✓\n".encode()
+
+
+async def test_tls_to_a_plain_port_says_so(running: Running, tmp_path: Path) -> None:
+    done = await run_client(
+        ["--tls", "--insecure", "--port", str(running.ports.http)], b"hi\n", tmp_path
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert line.endswith("(is it a TLS port?)"), line
