@@ -27,7 +27,7 @@ import enum
 import logging
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 from hypercorn.config import Config
@@ -37,12 +37,14 @@ from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
 from app.echo.conns import LimitLog
-from app.echo.websocket import WsEchoEngine
 from app.errors import describe
 from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
+
+if TYPE_CHECKING:
+    from app.echo.websocket import WsEchoEngine  # needs epoll: imported where it runs
 
 log = logging.getLogger(__name__)
 
