@@ -73,7 +73,8 @@ def bench(session: nox.Session) -> None:
 
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
-    gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
+    gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws``
+    (/ws/echo against websockets' asyncio server, Node client),
     ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
     ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
