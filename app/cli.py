@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from app import __version__
+from app import __version__, portability
 from app.bench.command import add_parser as add_bench_parser
 from app.config import (
     CLIENT_OPTIONS,
@@ -40,7 +39,8 @@ log = logging.getLogger("app")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Until Trio's signal receiver is up, SIGTERM means "stop now, quietly".
-    signal.signal(signal.SIGTERM, _interrupt)
+    if portability.CURRENT.sigterm:
+        signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
@@ -160,6 +160,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
     _setup_logging(settings.log_level)
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
+    if settings.workers > 1 and not portability.CURRENT.reuse_port:
+        _die(
+            f"--workers {settings.workers}: this system has no SO_REUSEPORT ({sys.platform}), "
+            "so processes cannot share a port; run one server per port, or --workers 1"
+        )
     if settings.workers > 1 and not args.worker_index:
         from app.workers import supervise
 
@@ -191,7 +196,7 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
     from app.server import Server
 
     server = Server(settings, worker=worker)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*portability.stop_signals()) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run_server(task_status: trio.TaskStatus[Any]) -> None:
@@ -245,6 +250,11 @@ def _setup_logging(level: str) -> None:
 
 def _raise_fd_limit(wanted: int) -> None:
     """Lift the soft file-descriptor limit to the hard one; warn if the limits cannot fit."""
+    if not portability.CURRENT.rlimit:
+        log.info("no resource module here (%s): the open-file limit stays as it is", sys.platform)
+        return
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -24,7 +24,7 @@ from app.units import MiB
 
 ENV_PREFIX: Final = "TRIO_ECHO_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-ECHO_ENGINES: Final = ("epoll", "tasks")
+ECHO_ENGINES: Final = ("epoll", "tasks", "trio")
 WS_ENGINES: Final = ("epoll", "fast", "asgi")
 # Issue 11 (TLS): `--tls self-signed` makes a certificate at start; `off` uses --tls-cert/--tls-key.
 TLS_MODES: Final = ("off", "self-signed")
@@ -176,7 +176,9 @@ SERVE_OPTIONS: Final = (
     ),
     Option(
         "engine",
-        "TCP echo engine: one epoll-driven task for all, or a Trio task each",
+        "TCP echo engine: epoll, one task for all (Linux); tasks, a Trio task each over a "
+        "private epoll (Linux); trio, a Trio task each over Trio's own I/O (any platform; "
+        "chosen where epoll is missing)",
         choices=ECHO_ENGINES,
     ),
     Option(

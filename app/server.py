@@ -4,7 +4,7 @@
 
     Server.run
     └── root nursery
-        ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
+        ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── tls echo engine    TCP echo over TLS on --tls-port (one task; issue 11)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
+from app import portability
 from app.certs import ServerTls, server_tls
 from app.config import Settings, is_loopback
-from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
 from app.echo.tls import TlsEchoEngine
-from app.echo.websocket import WsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
@@ -44,6 +43,11 @@ from app.net import bound_port, named_error, open_listener
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
+
+if TYPE_CHECKING:
+    # Imported where they run: they need epoll, which not every system has.
+    from app.echo.epoll import EpollEngine
+    from app.echo.websocket import WsEchoEngine
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +154,11 @@ class Server:
                     "listening on %s: the echo server and the page are reachable from the network",
                     s.host,
                 )
-            fast = websocket_endpoints(hub) if s.ws_engine != "asgi" else None
-            ws_echo = (
-                WsEchoEngine(
-                    hub.ws,
-                    s.max_message_size,
-                    hub.draining,
-                    ping_interval=s.ws_ping_interval,
-                    write_timeout=s.write_timeout,
-                )
-                if s.ws_engine == "epoll"
-                else None
-            )
+            choice = portability.choose_engines(s.engine, s.ws_engine, portability.CURRENT)
+            if choice.note is not None:
+                log.warning("%s", choice.note)
+            fast = websocket_endpoints(hub) if choice.ws_engine != "asgi" else None
+            ws_echo = _ws_engine(choice.ws_engine, hub)
             front = WebFront(
                 web_listeners,
                 build_app(hub),
@@ -170,7 +167,8 @@ class Server:
                 ws_echo,
                 https=(https_listener, self.tls.web) if https_listener and self.tls else None,
             )
-            engine = _engine(s.engine, tcp_listener, hub)
+            engine = _engine(choice.engine, tcp_listener, hub)
+            log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
             tls_engine = (
                 TlsEchoEngine(
                     tls_listener,
@@ -206,14 +204,33 @@ class Server:
 
 
 def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
-    if name == "epoll" and hasattr(select, "epoll"):
+    """The TCP echo engine *name* (already checked against the platform)."""
+    if name == "epoll":
+        from app.echo.epoll import EpollEngine
+
         return EpollEngine(listener, hub.tcp)
     tracer = hub.tracer
 
     def watch_connection(lane: int) -> None:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
-    return TaskEngine(listener, hub.tcp, watch_connection)
+    return TaskEngine(listener, hub.tcp, watch_connection, portable=name == "trio")
+
+
+def _ws_engine(name: str, hub: Hub) -> WsEchoEngine | None:
+    """The multiplexed ``/ws/echo`` engine for ``--ws-engine epoll``, else None."""
+    if name != "epoll":
+        return None
+    from app.echo.websocket import WsEchoEngine
+
+    s = hub.settings
+    return WsEchoEngine(
+        hub.ws,
+        s.max_message_size,
+        hub.draining,
+        ping_interval=s.ws_ping_interval,
+        write_timeout=s.write_timeout,
+    )
 
 
 def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 import trio
 
+from app import portability
 from app.child import self_command
 from app.config import SERVE_OPTIONS, Settings
 from app.net import named_error
@@ -141,7 +142,7 @@ async def _supervise(settings: Settings) -> int:
     ):
         tcp_port = tcp_hold.getsockname()[1]
         http_port = http_hold.getsockname()[1]
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*portability.stop_signals()) as signals:
             async with trio.open_nursery() as nursery:
                 supervisor = _Supervisor(settings, nursery)
                 async with trio.open_nursery() as starting:

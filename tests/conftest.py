@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import trio
 
-from app.config import Settings
+from app.config import ECHO_ENGINES, Settings
 from app.hub import Hub
 from app.server import Ports, Server
 
 from run_harness import Harness
 
-ENGINES = ("epoll", "tasks")
+# Every engine the server offers runs every parametrized echo, limit and fault test.
+ENGINES = ECHO_ENGINES
 WS_ENGINES = ("epoll", "fast", "asgi")
 
 

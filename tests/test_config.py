@@ -50,7 +50,7 @@ def test_flag_beats_environment_beats_default() -> None:
         (
             [],
             {"TRIO_ECHO_ENGINE": "uvloop"},
-            "TRIO_ECHO_ENGINE: expected one of epoll, tasks, got 'uvloop'",
+            "TRIO_ECHO_ENGINE: expected one of epoll, tasks, trio, got 'uvloop'",
         ),
     ],
 )

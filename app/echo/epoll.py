@@ -24,8 +24,9 @@ from typing import Final
 
 import trio
 
+from app.echo import RECV_SIZE
 from app.echo.conns import ConnTable
-from app.echo.multiplex import MAX_EVENTS, POLL_IN, RECV_SIZE, Link, Multiplexed
+from app.echo.multiplex import MAX_EVENTS, POLL_IN, Link, Multiplexed
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
 log = logging.getLogger(__name__)

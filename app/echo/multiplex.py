@@ -25,10 +25,6 @@ from app.echo.conns import Conn, ConnTable
 POLL_IN: Final = select.EPOLLIN
 POLL_OUT: Final = select.EPOLLOUT
 
-# Largest single read, for every echo engine.  Reads of 128 KiB or more make glibc
-# allocate with mmap/munmap on every call; 64 KiB matches Trio's own default receive size.
-RECV_SIZE: Final = 64 * 1024
-
 # Ready sockets served per wake-up before yielding to the other Trio tasks.
 # At ~5 us per echo that is ~2.5 ms of loop time at most.
 MAX_EVENTS: Final = 512

@@ -48,8 +48,9 @@ from typing import Any, Final
 import trio
 
 from app.certs import tls_info
+from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable, HandshakeCounts
-from app.echo.multiplex import MAX_EVENTS, POLL_IN, POLL_OUT, RECV_SIZE, Link, Multiplexed
+from app.echo.multiplex import MAX_EVENTS, POLL_IN, POLL_OUT, Link, Multiplexed
 from app.errors import describe
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 

@@ -54,8 +54,9 @@ from websockets.protocol import OPEN, SEND_EOF, Event
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
+from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
-from app.echo.multiplex import MAX_EVENTS, RECV_SIZE, Link, Multiplexed
+from app.echo.multiplex import MAX_EVENTS, Link, Multiplexed
 from app.errors import describe
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 from hypercorn.config import Config
@@ -52,7 +52,6 @@ from starlette.types import ASGIApp
 
 from app.certs import tls_info
 from app.echo.conns import LimitLog
-from app.echo.websocket import WsEchoEngine
 from app.errors import describe
 from app.feed.events import TlsInfo
 from app.hub import Hub
@@ -60,6 +59,9 @@ from app.net import accept_forever
 from app.web.info import STATE_LISTENER, STATE_TLS
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
+
+if TYPE_CHECKING:
+    from app.echo.websocket import WsEchoEngine  # needs epoll: imported where it runs
 
 log = logging.getLogger(__name__)
 
