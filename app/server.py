@@ -6,7 +6,8 @@
     └── root nursery
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
-        ├── tls echo engine    TCP echo over TLS on --tls-port (one task; issue 11)
+        ├── tls echo engine    TCP echo over TLS on --tls-port (one task; without epoll a
+                               task each; issue 11)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
                                and, with TLS, on --https-port (HTTPS, WSS)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,6 @@ from app import portability
 from app.certs import ServerTls, server_tls
 from app.config import Settings, is_loopback
 from app.echo.tasks import TaskEngine
-from app.echo.tls import TlsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
@@ -47,6 +48,8 @@ from app.web.front import WebFront
 if TYPE_CHECKING:
     # Imported where they run: they need epoll, which not every system has.
     from app.echo.epoll import EpollEngine
+    from app.echo.tls import TlsEchoEngine
+    from app.echo.tlstasks import TlsTaskEngine
     from app.echo.websocket import WsEchoEngine
 
 log = logging.getLogger(__name__)
@@ -170,15 +173,7 @@ class Server:
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
             tls_engine = (
-                TlsEchoEngine(
-                    tls_listener,
-                    hub.tls,
-                    self.tls.echo,
-                    s.tls_handshake_timeout,
-                    hub.handshakes["echo"],
-                )
-                if tls_listener and self.tls
-                else None
+                _tls_engine(tls_listener, self.tls.echo, hub) if tls_listener and self.tls else None
             )
             trio.lowlevel.add_instrument(hub.tracer)
             try:
@@ -231,6 +226,20 @@ def _ws_engine(name: str, hub: Hub) -> WsEchoEngine | None:
         ping_interval=s.ws_ping_interval,
         write_timeout=s.write_timeout,
     )
+
+
+def _tls_engine(
+    listener: socket.socket, context: ssl.SSLContext, hub: Hub
+) -> TlsEchoEngine | TlsTaskEngine:
+    """Issue 11's TLS echo engine: multiplexed on epoll, else a Trio task per connection."""
+    args = (listener, hub.tls, context, hub.settings.tls_handshake_timeout, hub.handshakes["echo"])
+    if portability.CURRENT.epoll:
+        from app.echo.tls import TlsEchoEngine
+
+        return TlsEchoEngine(*args)
+    from app.echo.tlstasks import TlsTaskEngine
+
+    return TlsTaskEngine(*args)
 
 
 def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:
