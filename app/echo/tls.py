@@ -89,8 +89,8 @@ class _Link(Link):
 
     def __init__(self, sock: ssl.SSLSocket, conn: Conn) -> None:
         super().__init__(sock, conn)
-        #: The peer's close_notify arrived while an echo was still pending.
-        self.eof = False
+        #: How the peer ended (EOF_CLEAN or EOF_TRUNCATED) while an echo was still pending.
+        self.eof = ""
         # The C-level SSL object under the SSLSocket.  SSLSocket.recv_into and
         # send each go through two Python frames of checks before reaching it
         # (closed? still TLS? flags?), a sizeable part of a 64 B echo; the hot
@@ -315,7 +315,7 @@ class TlsEchoEngine(Multiplexed[_Link]):
             except ssl.SSLWantWriteError:
                 # SSL_write wants to be called again with these same bytes.
                 link.pending = memoryview(bytes(view[:filled]))
-                link.eof = bool(eof)
+                link.eof = eof
                 self._poll_for(link, POLL_OUT)
                 return
             except (ssl.SSLError, OSError) as exc:
@@ -340,8 +340,10 @@ class TlsEchoEngine(Multiplexed[_Link]):
             return
         link.conn.bytes_out += sent
         link.pending = None
-        if link.eof:
+        if link.eof == EOF_CLEAN:
             self._finish(link)
+        elif link.eof:
+            self._drop(link, link.eof)
         else:
             self._poll_for(link, POLL_IN)
 
