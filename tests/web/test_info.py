@@ -40,7 +40,11 @@ async def open_https(
     ctx.set_alpn_protocols(alpn)
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
     stream = trio.SSLStream(tcp, ctx, server_hostname=server_name, https_compatible=True)
-    await stream.do_handshake()
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
     return stream
 
 
@@ -334,3 +338,44 @@ async def test_https_failed_and_slow_handshakes_are_counted_and_others_go_on(
         assert status == 200
     messages = [r for r in caplog.records if r.name == "app.web.front" and "handshake" in r.msg]
     assert len(messages) == 2 and all(r.levelname == "DEBUG" for r in messages)
+
+
+async def test_https_keep_alive_serves_several_requests_on_one_connection(
+    tls: tuple[Running, CertFiles],
+) -> None:
+    """The first request's bytes, read to route the connection, are replayed to Hypercorn;
+    the following requests on the same connection are read as usual."""
+    running, files = tls
+    with trio.fail_after(10):
+        stream = await open_https(running.ports.https, files, ["http/1.1"])
+        conn = h11.Connection(h11.CLIENT)
+        async with stream:
+            for i in range(3):
+                request = h11.Request(
+                    method="GET", target=f"/info?n={i}", headers=[("Host", "localhost")]
+                )
+                await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+                body = b""
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(await stream.receive_some(65536))
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+                assert json.loads(body)["request"]["query"] == f"n={i}"
+                conn.start_next_cycle()
+    assert running.hub.handshakes["web"].done == 1
+
+
+async def test_https_over_the_web_limit_is_closed_at_accept(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    running, files = await start_tls_server(nursery, tmp_path, max_web_connections=1)
+    with trio.fail_after(10):
+        holder = await open_https(running.ports.https, files, ["http/1.1"])
+        async with holder:
+            with pytest.raises(trio.BrokenResourceError):
+                await open_https(running.ports.https, files, ["http/1.1"])
+        assert running.hub.handshakes["web"].done == 1
