@@ -262,6 +262,7 @@ class WebFront:
                         max_message_size=self._hub.settings.max_message_size,
                         ping_interval=self._hub.settings.ws_ping_interval,
                         draining=self._hub.draining,
+                        tls=info,
                     )
                 else:
                     state = {STATE_LISTENER: listener, STATE_TLS: info}

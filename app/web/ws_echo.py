@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def echo(ws: WebSocket, hub: Hub) -> None:
     """Echo messages until the peer closes, the connection idles out, or the server drains."""
     scope = trio.CancelScope()
-    conn = hub.ws.admit(ws.peer, lambda _reason: scope.cancel())
+    conn = hub.ws.admit(ws.peer, lambda _reason: scope.cancel(), tls=ws.tls)
     if conn is None:
         await ws.reject(503)
         return

@@ -27,6 +27,7 @@ from typing import Final, Protocol
 import trio
 
 from app.errors import describe
+from app.feed.events import TlsInfo
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,12 @@ class WebSocket(Protocol):
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start (and briefly wait for) the closing handshake.  Idempotent; never raises."""
+        ...
+
+    # Issue 11: wss:// connections.
+    @property
+    def tls(self) -> TlsInfo | None:
+        """What the connection's TLS handshake agreed on; None over plain ``ws://``."""
         ...
 
 

@@ -22,6 +22,8 @@ from typing import Any, Final
 
 import trio
 
+from app.feed.events import TlsInfo
+from app.web.info import STATE_TLS
 from app.web.wsapi import (
     ABNORMAL,
     NORMAL,
@@ -82,6 +84,12 @@ class AsgiWebSocket:
     @property
     def query_string(self) -> str:
         return bytes(self.scope.get("query_string", b"")).decode("latin-1")
+
+    # Issue 11: the front puts each connection's TLS parameters in the scope's state.
+    @property
+    def tls(self) -> TlsInfo | None:
+        info = (self.scope.get("state") or {}).get(STATE_TLS)
+        return info if isinstance(info, TlsInfo) else None
 
     async def accept(self) -> None:
         """Complete the handshake.  Raises :class:`WebSocketClosed` if the peer left first."""

@@ -26,6 +26,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.trio.server import Server, ServerConnection
 
+from app.feed.events import TlsInfo
 from app.web.wsapi import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -87,6 +88,13 @@ class TrioWebSocket:
     def header(self, name: str) -> str | None:
         return self._request.headers.get(name)
 
+    # Issue 11: set by serve_websocket for wss:// connections.
+    _tls: TlsInfo | None = None
+
+    @property
+    def tls(self) -> TlsInfo | None:
+        return self._tls
+
     async def accept(self) -> None:
         conn = self._conn
         try:
@@ -146,8 +154,11 @@ async def serve_websocket(
     max_message_size: int,
     draining: trio.Event,
     ping_interval: float = 20.0,
+    tls: TlsInfo | None = None,
 ) -> None:
     """Serve one websocket connection on *stream*: handshake, route by path, run the endpoint.
+
+    *tls*: what the TLS handshake under *stream* agreed on (``wss://``), for the endpoint.
 
     Keepalive: a ping every *ping_interval* seconds; a peer whose pong does
     not come back within as long again is closed with 1011.
@@ -175,6 +186,7 @@ async def serve_websocket(
                 nursery.cancel_scope.cancel()
                 return
             ws = TrioWebSocket(conn, peer)
+            ws._tls = tls
             endpoint = endpoints.get(ws.path)
             if endpoint is None:
                 await ws.reject(404)

@@ -22,6 +22,7 @@ import pytest
 import trio
 from websockets.trio.client import connect as ws_connect
 
+from app.feed.events import ConnOpen
 from app.web.info import MAX_ECHO_BODY
 
 from conftest import Running, wait_until
@@ -289,6 +290,7 @@ async def test_wss_echo_and_events_from_a_real_client(
     ws_engine: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     running, files = await start_tls_server(nursery, tmp_path, ws_engine=ws_engine)
+    cursor = running.hub.feed.last_seq
     base = f"wss://localhost:{running.ports.https}"
     ctx = files.client_context()
     big = os.urandom(512 * 1024)
@@ -301,6 +303,13 @@ async def test_wss_echo_and_events_from_a_real_client(
         async with ws_connect(f"{base}/ws/events", ssl=ctx, open_timeout=10) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello"
+    # The feed's conn_open for the wss:// echo carries what the handshake agreed on.
+    events = running.hub.feed.ring.read(cursor, 1000)
+    assert isinstance(events, list)
+    opens = [e for e in events if isinstance(e, ConnOpen)]
+    assert [(o.transport, o.tls and o.tls.sni, o.tls and o.tls.version) for o in opens] == [
+        ("ws", "localhost", "TLSv1.3")
+    ]
 
 
 async def test_https_page_and_healthz(tls: tuple[Running, CertFiles]) -> None:
