@@ -28,6 +28,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -173,7 +174,9 @@ class Server:
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
             tls_engine = (
-                _tls_engine(tls_listener, self.tls.echo, hub) if tls_listener and self.tls else None
+                _tls_engine(choice.engine, tls_listener, self.tls.echo, hub)
+                if tls_listener and self.tls
+                else None
             )
             trio.lowlevel.add_instrument(hub.tracer)
             try:
@@ -204,12 +207,17 @@ def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskE
         from app.echo.epoll import EpollEngine
 
         return EpollEngine(listener, hub.tcp)
+    return TaskEngine(listener, hub.tcp, _watcher(hub), portable=name == "trio")
+
+
+def _watcher(hub: Hub) -> Callable[[int], None]:
+    """What a connection task calls to get its lane on the page (the tracer follows it)."""
     tracer = hub.tracer
 
     def watch_connection(lane: int) -> None:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
-    return TaskEngine(listener, hub.tcp, watch_connection, portable=name == "trio")
+    return watch_connection
 
 
 def _ws_engine(name: str, hub: Hub) -> WsEchoEngine | None:
@@ -229,17 +237,18 @@ def _ws_engine(name: str, hub: Hub) -> WsEchoEngine | None:
 
 
 def _tls_engine(
-    listener: socket.socket, context: ssl.SSLContext, hub: Hub
+    engine: str, listener: socket.socket, context: ssl.SSLContext, hub: Hub
 ) -> TlsEchoEngine | TlsTaskEngine:
-    """Issue 11's TLS echo engine: multiplexed on epoll, else a Trio task per connection."""
+    """Issue 11's TLS echo engine, following the TCP one: multiplexed with ``--engine epoll``
+    (the platform allowing), else a Trio task per connection (with a lane on the page)."""
     args = (listener, hub.tls, context, hub.settings.tls_handshake_timeout, hub.handshakes["echo"])
-    if portability.CURRENT.epoll:
+    if engine == "epoll":
         from app.echo.tls import TlsEchoEngine
 
         return TlsEchoEngine(*args)
     from app.echo.tlstasks import TlsTaskEngine
 
-    return TlsTaskEngine(*args)
+    return TlsTaskEngine(*args, watch=_watcher(hub))
 
 
 def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:

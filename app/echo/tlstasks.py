@@ -1,11 +1,13 @@
 """The portable TLS echo engine: a Trio task per connection on ``trio.SSLStream``.
 
-Where epoll is missing (macOS, Windows; :mod:`app.portability`), the
-multiplexed engine of :mod:`app.echo.tls` cannot run; this one uses Trio's
-public API only, and behaves the same from outside: the same handshake bound
-and counters, the same ``tls`` table (limits, idle sweep, feed events with the
-TLS parameters), the same half-close (the peer's ``close_notify`` is answered
-with ours once everything is echoed) and the same reasons in ``conn_close``.
+It serves ``--engine tasks`` and ``--engine trio`` (each connection a task the
+page can follow), and every system without epoll (macOS, Windows;
+:mod:`app.portability`), where the multiplexed engine of :mod:`app.echo.tls`
+cannot run.  It uses Trio's public API only, and behaves the same from
+outside: the same handshake bound and counters, the same ``tls`` table
+(limits, idle sweep, feed events with the TLS parameters), the same half-close
+(the peer's ``close_notify`` is answered with ours once everything is echoed)
+and the same reasons in ``conn_close``.
 What it costs: a task switch and ``trio.SSLStream``'s memory buffers per
 message, about what the idiomatic ``serve_ssl_over_tcp`` peer pays.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -50,8 +53,11 @@ class TlsTaskEngine:
         context: ssl.SSLContext,
         handshake_timeout: float,
         counts: HandshakeCounts,
+        watch: Callable[[int], None] | None = None,
     ) -> None:
         self._listener = listener
+        #: Called in each connection's task with its lane id, so the tracer follows it.
+        self._watch = watch
         self._table = table
         self._context = context
         self._handshake_timeout = handshake_timeout
@@ -122,6 +128,8 @@ class TlsTaskEngine:
                 if conn is None:  # unreachable: handshakes count against the limit at accept
                     goodbye = False
                     return
+                if self._watch is not None:
+                    self._watch(conn.id)
                 reason = "error"
                 try:
                     while True:

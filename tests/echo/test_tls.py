@@ -21,7 +21,7 @@ import trio
 
 from app import portability
 from app.child import self_command
-from app.feed.events import ConnClose, ConnOpen, Event
+from app.feed.events import ConnClose, ConnOpen, Event, Exit
 
 from conftest import Running, wait_until
 from tlshelp import CertFiles, TlsPipe, start_tls_server, write_cert
@@ -398,3 +398,22 @@ async def test_an_unforeseen_error_ends_that_connection_alone(
             assert await fine.receive_some() == b"ok"
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert [r.getMessage().split(" failed: ")[1] for r in errors] == ["RuntimeError: injected"]
+
+
+async def test_engine_tasks_gives_each_tls_connection_a_watched_task(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """With --engine tasks, TLS echo runs a task per connection too, on its own lane."""
+    running, files = await start_tls_server(nursery, tmp_path, engine="tasks")
+    cursor = running.hub.feed.last_seq
+    with trio.fail_after(10):
+        async with await TlsPipe.connect(running.ports.tls, files.client_context()) as pipe:
+            await pipe.send_all(b"watched")
+            assert await pipe.receive_some() == b"watched"
+            await pipe.send_eof()
+            assert await pipe.receive_some() == b""
+        await wait_until(lambda: any(isinstance(e, Exit) for e in events_since(running, cursor)))
+    events = events_since(running, cursor)
+    (opened,) = [e for e in events if isinstance(e, ConnOpen)]
+    assert opened.transport == "tls"
+    assert [e.task for e in events if isinstance(e, Exit)] == [opened.task]
