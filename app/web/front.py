@@ -82,6 +82,14 @@ PEEK_SIZE: Final = len(ECHO_PREFIX) + 1
 FIRST_BYTES_TIMEOUT: Final = 10.0
 # Poll interval while a request line trickles in byte by byte (rare).
 PEEK_RETRY: Final = 0.01
+# Answer to plain HTTP on the HTTPS port (nginx answers the same mistake with its 497)...
+PLAIN_HTTP_ON_TLS: Final = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 46\r\nConnection: close\r\n\r\n"
+    b"this is an HTTPS port: use https:// or wss://\n"
+)
+# ...after which this much of the request is read and dropped, so the close is not a reset.
+PLAIN_HTTP_DISCARD: Final = 64 * 1024
 # Answer to a connection over the limit; best effort, then close.
 BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -290,6 +298,10 @@ class WebFront:
         ssl_stream = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             with trio.fail_after(timeout):
+                if await _plain_http_on_tls(stream):
+                    counts.failed += 1
+                    log.debug("https: %s sent plain HTTP; told it to use https://", stream.peer)
+                    return None
                 await ssl_stream.do_handshake()
         except trio.TooSlowError:
             counts.timed_out += 1
@@ -446,6 +458,27 @@ async def _first_bytes(stream: GuardedStream) -> Route | None:
             await trio.sleep(PEEK_RETRY)
     log.debug("web: %s sent nothing for %.0f s; closing it", stream.peer, FIRST_BYTES_TIMEOUT)
     return None
+
+
+async def _plain_http_on_tls(stream: GuardedStream) -> bool:
+    """If the client speaks plain HTTP to the HTTPS port, tell it so (400) and return True.
+
+    A TLS connection opens with a handshake record (byte 0x16); an HTTP request
+    with a method name in capitals.  Peeked, so a TLS client is not disturbed.
+    Cancellation: safe (nothing consumed).
+    """
+    head = await stream.socket.recv(1, socket.MSG_PEEK)
+    if not head or not b"A"[0] <= head[0] <= b"Z"[0]:
+        return False
+    try:
+        stream.raw.send(PLAIN_HTTP_ON_TLS)
+        stream.raw.shutdown(socket.SHUT_WR)
+        # Closing with the request unread would send a reset, which can destroy the answer
+        # in the client's buffers before it reads it: take what has come (a request head).
+        stream.raw.recv(PLAIN_HTTP_DISCARD, socket.MSG_DONTWAIT)
+    except OSError:
+        pass  # gone already, or nothing more to read now: closing is all that is left
+    return True
 
 
 def _refuse(sock: socket.socket) -> None:

@@ -332,11 +332,11 @@ async def test_https_failed_and_slow_handshakes_are_counted_and_others_go_on(
     port = running.ports.https
     counts = running.hub.handshakes["web"]
     with trio.fail_after(10):
-        async with await trio.open_tcp_stream("127.0.0.1", port) as plain:
-            await plain.send_all(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with await trio.open_tcp_stream("127.0.0.1", port) as garbage:
+            await garbage.send_all(b"\x16\x03\x01\x00\x05hello")  # a broken ClientHello
             try:
-                while await plain.receive_some(1000):
-                    pass
+                while await garbage.receive_some(1000):
+                    pass  # an alert, perhaps
             except trio.BrokenResourceError:
                 pass  # reset: it had bytes we never read
         await wait_until(lambda: counts.failed == 1)
@@ -347,6 +347,23 @@ async def test_https_failed_and_slow_handshakes_are_counted_and_others_go_on(
         assert status == 200
     messages = [r for r in caplog.records if r.name == "app.web.front" and "handshake" in r.msg]
     assert len(messages) == 2 and all(r.levelname == "DEBUG" for r in messages)
+
+
+async def test_plain_http_on_the_https_port_is_told_to_use_https(
+    tls: tuple[Running, CertFiles],
+) -> None:
+    running, _ = tls
+    with trio.fail_after(10):
+        async with await trio.open_tcp_stream("127.0.0.1", running.ports.https) as plain:
+            await plain.send_all(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while data := await plain.receive_some(1000):
+                answer += data
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert body == b"this is an HTTPS port: use https:// or wss://\n"
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert running.hub.handshakes["web"].failed == 1
 
 
 async def test_https_keep_alive_serves_several_requests_on_one_connection(
