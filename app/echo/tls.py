@@ -130,11 +130,6 @@ class TlsEchoEngine(Multiplexed[_Link]):
         self._view = memoryview(self._buf)
         self._accept_paused_until = 0.0
 
-    @property
-    def handshaking(self) -> int:
-        """Connections still in their TLS handshake."""
-        return len(self._handshakes)
-
     async def run(self) -> None:
         """Accept, handshake and echo until cancelled; on the way out every socket is closed.
 
