@@ -31,6 +31,7 @@ from app.config import (
     add_options,
     resolve,
 )
+from app.ready import ready_lines
 from app.scenarios import SCENARIOS
 from app.scenarios.catalog import Param
 
@@ -208,12 +209,10 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
 
             nursery.start_soon(watch_signals)
             ports = await nursery.start(run_server)
-            print(f"tcp echo listening on {ports.tcp_address}", flush=True)
-            print(f"web listening on {ports.web_url}", flush=True)
+            private = ports.private_url if worker else ""
+            print(ready_lines(ports.tcp_address, ports.web_url, private), end="", flush=True)
             if worker:
-                from app.workers import PRIVATE_PREFIX, read_peers
-
-                print(f"{PRIVATE_PREFIX}{ports.private_url}", flush=True)
+                from app.workers import read_peers
 
                 def set_peers(peers: list[dict[str, Any]]) -> None:
                     server.hub.peers = peers

@@ -36,7 +36,8 @@ from app.echo.websocket import WsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
-from app.net import bound_port, named_error, open_listener
+from app.net import bound_port, open_listener
+from app.ready import bracket
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
@@ -57,17 +58,17 @@ class Ports:
     @property
     def tcp_address(self) -> str:
         """``host:port`` of the TCP echo listener (IPv6 hosts in brackets)."""
-        return f"{_bracket(self.host)}:{self.tcp}"
+        return f"{bracket(self.host)}:{self.tcp}"
 
     @property
     def web_url(self) -> str:
         """The page's URL on the shared web port."""
-        return f"http://{_bracket(self.host)}:{self.http}"
+        return f"http://{bracket(self.host)}:{self.http}"
 
     @property
     def private_url(self) -> str:
         """This worker's own web URL, which always reaches this process (``--workers``)."""
-        return f"http://{_bracket(self.host)}:{self.private_http}"
+        return f"http://{bracket(self.host)}:{self.private_http}"
 
 
 class Server:
@@ -93,15 +94,17 @@ class Server:
         reuse_port = s.workers > 1
         with contextlib.ExitStack() as listeners:
             tcp_listener = listeners.enter_context(
-                _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
+                open_listener(s.host, s.tcp_port, s.backlog, "tcp echo", reuse_port=reuse_port)
             )
             web_listeners = [
-                listeners.enter_context(_listen(s.host, s.http_port, s.backlog, reuse_port, "web"))
+                listeners.enter_context(
+                    open_listener(s.host, s.http_port, s.backlog, "web", reuse_port=reuse_port)
+                )
             ]
             if hub.worker:
                 # This worker's own web port, so that the page can link to each worker.
                 web_listeners.append(
-                    listeners.enter_context(_listen(s.host, 0, s.backlog, False, "worker web"))
+                    listeners.enter_context(open_listener(s.host, 0, s.backlog, "worker web"))
                 )
             ports = Ports(
                 s.host,
@@ -158,14 +161,3 @@ def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskE
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
     return TaskEngine(listener, hub.tcp, watch_connection)
-
-
-def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:
-    try:
-        return open_listener(host, port, backlog, reuse_port=reuse_port)
-    except OSError as exc:
-        raise named_error(exc, what, host, port) from None
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
