@@ -40,6 +40,7 @@ import trio
 
 from app.child import self_command
 from app.config import SERVE_OPTIONS, Settings
+from app.errors import PEER_GONE
 from app.net import bind_port
 from app.ready import bracket, parse_ready, ready_lines
 
@@ -195,7 +196,7 @@ class _Supervisor:
             assert worker.process.stdin is not None
             try:
                 await worker.process.stdin.send_all(line)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except PEER_GONE:
                 pass  # it is exiting: its own task reports that
 
     def stop_all(self) -> None:

@@ -31,9 +31,6 @@ MAX_SAMPLES: Final = 200
 
 Publish = Callable[[Event], object]
 
-# A peer that vanished mid-echo: nothing left to deliver, log at debug.
-PEER_GONE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
-
 
 class LimitLog:
     """One log line per burst of refusals: the first is logged at once, the rest summed up later.
@@ -189,13 +186,14 @@ class ConnTable:
             )
         )
 
-    def socket_failed(self, conn: Conn, exc: OSError) -> str:
+    def socket_failed(self, conn: Conn, exc: Exception, *, gone: bool) -> str:
         """Log a failed socket call on *conn* in one line; return the reason its close gives.
 
-        A peer that is merely gone (:data:`PEER_GONE`) is routine and logged at
-        debug level; any other error is a warning.  The engine closes the socket.
+        A peer that is merely *gone* (the engine asks :data:`app.errors.PEER_GONE`;
+        this module stays free of I/O imports) is routine and logged at debug
+        level; any other error is a warning.  The engine closes the socket.
         """
-        if isinstance(exc, PEER_GONE):
+        if gone:
             log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
             return "reset"
         log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)

@@ -20,6 +20,7 @@ import socket
 from typing import Final, Generic, TypeVar
 
 from app.echo.conns import Conn, ConnTable
+from app.errors import PEER_GONE
 
 #: Poll a socket for reading (nothing pending) or for writing (a write is pending).
 POLL_IN: Final = select.EPOLLIN
@@ -104,7 +105,7 @@ class Multiplexed(Generic[L]):
 
     def _lost(self, link: L, exc: OSError) -> None:
         """A socket call failed: that connection alone ends, with one log line (the table's)."""
-        self._drop(link, self._table.socket_failed(link.conn, exc))
+        self._drop(link, self._table.socket_failed(link.conn, exc, gone=isinstance(exc, PEER_GONE)))
 
     def _drop(self, link: L, reason: str) -> None:
         """Close the socket now and forget the connection.  Idempotent."""
