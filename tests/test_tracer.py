@@ -11,7 +11,8 @@ import trio.testing
 
 from app.feed.events import Block, Exit, Spawn, Step
 from app.feed.live import Feed
-from app.tracer import STEP_BUDGET, StepTracer, TaskWatcher
+from app.feed.steps import STEP_BUDGET
+from app.tracer import StepHooks, StepTracer, TaskWatcher
 
 from run_harness import Harness, blocks, lanes, steps
 
@@ -86,8 +87,9 @@ async def test_hooks_fed_garbage_do_not_raise_and_the_tracer_stays_installed(
     with installed(tracer), tracer.stepping():
         bogus = object()
         tracer.task_spawned(bogus)  # type: ignore[arg-type]
-        tracer.step_hooks.before_task_step(bogus)  # type: ignore[arg-type]
-        tracer.step_hooks.after_task_step(bogus)  # type: ignore[arg-type]
+        hooks = StepHooks(tracer, block_threshold=0.05)  # what stepping() installed, fed by hand
+        hooks.before_task_step(bogus)  # type: ignore[arg-type]
+        hooks.after_task_step(bogus)  # type: ignore[arg-type]
         tracer.task_exited(bogus)  # type: ignore[arg-type]
         assert tracer.hook_errors == 1  # task_spawned tripped on it; nothing escaped
         # Still installed and working: a watched nursery's task gets its lane and steps.

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs
 import trio
 
 from app.feed import protocol
-from app.feed.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
+from app.feed.bucket import TokenBucket
+from app.feed.control import BadControlMessage, Start, parse_control, request_id
 from app.feed.live import Feed
 from app.feed.ring import Gap
 from app.hub import Hub
