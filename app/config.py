@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from app.bounds import NumberKind, check_number, parse_number, show
 from app.feed.ring import DEFAULT_CAPACITY
 from app.units import MiB
 
@@ -225,24 +226,19 @@ def resolve(
 def _parse(opt: Option, raw: Any, default: Any, source: str) -> Any:
     kind = type(default)
     text = str(raw).strip()
-    value: Any
+    value: Any = text
     try:
         if kind is bool:
             value = _parse_bool(text)
-        elif kind is int:
-            value = int(text.replace("_", ""))
-        elif kind is float:
-            value = float(text)
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError("not a finite number")
-        else:
-            value = text
-    except ValueError:
-        raise ConfigError(f"{source}: expected {_kind_name(kind)}, got {text!r}") from None
+        elif kind is int or kind is float:
+            number_kind: NumberKind = "int" if kind is int else "float"
+            value = parse_number(text, number_kind)
+            if opt.lo is not None and opt.hi is not None:
+                value = check_number(value, number_kind, opt.lo, opt.hi)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if opt.choices and value not in opt.choices:
         raise ConfigError(f"{source}: expected one of {', '.join(opt.choices)}, got {text!r}")
-    if opt.lo is not None and opt.hi is not None and not opt.lo <= value <= opt.hi:
-        raise ConfigError(f"{source}: {text} is outside {_show(opt.lo)}..{_show(opt.hi)}")
     return value
 
 
@@ -252,21 +248,13 @@ def _parse_bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(text)
-
-
-def _kind_name(kind: type) -> str:
-    return {bool: "on or off", int: "a whole number", float: "a number"}.get(kind, "text")
+    raise ValueError(f"expected on or off, got {text!r}")
 
 
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int) and value >= 100_000:
-        return f"{value:,}"
-    return str(value)
+    return show(value) if isinstance(value, int | float) else str(value)
 
 
 def is_loopback(host: str) -> bool:

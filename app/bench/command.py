@@ -15,6 +15,7 @@ from typing import Final
 
 import trio
 
+from app.bounds import NumberKind, check_number, parse_number
 from app.units import MiB
 
 # Bounds of the flags, with the reason.
@@ -46,32 +47,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument(
         "--connections",
-        type=_bounded(int, 1, MAX_CONNECTIONS),
+        type=_bounded("int", 1, MAX_CONNECTIONS),
         default=100,
         help=f"connections (feed: subscribers) (default: 100; 1..{MAX_CONNECTIONS})",
     )
     bench.add_argument(
         "--size",
-        type=_bounded(int, 1, MAX_SIZE),
+        type=_bounded("int", 1, MAX_SIZE),
         default=64,
         help=f"message size in bytes (default: 64; 1..{MAX_SIZE})",
     )
     bench.add_argument(
         "--duration",
-        type=_bounded(float, 0.1, MAX_DURATION),
+        type=_bounded("float", 0.1, MAX_DURATION),
         default=5.0,
         help="seconds measured (feed: per phase) (default: 5)",
     )
     bench.add_argument(
         "--warmup",
-        type=_bounded(float, 0, 60),
+        type=_bounded("float", 0, 60),
         default=0.5,
         help="seconds of load before measuring (default: 0.5)",
     )
     bench.add_argument("--text", action="store_true", help="websocket: text messages, not binary")
     bench.add_argument(
         "--rate",
-        type=_bounded(int, 1, MAX_RATE),
+        type=_bounded("int", 1, MAX_RATE),
         default=10_000,
         help=f"feed: events a second to make the server publish (default: 10000; 1..{MAX_RATE})",
     )
@@ -79,12 +80,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.set_defaults(command=run)
 
 
-def _bounded(kind: Callable[[str], float], lo: float, hi: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
-        return value
+def _bounded(kind: NumberKind, lo: float, hi: float) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            return check_number(parse_number(text, kind), kind, lo, hi)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 

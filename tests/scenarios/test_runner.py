@@ -20,7 +20,7 @@ async def test_unknown_scenario_and_bad_params_are_refused(harness: Harness) -> 
     runner = harness.runner
     with pytest.raises(RunRefused, match="no scenario 'nope'; expected one of generators"):
         runner.start("nope", {})
-    with pytest.raises(RunRefused, match=r"tasks: 1000000 is outside 1\.\.100000"):
+    with pytest.raises(RunRefused, match=r"tasks: 1000000 is outside 1\.\.100,000"):
         runner.start("many-tasks", {"tasks": 1_000_000})
     with pytest.raises(RunRefused, match="spawn-join has no parameter 'speed'"):
         runner.start("spawn-join", {"speed": 2})

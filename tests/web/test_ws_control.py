@@ -80,7 +80,7 @@ async def test_bad_messages_get_clear_errors_and_the_connection_lives_on(running
         ('{"type": "start", "scenario": "nope", "id": 1}', "no scenario 'nope'"),
         (
             '{"type": "start", "scenario": "many-tasks", "params": {"tasks": 1000001}, "id": 2}',
-            "outside 1..100000",
+            "outside 1..100,000",
         ),
         (
             '{"type": "start", "scenario": "spawn-join", "params": {"sleep": "1"}}',
