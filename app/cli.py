@@ -23,6 +23,7 @@ import trio
 from app import __version__
 from app.bench.command import add_parser as add_bench_parser
 from app.config import (
+    BLOCK_THRESHOLD,
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
     ClientSettings,
@@ -113,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--block-threshold",
             type=float,
-            default=Settings().block_threshold,
-            help="seconds a step may hold the loop before it is a block (default: 0.05)",
+            default=BLOCK_THRESHOLD,
+            help="seconds a step may hold the loop before it is a block "
+            f"(default: {BLOCK_THRESHOLD})",
         )
         sub.set_defaults(command=_demo, scenario=info.name)
     return parser

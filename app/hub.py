@@ -16,6 +16,7 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
+from app.feed.events import Transport
 from app.feed.live import Feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
@@ -52,7 +53,7 @@ class Hub:
         """A hub with fresh tables sharing *feed* (a new one if not given)."""
         feed = feed or Feed(settings.feed_capacity)
 
-        def table(transport: str, limit: int) -> ConnTable:
+        def table(transport: Transport, limit: int) -> ConnTable:
             return ConnTable(
                 transport,
                 limit,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import trio
 
-from app.config import Settings, is_loopback
+from app.config import EchoEngine, Settings, is_loopback
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
 from app.echo.websocket import WsEchoEngine
@@ -152,7 +152,7 @@ class Server:
                 trio.lowlevel.remove_instrument(hub.tracer)
 
 
-def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
+def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
     if name == "epoll" and hasattr(select, "epoll"):
         return EpollEngine(listener, hub.tcp)
     tracer = hub.tracer

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.config import BLOCK_THRESHOLD
 from app.feed.events import Block, Event, Output, Spawn, Step
 from app.feed.live import Feed
 from app.scenarios.runner import Runner, RunRecord
 from app.tracer import StepTracer
-
-BLOCK_THRESHOLD = 0.05
 
 
 class Harness:

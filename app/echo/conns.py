@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event
+from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event, Transport
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ConnTable:
 
     def __init__(
         self,
-        transport: str,
+        transport: Transport,
         limit: int,
         idle_timeout: float,
         *,

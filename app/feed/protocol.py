@@ -36,6 +36,10 @@ class Hello(msgspec.Struct, kw_only=True, tag_field="type", tag="hello"):
     scenarios: list[dict[str, Any]]
     #: Recent scenario runs, oldest first: ``id``, ``scenario``, ``params``, ``state``.
     runs: list[dict[str, Any]]
+    #: The states a run ends in (any other state means it still runs).
+    final_states: list[str]
+    #: The ``run`` of echo connections' events (not a scenario run).
+    echo_run: str
     limits: dict[str, Any]
     listeners: dict[str, str]
     #: With ``serve --workers N``: every worker's own web URL,

@@ -83,6 +83,9 @@ class ScenarioInfo:
     #: What to look for on the page while it runs.
     watch: str
     params: tuple[Param, ...] = ()
+    #: False when its tasks run in a quiet nursery (thousands of them): the page shows the
+    #: run's summary instead of lanes.
+    lanes: bool = True
 
     def describe(self) -> dict[str, Any]:
         """The JSON form sent in ``hello``."""
@@ -92,6 +95,7 @@ class ScenarioInfo:
             "idea": self.idea,
             "watch": self.watch,
             "params": [p.describe() for p in self.params],
+            "lanes": self.lanes,
         }
 
     def defaults(self) -> dict[str, Any]:

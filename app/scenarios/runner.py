@@ -26,7 +26,7 @@ from typing import Any, Final
 import trio
 
 from app.errors import describe
-from app.feed.events import Event, Output, RunEnd, RunStart
+from app.feed.events import Event, Output, RunEnd, RunStart, RunState
 from app.feed.live import Feed
 from app.scenarios import SCENARIOS, Scenario
 from app.scenarios.catalog import BadParams, validate_params
@@ -53,7 +53,7 @@ class RunRecord:
     id: str
     scenario: str
     params: dict[str, Any]
-    state: str = "running"
+    state: RunState = "running"
     error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)

@@ -18,6 +18,7 @@ import trio
 from app.feed import protocol
 from app.feed.bucket import TokenBucket
 from app.feed.control import BadControlMessage, Start, parse_control, request_id
+from app.feed.events import ECHO_RUN, FINAL_RUN_STATES
 from app.feed.live import Feed
 from app.feed.ring import Gap
 from app.hub import Hub
@@ -94,6 +95,8 @@ def hello(hub: Hub) -> protocol.Hello:
         control=True,
         scenarios=[s.info.describe() for s in hub.runner.scenarios.values()],
         runs=hub.runner.runs(),
+        final_states=list(FINAL_RUN_STATES),
+        echo_run=ECHO_RUN,
         limits={
             "max_connections": s.max_connections,
             "max_web_connections": s.max_web_connections,

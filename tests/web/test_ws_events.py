@@ -44,6 +44,12 @@ async def test_hello_then_replay_then_live_events(ws_server: Running) -> None:
             assert hello["version"] and hello["started_at"] > 0
             assert isinstance(hello["scenarios"], list)
             assert hello["listeners"]["tcp"].endswith(f":{ws_server.ports.tcp}")
+            # The server's facts the page would otherwise copy: from here, never hard-coded.
+            assert hello["final_states"] == ["done", "cancelled", "timeout", "error"]
+            assert hello["echo_run"] == "echo"
+            assert hello["limits"]["block_threshold"] == ws_server.hub.settings.block_threshold
+            lanes = {s["name"]: s["lanes"] for s in hello["scenarios"]}
+            assert lanes["many-tasks"] is False and lanes["spawn-join"] is True
             replay = await events_until(ws, lambda seen: any(e["kind"] == "notice" for e in seen))
             assert [e["text"] for e in replay if e["kind"] == "notice"] == ["before anyone watched"]
             # Live: an echo connection appears as a task, with its totals when it closes.
