@@ -68,7 +68,7 @@ async def events(ws: WebSocket, hub: Hub) -> None:
         await ws.reject(400)
         return
     await ws.accept()
-    await ws.send(protocol.encode(hello(hub)))
+    await ws.send_utf8(protocol.encode(hello(hub)))
     hub.feed.subscribers += 1
     try:
         with hub.tracer.stepping():  # someone watches: the scheduler's steps are worth tracing
@@ -116,12 +116,12 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
         await feed.wait_new(cursor)
         batch = feed.read_encoded(cursor, MAX_BATCH)
         if isinstance(batch, Gap):
-            await ws.send(
+            await ws.send_utf8(
                 protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
             )
             cursor = batch.resume
             continue
-        await ws.send(protocol.encode_events(batch))
+        await ws.send_utf8(protocol.encode_events(batch))
         cursor += len(batch)
         await trio.sleep(MIN_BATCH_INTERVAL)
 
@@ -143,7 +143,7 @@ async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -
                     message=f"too many control messages: at most {CONTROL_RATE:g} a second",
                     id=request_id(data),
                 )
-            await ws.send(protocol.encode(answer))
+            await ws.send_utf8(protocol.encode(answer))
     except WebSocketClosed:
         done.cancel()
 

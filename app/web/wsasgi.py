@@ -130,6 +130,10 @@ class AsgiWebSocket:
         else:
             await self._raw_send({"type": "websocket.send", "bytes": data})
 
+    async def send_utf8(self, data: bytes) -> None:
+        """Send UTF-8 bytes as a text message (ASGI carries text as ``str``: decoded here)."""
+        await self._raw_send({"type": "websocket.send", "text": data.decode()})
+
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Send a close frame (if still possible).  Idempotent; never raises."""
         if self._closed or not self._accepted:
