@@ -8,7 +8,7 @@ import time
 import pytest
 import trio
 
-from app.feed.events import Block
+from app.feed.events import Block, Notice
 from app.tracer import StepTracer
 
 from conftest import Running, start_server, wait_until
@@ -18,6 +18,12 @@ def blocks_in(running: Running) -> list[Block]:
     events = running.hub.feed.ring.read(0, running.hub.feed.ring.capacity)
     assert isinstance(events, list)
     return [e for e in events if isinstance(e, Block)]
+
+
+def notices_in(running: Running) -> list[Notice]:
+    events = running.hub.feed.ring.read(0, running.hub.feed.ring.capacity)
+    assert isinstance(events, list)
+    return [e for e in events if isinstance(e, Notice)]
 
 
 async def test_a_stall_nobody_traced_is_a_block_and_one_log_line(
@@ -34,6 +40,23 @@ async def test_a_stall_nobody_traced_is_a_block_and_one_log_line(
     assert 0.2 <= block.dur <= 0.35  # the probe sees at least the part past its wake-up
     stalls = [r for r in caplog.records if "event loop stalled" in r.getMessage()]
     assert len(stalls) == 1 and stalls[0].levelno == logging.WARNING
+    # ...and the page is told, in the same words.
+    [notice] = notices_in(running)
+    assert notice.level == "warning" and notice.text == stalls[0].getMessage()
+
+
+async def test_stall_notices_are_bounded_the_log_gets_every_stall(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(nursery)
+    with trio.fail_after(10):
+        for count in (1, 2):
+            await trio.sleep(0.15)  # the ticker is parked until its next probe
+            time.sleep(0.2)  # noqa: ASYNC251 (the stall under test)
+            await wait_until(lambda: len(blocks_in(running)) == count)  # noqa: B023
+    stalls = [r for r in caplog.records if "event loop stalled" in r.getMessage()]
+    assert len(stalls) == 2
+    assert len(notices_in(running)) == 1  # the second came within STALL_NOTICE_EVERY
 
 
 async def test_a_stall_the_tracer_saw_is_not_reported_twice(nursery: trio.Nursery) -> None:
