@@ -21,7 +21,9 @@ class Harness:
 
     async def run(self, name: str, **params: Any) -> RunRecord:
         """Run one scenario to its end (the runner must be serving)."""
-        return await self.runner.run(name, params)
+        record = self.runner.start(name, params)
+        await record.finished.wait()
+        return record
 
     def events(self) -> list[Event]:
         events = self.feed.ring.read(0, self.feed.ring.capacity)

@@ -137,7 +137,6 @@ class ConnTable:
         #: Totals of connections that have closed, so that rates survive closes.
         self.closed_bytes = 0
         self.closed_msgs = 0
-        self.accepted = 0
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -160,7 +159,6 @@ class ConnTable:
             return None
         conn = Conn(self._new_id(), peer, self._now(), abort)
         self._conns[conn.id] = conn
-        self.accepted += 1
         self._publish(ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer))
         return conn
 

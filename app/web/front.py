@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import trio
@@ -69,6 +69,10 @@ BUSY_RESPONSE: Final = (
 )
 
 
+def _nothing() -> None:
+    pass
+
+
 class GuardedStream(trio.abc.HalfCloseableStream):
     """A socket stream for Hypercorn whose sends give up after ``--write-timeout`` seconds.
 
@@ -77,9 +81,20 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
     The timeout is a cancel scope of its own inside ``send_all``, so it fires
     even though Hypercorn shields its sends from outer cancellation.
+
+    *on_eof* is called when the peer has sent all it will, *on_close* once the
+    connection is closed (the front's accounting); both must not block.
     """
 
-    def __init__(self, sock: socket.socket, peer: str, write_timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        write_timeout: float,
+        *,
+        on_eof: Callable[[], None] = _nothing,
+        on_close: Callable[[], None] = _nothing,
+    ) -> None:
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         #: Hypercorn reads the addresses from here.
         self.socket = self._stream.socket
@@ -90,6 +105,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received = 0
         self._sent = 0
         self._eof = False
+        self._on_eof = on_eof
+        self._on_close = on_close
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self._write_timeout) as scope:
@@ -111,7 +128,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received += len(data)
         if not data:
             self._eof = True
-            self.on_eof()
+            self._on_eof()
         return data
 
     async def aclose(self) -> None:
@@ -123,13 +140,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         try:
             await self._stream.aclose()
         finally:
-            self.on_close()
-
-    def on_close(self) -> None:
-        """Called once the connection is closed; the front replaces it to do its accounting."""
-
-    def on_eof(self) -> None:
-        """Called when the peer has sent all it will; the front replaces it."""
+            self._on_close()
 
     def abort(self) -> None:
         """Close the socket now; any task waiting on it gets ``ClosedResourceError``."""
@@ -176,29 +187,36 @@ class WebFront:
                     self._refusals.refuse(peer)
                     _refuse(sock)
                     return
-                stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
+                # Hypercorn keeps a connection's task group after the peer hung up or the
+                # socket closed: from then on it has CLOSED_LINGER to finish.
+                scope = trio.CancelScope()
+
+                def linger() -> None:
+                    scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
+
+                def on_close() -> None:
+                    self._forget(stream)
+                    linger()
+
+                stream = GuardedStream(
+                    sock,
+                    peer,
+                    self._hub.settings.write_timeout,
+                    on_eof=linger,
+                    on_close=on_close,
+                )
                 self._streams.add(stream)
                 self._hub.web_connections = len(self._streams)
-                nursery.start_soon(self._serve, stream, name=f"web {peer}")
+                nursery.start_soon(self._serve, stream, scope, name=f"web {peer}")
 
             with self._accepting:
                 async with trio.open_nursery() as accepting:
                     for listener in self._listeners:
                         accepting.start_soon(accept_forever, listener, on_accept)
 
-    async def _serve(self, stream: GuardedStream) -> None:
+    async def _serve(self, stream: GuardedStream, scope: trio.CancelScope) -> None:
         handed_over = False
-        with trio.CancelScope() as scope:
-
-            def linger() -> None:
-                scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
-
-            def on_close() -> None:
-                self._forget(stream)
-                linger()
-
-            stream.on_close = on_close  # type: ignore[method-assign]
-            stream.on_eof = linger  # type: ignore[method-assign]
+        with scope:
             try:
                 route = await _first_bytes(stream)
                 if route is None:

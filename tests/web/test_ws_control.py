@@ -116,8 +116,9 @@ async def test_a_flood_of_control_messages_is_refused_past_the_rate(running: Run
 async def test_the_trace_of_a_run_downloads(running: Running) -> None:
     from netclient import http_request
 
-    record = await running.hub.runner.run("spawn-join", {"n": 1})
+    record = running.hub.runner.start("spawn-join", {"n": 1})
     with trio.fail_after(5):
+        await record.finished.wait()
         status, headers, body = await http_request(
             running.ports.http, f"/api/runs/{record.id}/trace.json"
         )
