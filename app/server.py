@@ -41,6 +41,7 @@ from app.ready import bracket
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
+from app.web.ws_events import FeedChannel
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ class Server:
         self.settings = settings
         self.hub = Hub.create(settings, feed, worker)
         self._stop = trio.Event()
+        self._front: WebFront | None = None
+
+    @property
+    def web_connections(self) -> int:
+        """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
+        return self._front.connections if self._front is not None else 0
 
     def stop(self) -> None:
         """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
@@ -118,7 +125,14 @@ class Server:
                     "listening on %s: the echo server and the page are reachable from the network",
                     s.host,
                 )
-            fast = websocket_endpoints(hub) if s.ws_engine != "asgi" else None
+            channel = FeedChannel(hub.feed, hub.runner, hub.tracer, s.origins, hub.hello)
+            endpoints = websocket_endpoints(hub.ws, channel)
+            app = build_app(
+                health=lambda: hub.health(self.web_connections),
+                find_run=hub.runner.get,
+                websockets=endpoints,
+                draining=hub.draining,
+            )
             ws_echo = (
                 WsEchoEngine(
                     hub.ws,
@@ -130,7 +144,8 @@ class Server:
                 if s.ws_engine == "epoll"
                 else None
             )
-            front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
+            fast = endpoints if s.ws_engine != "asgi" else None
+            front = self._front = WebFront(web_listeners, app, s, hub.draining, fast, ws_echo)
             engine = _engine(s.engine, tcp_listener, hub)
             trio.lowlevel.add_instrument(hub.tracer)
             try:

@@ -36,10 +36,10 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
+from app.config import Settings
 from app.echo.conns import LimitLog
 from app.echo.websocket import WsEchoEngine
 from app.errors import describe
-from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
@@ -148,21 +148,26 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
 
 class WebFront:
-    """Serve the ASGI *app* on *listener* through Hypercorn, within the hub's web limits."""
+    """Serve the ASGI *app* on *listeners* through Hypercorn, within the web limits of *settings*.
+
+    *draining* is the server's drain signal (set by the caller before :meth:`drain`).
+    """
 
     def __init__(
         self,
         listeners: Sequence[socket.socket],
         app: ASGIApp,
-        hub: Hub,
+        settings: Settings,
+        draining: trio.Event,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
     ) -> None:
         self._listeners = listeners
-        self._hub = hub
-        self._limit = hub.settings.max_web_connections
+        self._settings = settings
+        self._draining = draining
+        self._limit = settings.max_web_connections
         self._refusals = LimitLog("web", self._limit)
-        self._config = hypercorn_config(hub)
+        self._config = hypercorn_config(settings)
         self._context = WorkerContext(None)
         self._app = wrap_app(app, self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
         self._streams: set[GuardedStream] = set()
@@ -172,6 +177,11 @@ class WebFront:
         self._websockets = websockets
         #: Where ``/ws/echo`` upgrades go, if not to the endpoints above.
         self._ws_echo = ws_echo
+
+    @property
+    def connections(self) -> int:
+        """Open web connections (HTTP and websocket), counted against the limit."""
+        return len(self._streams)
 
     @property
     def refusals(self) -> LimitLog:
@@ -201,12 +211,11 @@ class WebFront:
                 stream = GuardedStream(
                     sock,
                     peer,
-                    self._hub.settings.write_timeout,
+                    self._settings.write_timeout,
                     on_eof=linger,
                     on_close=on_close,
                 )
                 self._streams.add(stream)
-                self._hub.web_connections = len(self._streams)
                 nursery.start_soon(self._serve, stream, scope, name=f"web {peer}")
 
             with self._accepting:
@@ -230,9 +239,9 @@ class WebFront:
                         stream,
                         stream.peer,
                         self._websockets,
-                        max_message_size=self._hub.settings.max_message_size,
-                        ping_interval=self._hub.settings.ws_ping_interval,
-                        draining=self._hub.draining,
+                        max_message_size=self._settings.max_message_size,
+                        ping_interval=self._settings.ws_ping_interval,
+                        draining=self._draining,
                     )
                 else:
                     await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
@@ -248,14 +257,13 @@ class WebFront:
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
-        self._hub.web_connections = len(self._streams)
         if not self._streams and self._accepting.cancel_called:
             self._idle.set()
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let connections end by themselves for *grace* seconds, then cut the rest.
 
-        Endpoints see :attr:`Hub.draining` (set by the caller) and close with
+        Endpoints see *draining* (set by the caller) and close with
         1001; Hypercorn closes idle keep-alive connections when told the
         worker is terminating.
         """
@@ -270,11 +278,11 @@ class WebFront:
             stream.abort()
 
 
-def hypercorn_config(hub: Hub) -> Config:
+def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's settings, derived from ours."""
     config = Config()
-    config.websocket_max_message_size = hub.settings.max_message_size
-    config.graceful_timeout = hub.settings.graceful_timeout
+    config.websocket_max_message_size = settings.max_message_size
+    config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("app.web.hypercorn")
     return config

@@ -134,8 +134,9 @@ async def test_the_trace_of_a_run_downloads(running: Running) -> None:
 async def test_hello_lists_finished_runs_with_their_summary_and_the_limits(
     running: Running,
 ) -> None:
-    record = await running.hub.runner.run("random-sleep", {"count": 1, "scale": 0.01, "seed": 7})
+    record = running.hub.runner.start("random-sleep", {"count": 1, "scale": 0.01, "seed": 7})
     with trio.fail_after(5):
+        await record.finished.wait()
         async with ws_connect(running.url("/ws/events")) as ws:
             hello = await next_of(ws, "hello")
     listed = next(r for r in hello["runs"] if r["id"] == record.id)
