@@ -216,10 +216,7 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
             if worker:
                 from app.workers import read_peers
 
-                def set_peers(peers: list[dict[str, Any]]) -> None:
-                    server.hub.peers = peers
-
-                nursery.start_soon(read_peers, set_peers, server.stop)
+                nursery.start_soon(read_peers, server.set_peers, server.stop)
             tune_for_serving()
 
 

@@ -26,6 +26,7 @@ import logging
 import select
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -85,6 +86,10 @@ class Server:
     def web_connections(self) -> int:
         """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
         return self._front.connections if self._front is not None else 0
+
+    def set_peers(self, peers: list[dict[str, Any]]) -> None:
+        """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
+        self.hub.peers = peers
 
     def stop(self) -> None:
         """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
