@@ -15,15 +15,11 @@ from conftest import Running, start_server, wait_until
 
 
 def blocks_in(running: Running) -> list[Block]:
-    events = running.hub.feed.ring.read(0, running.hub.feed.ring.capacity)
-    assert isinstance(events, list)
-    return [e for e in events if isinstance(e, Block)]
+    return [e for e in running.events if isinstance(e, Block)]
 
 
 def notices_in(running: Running) -> list[Notice]:
-    events = running.hub.feed.ring.read(0, running.hub.feed.ring.capacity)
-    assert isinstance(events, list)
-    return [e for e in events if isinstance(e, Notice)]
+    return [e for e in running.events if isinstance(e, Notice)]
 
 
 async def test_a_stall_nobody_traced_is_a_block_and_one_log_line(
