@@ -6,14 +6,17 @@ Rules of this module:
   what came (``expected a whole number, got 'ten'``, ``11 is outside 0..10``);
   the caller puts the name of the flag, variable or parameter in front.  Out of
   bounds is refused, never clamped.
-* Used by :mod:`app.config` (flags and ``TRIO_ECHO_*``), the ``bench``
-  command's flags and :mod:`app.scenarios.catalog` (parameters from the page
-  and from ``trio-echo demo``), so each says a refusal the same way.
+* Used by :mod:`app.config` (flags and ``TRIO_ECHO_*``), the ``bench`` and
+  ``demo`` commands' flags (:func:`number_type`) and
+  :mod:`app.scenarios.catalog` (parameters from the page and from ``demo``),
+  so each says a refusal the same way.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
 from typing import Final, Literal
 
 #: ``int`` is a whole number (``_`` separators allowed in text); ``float`` any finite number.
@@ -61,6 +64,25 @@ def check_number(value: object, kind: NumberKind, lo: float, hi: float) -> int |
     if not lo <= number <= hi:
         raise ValueError(f"{value!r} is outside {show(lo)}..{show(hi)}")
     return number
+
+
+def number_type(
+    kind: NumberKind, lo: float | None = None, hi: float | None = None
+) -> Callable[[str], int | float]:
+    """An argparse ``type=`` for a number of *kind* (within ``lo..hi`` when given).
+
+    Its refusal is :class:`argparse.ArgumentTypeError` with the message above, so
+    argparse prints it instead of a generic "invalid value".
+    """
+
+    def parse(text: str) -> int | float:
+        try:
+            value = parse_number(text, kind)
+            return value if lo is None or hi is None else check_number(value, kind, lo, hi)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def show(value: float) -> str:

@@ -22,6 +22,7 @@ import trio
 
 from app import __version__
 from app.bench.command import add_parser as add_bench_parser
+from app.bounds import number_type
 from app.config import (
     BLOCK_THRESHOLD,
     CLIENT_OPTIONS,
@@ -132,7 +133,8 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
     if param.kind == "choice":
         kwargs["choices"] = param.choices
     else:
-        kwargs["type"] = int if param.kind == "int" else float
+        # Parsed here, bounds checked by the runner (the same refusal as from the page).
+        kwargs["type"] = number_type(param.kind)
     parser.add_argument(f"--{param.name}", **kwargs)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from app.bounds import NumberKind, check_number, parse_number, show
+from app.bounds import NumberKind, check_number, number_type, parse_number, show
 
 
 @pytest.mark.parametrize(
@@ -62,3 +64,12 @@ def test_the_bounds_themselves_are_accepted() -> None:
 )
 def test_bounds_are_shown_as_people_read_them(value: float, shown: str) -> None:
     assert show(value) == shown
+
+
+def test_an_argparse_type_says_the_same_refusal() -> None:
+    port = number_type("int", 0, 65535)
+    assert port("8001") == 8001
+    for text, message in (("x", "expected a whole number, got 'x'"), ("70000", "70000 is outside")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            port(text)
+    assert number_type("float")("1e9") == 1e9  # no bounds given: parsed only
