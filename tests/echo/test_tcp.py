@@ -216,4 +216,7 @@ async def test_eof_then_reset_is_routine_not_an_error(
             await s.send_eof()
             rst_close(s)
         await wait_until(lambda: len(engine_server.hub.tcp) == 0)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # The ticker may warn of a loop stall on a loaded machine (200 connects in a row): that
+    # is its job and says nothing about how the connections ended.
+    noted = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "app.ticker"]
+    assert not noted
