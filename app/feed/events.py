@@ -33,6 +33,9 @@ FINAL_RUN_STATES: Final[tuple[RunState, ...]] = tuple(
 #: The transports of echo connections (``conn_open.transport``).
 Transport = Literal["tcp", "ws"]
 
+#: How much a :class:`Notice` matters to whoever watches.
+NoticeLevel = Literal["info", "warning", "error"]
+
 
 class Event(
     msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind", omit_defaults=True
@@ -166,7 +169,7 @@ class RunEnd(Event, tag="run_end", frozen=True):
 class Notice(Event, tag="notice", frozen=True):
     """Something the server wants a human watching the page to know (a warning, a refusal)."""
 
-    level: str
+    level: NoticeLevel
     text: str
 
 
