@@ -5,9 +5,11 @@ that delay is the loop lag, the time some task held the scheduler (a
 ``time.sleep`` in a scenario shows up here).  A delay over
 ``--block-threshold`` while the tracer is not tracing steps (no run, nobody
 watching, or ``--trace off``) is reported here, since nothing else saw it: a
-:class:`~app.feed.events.Block` without a task, one warning line, and a
-:class:`~app.feed.events.Notice` for whoever watches the page (at most one per
-:data:`STALL_NOTICE_EVERY`: a page is not a log).  Once a
+:class:`~app.feed.events.Block` without a task, one warning line, and, if a
+page is watching right now (``--trace off``), a :class:`~app.feed.events.Notice`
+for it (at most one per :data:`STALL_NOTICE_EVERY`: a page is not a log; and
+none for nobody, or every page opened later would replay old stalls as news).
+Once a
 second it publishes a :class:`~app.feed.events.Stats` event, and an
 :class:`~app.feed.events.EchoStats` event while echo connections are open, and
 logs refusals over the limits.
@@ -70,7 +72,8 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
         lag = now - next_probe
         lags.append(round(lag, 6))
         if lag > block_threshold and not hub.tracer.steps_installed:
-            _report_stall(hub, lag, notify=notices.take(now))
+            watched = feed.subscribers > 0
+            _report_stall(hub, lag, notify=watched and notices.take(now))
         next_probe = max(next_probe + PROBE_INTERVAL, now)
         if now >= next_sweep:
             next_sweep = now + sweep_every
