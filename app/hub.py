@@ -106,8 +106,8 @@ class Hub:
             peers=list(self.peers),
         )
 
-    def health(self, web_connections: int) -> dict[str, Any]:
-        """The ``/healthz`` body; *web_connections* is the front's count of open ones."""
+    def health(self, web_connections: int, web_refused: int) -> dict[str, Any]:
+        """The ``/healthz`` body; the front counts *web_connections* open and *web_refused*."""
         return {
             "status": "draining" if self.draining.is_set() else "ok",
             "version": self.version,
@@ -118,9 +118,14 @@ class Hub:
             "tcp": {
                 "connections": len(self.tcp),
                 "limit": self.tcp.limit,
+                "refused": self.tcp.refusals.total,
                 "engine": self.settings.engine,
             },
-            "web": {"connections": web_connections, "limit": self.settings.max_web_connections},
-            "ws_echo": {"connections": len(self.ws)},
+            "web": {
+                "connections": web_connections,
+                "limit": self.settings.max_web_connections,
+                "refused": web_refused,
+            },
+            "ws_echo": {"connections": len(self.ws), "refused": self.ws.refusals.total},
             "feed": {"seq": self.feed.last_seq, "subscribers": self.feed.subscribers},
         }

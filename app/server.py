@@ -87,6 +87,10 @@ class Server:
         """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
         return self._front.connections if self._front is not None else 0
 
+    def _health(self) -> dict[str, Any]:
+        refused = self._front.refusals.total if self._front is not None else 0
+        return self.hub.health(self.web_connections, refused)
+
     def set_peers(self, peers: list[dict[str, Any]]) -> None:
         """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
         self.hub.peers = peers
@@ -133,7 +137,7 @@ class Server:
             channel = FeedChannel(hub.feed, hub.runner, hub.tracer, s.origins, hub.hello)
             endpoints = websocket_endpoints(hub.ws, channel)
             app = build_app(
-                health=lambda: hub.health(self.web_connections),
+                health=self._health,
                 find_run=hub.runner.get,
                 websockets=endpoints,
                 draining=hub.draining,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -42,8 +43,9 @@ async def test_connect_flood_far_past_the_limit(nursery: trio.Nursery, engine: s
         # Everyone inside the limit is served as before, and so is the web side.
         for s in good:
             await echo_once(s, b"still served")
-        status, _, _ = await http_request(running.ports.http, "/healthz")
+        status, _, body = await http_request(running.ports.http, "/healthz")
         assert status == 200
+        assert json.loads(body)["tcp"]["refused"] >= 600
         for s in flood:
             await s.aclose()
         # Full recovery: slots freed by the good ones are taken by new ones.

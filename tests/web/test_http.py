@@ -60,6 +60,8 @@ async def test_web_connection_over_the_limit_gets_503_and_others_keep_working(
         while chunk := await held[0].receive_some(65536):
             reply += chunk
         assert reply.startswith(b"HTTP/1.1 200")
+        health = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert health["web"] == {"connections": 2, "limit": 2, "refused": 1}
         for stream in held:
             await stream.aclose()
         # Once they are gone, new connections are welcome again.
