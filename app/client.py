@@ -21,6 +21,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from app import portability
 from app.config import ClientSettings
+from app.errors import PEER_GONE
 
 PROMPT: Final = ">>: "
 # Read stdin and the socket in chunks of this size.
@@ -147,7 +148,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) 
                 await stream.send_all(chunk)
             await stream.send_eof()
             all_sent = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except PEER_GONE:
             pass  # the reader sees the same broken connection and reports it
 
     async with trio.open_nursery() as nursery:
@@ -157,7 +158,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) 
                 received += len(data)
                 stdout.write(data)
                 stdout.flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except PEER_GONE as exc:
             failure = f"connection lost after {received} bytes: {exc}"
         # Whatever stdin still holds can no longer come back.
         nursery.cancel_scope.cancel()
@@ -192,7 +193,7 @@ async def _tcp_interactive(stream: trio.SocketStream, stdin: Stdin, stdout: Bina
 async def _send_or_fail(stream: trio.SocketStream, data: bytes) -> None:
     try:
         await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+    except PEER_GONE as exc:
         raise ClientError(f"connection lost: {exc}") from None
 
 
