@@ -21,7 +21,9 @@ import trio
 
 from app import __version__, portability
 from app.bench.command import add_parser as add_bench_parser
+from app.bounds import number_type
 from app.config import (
+    BLOCK_THRESHOLD,
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
     ClientSettings,
@@ -30,6 +32,7 @@ from app.config import (
     add_options,
     resolve,
 )
+from app.ready import ready_lines
 from app.scenarios import SCENARIOS
 from app.scenarios.catalog import Param
 
@@ -112,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--block-threshold",
             type=float,
-            default=Settings().block_threshold,
-            help="seconds a step may hold the loop before it is a block (default: 0.05)",
+            default=BLOCK_THRESHOLD,
+            help="seconds a step may hold the loop before it is a block "
+            f"(default: {BLOCK_THRESHOLD})",
         )
         sub.set_defaults(command=_demo, scenario=info.name)
     return parser
@@ -129,7 +133,8 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
     if param.kind == "choice":
         kwargs["choices"] = param.choices
     else:
-        kwargs["type"] = int if param.kind == "int" else float
+        # Parsed here, bounds checked by the runner (the same refusal as from the page).
+        kwargs["type"] = number_type(param.kind)
     parser.add_argument(f"--{param.name}", **kwargs)
 
 
@@ -213,23 +218,26 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
 
             nursery.start_soon(watch_signals)
             ports = await nursery.start(run_server)
-            print(f"tcp echo listening on {ports.tcp_address}", flush=True)
-            print(f"web listening on {ports.web_url}", flush=True)
-            if server.tls is not None:
-                # Issue 11: after the two lines above, which scripts already parse.
-                print(f"tls echo listening on {ports.tls_address}", flush=True)
-                print(f"web listening on {ports.https_url}", flush=True)
-                made = " (self-signed, made at start)" if server.tls.self_signed else ""
-                print(f"tls certificate SHA-256 {server.tls.fingerprint}{made}", flush=True)
+            private = ports.private_url if worker else ""
+            tls = server.tls
+            print(
+                ready_lines(
+                    ports.tcp_address,
+                    ports.web_url,
+                    private,
+                    # Issue 11: the TLS lines, with TLS on.
+                    tls_address=ports.tls_address if tls else "",
+                    https_url=ports.https_url if tls else "",
+                    fingerprint=tls.fingerprint if tls else "",
+                    self_signed=bool(tls and tls.self_signed),
+                ),
+                end="",
+                flush=True,
+            )
             if worker:
-                from app.workers import PRIVATE_PREFIX, read_peers
+                from app.workers import read_peers
 
-                print(f"{PRIVATE_PREFIX}{ports.private_url}", flush=True)
-
-                def set_peers(peers: list[dict[str, Any]]) -> None:
-                    server.hub.peers = peers
-
-                nursery.start_soon(read_peers, set_peers, server.stop)
+                nursery.start_soon(read_peers, server.set_peers, server.stop)
             tune_for_serving()
 
 

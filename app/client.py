@@ -29,6 +29,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from app import portability
 from app.config import ClientSettings
+from app.errors import PEER_GONE
 from app.tlsclient import TlsClientStream, client_context
 
 PROMPT: Final = ">>: "
@@ -182,7 +183,7 @@ async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout:
                 await stream.send_all(chunk)
             await stream.send_eof()
             all_sent = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except PEER_GONE:
             pass  # the reader sees the same broken connection and reports it
 
     async with trio.open_nursery() as nursery:
@@ -192,7 +193,7 @@ async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout:
                 received += len(data)
                 stdout.write(data)
                 stdout.flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except PEER_GONE as exc:
             failure = f"connection lost after {received} bytes: {exc}"
         # Whatever stdin still holds can no longer come back.
         nursery.cancel_scope.cancel()
@@ -229,7 +230,7 @@ async def _tcp_interactive(
 async def _send_or_fail(stream: trio.abc.HalfCloseableStream, data: bytes) -> None:
     try:
         await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+    except PEER_GONE as exc:
         raise ClientError(f"connection lost: {exc}") from None
 
 

@@ -23,12 +23,14 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
+from app.config import EchoEngine, WsEngine
+
 #: The TCP echo engine that runs anywhere Trio runs (Trio's public API only).
-PORTABLE_ENGINE: Final = "trio"
+PORTABLE_ENGINE: Final[EchoEngine] = "trio"
 #: The ``/ws/echo`` path that runs anywhere Trio runs (the websockets library's Trio connection).
-PORTABLE_WS_ENGINE: Final = "fast"
+PORTABLE_WS_ENGINE: Final[WsEngine] = "fast"
 #: Engines that need :attr:`Capabilities.epoll`.
-EPOLL_ENGINES: Final = frozenset({"epoll", "tasks"})
+EPOLL_ENGINES: Final[frozenset[EchoEngine]] = frozenset({"epoll", "tasks"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +96,13 @@ def stop_signals() -> tuple[signal.Signals, ...]:
 class EngineChoice:
     """The engines a server runs, and the line that says why when they are not the ones asked."""
 
-    engine: str
-    ws_engine: str
+    engine: EchoEngine
+    ws_engine: WsEngine
     #: One log line when a fallback replaced what was asked, else ``None``.
     note: str | None
 
 
-def choose_engines(engine: str, ws_engine: str, caps: Capabilities) -> EngineChoice:
+def choose_engines(engine: EchoEngine, ws_engine: WsEngine, caps: Capabilities) -> EngineChoice:
     """The TCP and ``/ws/echo`` engines to run for the *engine* and *ws_engine* asked.
 
     Where epoll is missing, an epoll engine becomes its portable counterpart
@@ -109,8 +111,8 @@ def choose_engines(engine: str, ws_engine: str, caps: Capabilities) -> EngineCho
     """
     if caps.epoll:
         return EngineChoice(engine, ws_engine, None)
-    chosen = PORTABLE_ENGINE if engine in EPOLL_ENGINES else engine
-    ws_chosen = PORTABLE_WS_ENGINE if ws_engine == "epoll" else ws_engine
+    chosen: EchoEngine = PORTABLE_ENGINE if engine in EPOLL_ENGINES else engine
+    ws_chosen: WsEngine = PORTABLE_WS_ENGINE if ws_engine == "epoll" else ws_engine
     if (chosen, ws_chosen) == (engine, ws_engine):
         return EngineChoice(engine, ws_engine, None)
     note = (

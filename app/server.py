@@ -30,21 +30,24 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from app import portability
 from app.certs import ServerTls, server_tls
-from app.config import Settings, is_loopback
+from app.config import EchoEngine, Settings, WsEngine, is_loopback
 from app.echo.tasks import TaskEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
-from app.net import bound_port, named_error, open_listener
+from app.net import bound_port, open_listener
+from app.ready import bracket
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
+from app.web.info import ServerIdentity
+from app.web.ws_events import FeedChannel
 
 if TYPE_CHECKING:
     # Imported where they run: they need epoll, which not every system has.
@@ -72,27 +75,27 @@ class Ports:
     @property
     def tls_address(self) -> str:
         """``host:port`` of the TLS echo listener."""
-        return f"{_bracket(self.host)}:{self.tls}"
+        return f"{bracket(self.host)}:{self.tls}"
 
     @property
     def https_url(self) -> str:
         """The page's URL on the HTTPS port."""
-        return f"https://{_bracket(self.host)}:{self.https}"
+        return f"https://{bracket(self.host)}:{self.https}"
 
     @property
     def tcp_address(self) -> str:
         """``host:port`` of the TCP echo listener (IPv6 hosts in brackets)."""
-        return f"{_bracket(self.host)}:{self.tcp}"
+        return f"{bracket(self.host)}:{self.tcp}"
 
     @property
     def web_url(self) -> str:
         """The page's URL on the shared web port."""
-        return f"http://{_bracket(self.host)}:{self.http}"
+        return f"http://{bracket(self.host)}:{self.http}"
 
     @property
     def private_url(self) -> str:
         """This worker's own web URL, which always reaches this process (``--workers``)."""
-        return f"http://{_bracket(self.host)}:{self.private_http}"
+        return f"http://{bracket(self.host)}:{self.private_http}"
 
 
 class Server:
@@ -102,8 +105,22 @@ class Server:
         self.settings = settings
         self.hub = Hub.create(settings, feed, worker)
         self._stop = trio.Event()
+        self._front: WebFront | None = None
         #: The TLS contexts and certificate fingerprint, once :meth:`run` has set them up.
         self.tls: ServerTls | None = None
+
+    @property
+    def web_connections(self) -> int:
+        """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
+        return self._front.connections if self._front is not None else 0
+
+    def _health(self) -> dict[str, Any]:
+        refused = self._front.refusals.total if self._front is not None else 0
+        return self.hub.health(self.web_connections, refused)
+
+    def set_peers(self, peers: list[dict[str, Any]]) -> None:
+        """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
+        self.hub.peers = peers
 
     def stop(self) -> None:
         """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
@@ -123,24 +140,26 @@ class Server:
             self.tls = server_tls(s.tls_cert, s.tls_key, s.host)
         with contextlib.ExitStack() as listeners:
             tcp_listener = listeners.enter_context(
-                _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
+                open_listener(s.host, s.tcp_port, s.backlog, "tcp echo", reuse_port=reuse_port)
             )
             web_listeners = [
-                listeners.enter_context(_listen(s.host, s.http_port, s.backlog, reuse_port, "web"))
+                listeners.enter_context(
+                    open_listener(s.host, s.http_port, s.backlog, "web", reuse_port=reuse_port)
+                )
             ]
             if hub.worker:
                 # This worker's own web port, so that the page can link to each worker.
                 web_listeners.append(
-                    listeners.enter_context(_listen(s.host, 0, s.backlog, False, "worker web"))
+                    listeners.enter_context(open_listener(s.host, 0, s.backlog, "worker web"))
                 )
             # Issue 11: the TLS echo and HTTPS listeners.
             tls_listener = https_listener = None
             if self.tls is not None:
                 tls_listener = listeners.enter_context(
-                    _listen(s.host, s.tls_port, s.backlog, reuse_port, "tls echo")
+                    open_listener(s.host, s.tls_port, s.backlog, "tls echo", reuse_port=reuse_port)
                 )
                 https_listener = listeners.enter_context(
-                    _listen(s.host, s.https_port, s.backlog, reuse_port, "https")
+                    open_listener(s.host, s.https_port, s.backlog, "https", reuse_port=reuse_port)
                 )
             ports = Ports(
                 s.host,
@@ -161,15 +180,26 @@ class Server:
             choice = portability.choose_engines(s.engine, s.ws_engine, portability.CURRENT)
             if choice.note is not None:
                 log.warning("%s", choice.note)
-            fast = websocket_endpoints(hub) if choice.ws_engine != "asgi" else None
+            channel = FeedChannel(hub.feed, hub.runner, hub.tracer, s.origins, hub.hello)
+            endpoints = websocket_endpoints(hub.ws, channel)
+            app = build_app(
+                health=self._health,
+                find_run=hub.runner.get,
+                websockets=endpoints,
+                draining=hub.draining,
+                identity=ServerIdentity(hub.pid, hub.worker),
+            )
             ws_echo = _ws_engine(choice.ws_engine, hub)
-            front = WebFront(
+            fast = endpoints if choice.ws_engine != "asgi" else None
+            front = self._front = WebFront(
                 web_listeners,
-                build_app(hub),
-                hub,
+                app,
+                s,
+                hub.draining,
                 fast,
                 ws_echo,
                 https=(https_listener, self.tls.web) if https_listener and self.tls else None,
+                handshakes=hub.handshakes["web"],
             )
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
@@ -201,7 +231,7 @@ class Server:
                 trio.lowlevel.remove_instrument(hub.tracer)
 
 
-def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
+def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
     """The TCP echo engine *name* (already checked against the platform)."""
     if name == "epoll":
         from app.echo.epoll import EpollEngine
@@ -220,7 +250,7 @@ def _watcher(hub: Hub) -> Callable[[int], None]:
     return watch_connection
 
 
-def _ws_engine(name: str, hub: Hub) -> WsEchoEngine | None:
+def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:
     """The multiplexed ``/ws/echo`` engine for ``--ws-engine epoll``, else None."""
     if name != "epoll":
         return None
@@ -249,14 +279,3 @@ def _tls_engine(
     from app.echo.tlstasks import TlsTaskEngine
 
     return TlsTaskEngine(*args, watch=_watcher(hub))
-
-
-def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:
-    try:
-        return open_listener(host, port, backlog, reuse_port=reuse_port)
-    except OSError as exc:
-        raise named_error(exc, what, host, port) from None
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from app.config import ECHO_ENGINES, Settings
+from app.feed.events import Event
 from app.hub import Hub
 from app.server import Ports, Server
 
@@ -35,6 +36,8 @@ class Running:
 
     server: Server
     ports: Ports
+    #: Every event the server published since it was made, in order (a feed tap).
+    events: list[Event]
 
     @property
     def hub(self) -> Hub:
@@ -56,8 +59,10 @@ def make_settings(**overrides: Any) -> Settings:
 
 async def start_server(nursery: trio.Nursery, **overrides: Any) -> Running:
     server = Server(make_settings(**overrides))
+    events: list[Event] = []
+    server.hub.feed.add_tap(events.append)
     ports = await nursery.start(server.run)
-    return Running(server, ports)
+    return Running(server, ports, events)
 
 
 @pytest.fixture

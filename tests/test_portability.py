@@ -21,6 +21,7 @@ import trio
 from app import portability
 from app.cli import _raise_fd_limit, main
 from app.client import Stdin
+from app.config import EchoEngine, WsEngine
 from app.portability import Capabilities, choose_engines
 
 from conftest import start_server
@@ -51,7 +52,7 @@ def test_this_machine_is_read_as_it_is() -> None:
     ],
 )
 def test_engines_fall_back_to_the_portable_ones_only_without_epoll(
-    asked: tuple[str, str], caps: Capabilities, chosen: tuple[str, str], noted: bool
+    asked: tuple[EchoEngine, WsEngine], caps: Capabilities, chosen: tuple[str, str], noted: bool
 ) -> None:
     choice = choose_engines(*asked, caps)
     assert (choice.engine, choice.ws_engine) == chosen

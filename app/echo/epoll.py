@@ -88,13 +88,8 @@ class EpollEngine(Multiplexed[Link]):
                 if link.pending is not None:
                     link.conn.bytes_out += self._flush(link) or 0
                     continue
-                sock = link.sock
-                try:
-                    n = sock.recv_into(buf)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    self._lost(link, exc)
+                n = self._recv(link, buf)
+                if n is None:
                     continue
                 conn = link.conn
                 if n == 0:
@@ -102,12 +97,8 @@ class EpollEngine(Multiplexed[Link]):
                     continue
                 conn.bytes_in += n
                 conn.msgs += 1
-                try:
-                    sent = sock.send(view[:n])
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    self._lost(link, exc)
+                sent = self._send(link, view[:n])
+                if sent is None:
                     continue
                 if sent < n:
                     self._park(link, memoryview(bytes(view[sent:n])))

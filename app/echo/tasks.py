@@ -51,8 +51,8 @@ from typing import Final
 import trio
 
 from app.echo import RECV_SIZE
-from app.echo.conns import PEER_GONE, Conn, ConnTable
-from app.errors import describe
+from app.echo.conns import Conn, ConnTable
+from app.errors import PEER_GONE, describe
 from app.net import accept_forever
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,7 @@ class TaskEngine:
                         waker.remove(fd)  # before the close: the number may be reused at once
                 reason = "eof"
         except PEER_GONE as exc:
-            reason = "reset"
-            log.debug("tcp echo: %s went away: %s", conn.peer, exc)
+            reason = self._table.socket_failed(conn, exc, gone=True)
         except Exception as exc:  # the per-connection boundary: only this one ends
             reason = "error"
             log.error("tcp echo: connection from %s failed: %s", conn.peer, describe(exc))

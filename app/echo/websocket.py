@@ -296,12 +296,8 @@ class WsEchoEngine(Multiplexed[_Link]):
             self._echo(link, early)
 
     def _read(self, link: _Link) -> None:
-        try:
-            n = link.sock.recv_into(self._buf)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(link, exc)
+        n = self._recv(link, self._buf)
+        if n is None:
             return
         protocol = link.protocol
         if n == 0:
@@ -364,12 +360,8 @@ class WsEchoEngine(Multiplexed[_Link]):
         if link.pending is not None:
             link.pending = memoryview(bytes(link.pending) + data)
         elif data:
-            try:
-                sent = link.sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._lost(link, exc)
+            sent = self._send(link, data)
+            if sent is None:
                 return
             if sent < len(data):
                 self._park(link, memoryview(data)[sent:])

@@ -51,10 +51,10 @@ from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
 from app.certs import tls_info
-from app.echo.conns import LimitLog
+from app.config import Settings
+from app.echo.conns import HandshakeCounts, LimitLog
 from app.errors import describe
 from app.feed.events import TlsInfo
-from app.hub import Hub
 from app.net import accept_forever
 from app.web.info import STATE_LISTENER, STATE_TLS
 from app.web.wsapi import Endpoint
@@ -98,6 +98,10 @@ BUSY_RESPONSE: Final = (
 )
 
 
+def _nothing() -> None:
+    pass
+
+
 class GuardedStream(trio.abc.HalfCloseableStream):
     """A socket stream for Hypercorn whose sends give up after ``--write-timeout`` seconds.
 
@@ -106,9 +110,20 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
     The timeout is a cancel scope of its own inside ``send_all``, so it fires
     even though Hypercorn shields its sends from outer cancellation.
+
+    *on_eof* is called when the peer has sent all it will, *on_close* once the
+    connection is closed (the front's accounting); both must not block.
     """
 
-    def __init__(self, sock: socket.socket, peer: str, write_timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        write_timeout: float,
+        *,
+        on_eof: Callable[[], None] = _nothing,
+        on_close: Callable[[], None] = _nothing,
+    ) -> None:
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         #: Hypercorn reads the addresses from here.
         self.socket = self._stream.socket
@@ -119,6 +134,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received = 0
         self._sent = 0
         self._eof = False
+        self._on_eof = on_eof
+        self._on_close = on_close
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self._write_timeout) as scope:
@@ -140,7 +157,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received += len(data)
         if not data:
             self._eof = True
-            self.on_eof()
+            self._on_eof()
         return data
 
     async def aclose(self) -> None:
@@ -152,13 +169,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         try:
             await self._stream.aclose()
         finally:
-            self.on_close()
-
-    def on_close(self) -> None:
-        """Called once the connection is closed; the front replaces it to do its accounting."""
-
-    def on_eof(self) -> None:
-        """Called when the peer has sent all it will; the front replaces it."""
+            self._on_close()
 
     def abort(self) -> None:
         """Close the socket now; any task waiting on it gets ``ClosedResourceError``."""
@@ -166,24 +177,31 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
 
 class WebFront:
-    """Serve the ASGI *app* on *listener* through Hypercorn, within the hub's web limits."""
+    """Serve the ASGI *app* on *listeners* through Hypercorn, within the web limits of *settings*.
+
+    *draining* is the server's drain signal (set by the caller before :meth:`drain`).
+    """
 
     def __init__(
         self,
         listeners: Sequence[socket.socket],
         app: ASGIApp,
-        hub: Hub,
+        settings: Settings,
+        draining: trio.Event,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
         https: tuple[socket.socket, ssl.SSLContext] | None = None,
+        handshakes: HandshakeCounts | None = None,
     ) -> None:
         self._listeners = listeners
-        #: The HTTPS listener and its context (issue 11), if TLS is on.
+        self._settings = settings
+        self._draining = draining
+        self._limit = settings.max_web_connections
+        #: The HTTPS listener and its context (issue 11), if TLS is on, and its handshakes.
         self._https = https
-        self._hub = hub
-        self._limit = hub.settings.max_web_connections
+        self._handshakes = handshakes or HandshakeCounts()
         self._refusals = LimitLog("web", self._limit)
-        self._config = hypercorn_config(hub)
+        self._config = hypercorn_config(settings)
         self._context = WorkerContext(None)
         self._app = wrap_app(app, self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
         self._streams: set[GuardedStream] = set()
@@ -193,6 +211,11 @@ class WebFront:
         self._websockets = websockets
         #: Where ``/ws/echo`` upgrades go, if not to the endpoints above.
         self._ws_echo = ws_echo
+
+    @property
+    def connections(self) -> int:
+        """Open web connections (HTTP and websocket), counted against the limit."""
+        return len(self._streams)
 
     @property
     def refusals(self) -> LimitLog:
@@ -210,14 +233,32 @@ class WebFront:
                     if len(self._streams) >= self._limit:
                         self._refusals.refuse(peer)
                         if tls is None:
-                            _refuse(sock)  # a 503 in plain text means nothing to a TLS client
+                            _refuse(sock)
                         else:
-                            sock.close()
+                            sock.close()  # a 503 in plain text means nothing to a TLS client
                         return
-                    stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
+                    # Hypercorn keeps a connection's task group after the peer hung up or the
+                    # socket closed: from then on it has CLOSED_LINGER to finish.
+                    scope = trio.CancelScope()
+
+                    def linger() -> None:
+                        scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
+
+                    def on_close() -> None:
+                        self._forget(stream)
+                        linger()
+
+                    stream = GuardedStream(
+                        sock,
+                        peer,
+                        self._settings.write_timeout,
+                        on_eof=linger,
+                        on_close=on_close,
+                    )
                     self._streams.add(stream)
-                    self._hub.web_connections = len(self._streams)
-                    nursery.start_soon(self._serve, stream, listener, tls, name=f"web {peer}")
+                    nursery.start_soon(
+                        self._serve, stream, scope, listener, tls, name=f"web {peer}"
+                    )
 
                 return on_accept
 
@@ -231,20 +272,14 @@ class WebFront:
                         accepting.start_soon(accept_forever, sock, acceptor("https", context))
 
     async def _serve(
-        self, stream: GuardedStream, listener: str, tls: ssl.SSLContext | None
+        self,
+        stream: GuardedStream,
+        scope: trio.CancelScope,
+        listener: str,
+        tls: ssl.SSLContext | None,
     ) -> None:
         handed_over = False
-        with trio.CancelScope() as scope:
-
-            def linger() -> None:
-                scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
-
-            def on_close() -> None:
-                self._forget(stream)
-                linger()
-
-            stream.on_close = on_close  # type: ignore[method-assign]
-            stream.on_eof = linger  # type: ignore[method-assign]
+        with scope:
             try:
                 conn: trio.abc.Stream = stream
                 info: TlsInfo | None = None
@@ -267,9 +302,9 @@ class WebFront:
                         conn,
                         stream.peer,
                         self._websockets,
-                        max_message_size=self._hub.settings.max_message_size,
-                        ping_interval=self._hub.settings.ws_ping_interval,
-                        draining=self._hub.draining,
+                        max_message_size=self._settings.max_message_size,
+                        ping_interval=self._settings.ws_ping_interval,
+                        draining=self._draining,
                         tls=info,
                     )
                 else:
@@ -293,8 +328,8 @@ class WebFront:
         None: the handshake failed or took too long (counted, logged at
         debug); the caller closes the socket.
         """
-        counts = self._hub.handshakes["web"]
-        timeout = self._hub.settings.tls_handshake_timeout
+        counts = self._handshakes
+        timeout = self._settings.tls_handshake_timeout
         ssl_stream = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
         try:
             with trio.fail_after(timeout):
@@ -320,14 +355,13 @@ class WebFront:
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
-        self._hub.web_connections = len(self._streams)
         if not self._streams and self._accepting.cancel_called:
             self._idle.set()
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let connections end by themselves for *grace* seconds, then cut the rest.
 
-        Endpoints see :attr:`Hub.draining` (set by the caller) and close with
+        Endpoints see *draining* (set by the caller) and close with
         1001; Hypercorn closes idle keep-alive connections when told the
         worker is terminating.
         """
@@ -342,11 +376,11 @@ class WebFront:
             stream.abort()
 
 
-def hypercorn_config(hub: Hub) -> Config:
+def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's settings, derived from ours."""
     config = Config()
-    config.websocket_max_message_size = hub.settings.max_message_size
-    config.graceful_timeout = hub.settings.graceful_timeout
+    config.websocket_max_message_size = settings.max_message_size
+    config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("app.web.hypercorn")
     return config

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -43,7 +44,6 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.feed.events import TlsInfo
-from app.hub import Hub
 from app.units import MiB
 
 #: Key of the per-connection state (ASGI scope ``state``) naming the listener: ``web``,
@@ -57,7 +57,15 @@ STATE_TLS: Final = "trio_echo.tls"
 MAX_ECHO_BODY: Final = 1 * MiB
 
 
-def describe_request(scope: Scope, hub: Hub) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """Who answers: this process's ``pid`` and its ``worker`` number (0 unless ``--workers``)."""
+
+    pid: int
+    worker: int
+
+
+def describe_request(scope: Scope, identity: ServerIdentity) -> dict[str, Any]:
     """The info reply for one HTTP or websocket request (the shape is in the module docstring)."""
     state = scope.get("state") or {}
     tls = state.get(STATE_TLS)
@@ -73,8 +81,8 @@ def describe_request(scope: Scope, hub: Hub) -> dict[str, Any]:
         "server": {
             "host": server[0] if server else None,
             "port": server[1] if server else None,
-            "pid": hub.pid,
-            "worker": hub.worker,
+            "pid": identity.pid,
+            "worker": identity.worker,
             "listener": state.get(STATE_LISTENER, "web"),
         },
         "tls": msgspec.structs.asdict(tls) if isinstance(tls, TlsInfo) else None,
@@ -87,11 +95,11 @@ def describe_request(scope: Scope, hub: Hub) -> dict[str, Any]:
     }
 
 
-def info_endpoint(hub: Hub) -> Callable[[Request], Any]:
+def info_endpoint(identity: ServerIdentity) -> Callable[[Request], Any]:
     """``GET /info``."""
 
     async def info(request: Request) -> JSONResponse:
-        return JSONResponse(describe_request(request.scope, hub))
+        return JSONResponse(describe_request(request.scope, identity))
 
     return info
 
@@ -100,8 +108,8 @@ class EchoApp:
     """``ANY /echo``: an ASGI app, not a Starlette function endpoint, so that every method is
     answered (a tester's proxy may send ``PURGE`` or ``PROPFIND``)."""
 
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
+    def __init__(self, identity: ServerIdentity) -> None:
+        self._identity = identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -118,7 +126,7 @@ class EchoApp:
         if len(body) > MAX_ECHO_BODY:
             await _too_large(scope, receive, send)
             return
-        reply = describe_request(scope, self._hub)
+        reply = describe_request(scope, self._identity)
         try:
             reply["body"] = body.decode("utf-8")
             reply["body_encoding"] = "utf-8"
@@ -138,12 +146,12 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-def ws_info_endpoint(hub: Hub) -> Callable[[WebSocket], Any]:
+def ws_info_endpoint(identity: ServerIdentity) -> Callable[[WebSocket], Any]:
     """``/ws/info``: the info JSON first, then an echo of every message."""
 
     async def ws_info(ws: WebSocket) -> None:
         await ws.accept()
-        await ws.send_json(describe_request(ws.scope, hub))
+        await ws.send_json(describe_request(ws.scope, identity))
         try:
             while True:
                 message = await ws.receive()
