@@ -19,14 +19,44 @@ async def http_request(
     port: int, path: str, *, method: str = "GET", headers: list[tuple[str, str]] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection: ``(status, headers, body)``."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    hdrs = [("Host", f"127.0.0.1:{port}"), *(headers or [])]
+    return await http_over(stream, path, method=method, headers=hdrs)
+
+
+async def http_over(
+    stream: trio.abc.Stream,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+    declare_only: bool = False,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on *stream* (plain or TLS), which is closed after: ``(status, headers, body)``.
+
+    ``Host: localhost`` unless *headers* has one.  *declare_only*: send the
+    head with the body's Content-Length but not the body (the server may
+    answer before it, e.g. 413).
+    """
     conn = h11.Connection(h11.CLIENT)
-    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        hdrs = [("Host", f"127.0.0.1:{port}"), ("Connection", "close"), *(headers or [])]
+    hdrs = [("Connection", "close"), *(headers or [])]
+    if not any(k.lower() == "host" for k, _ in hdrs):
+        hdrs.insert(0, ("Host", "localhost"))
+    if body is not None and not any(k.lower() == "transfer-encoding" for k, _ in hdrs):
+        hdrs.append(("Content-Length", str(len(body))))
+    async with stream:
         await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=hdrs)))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
+        if not declare_only:
+            try:
+                if body:
+                    await stream.send_all(conn.send(h11.Data(data=body)))
+                await stream.send_all(conn.send(h11.EndOfMessage()))
+            except trio.BrokenResourceError:
+                pass  # answered (413) and closed before all of it was sent: read the answer
         status = 0
         response_headers: dict[str, str] = {}
-        body = b""
+        received = b""
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -35,9 +65,9 @@ async def http_request(
                 status = event.status_code
                 response_headers = {k.decode(): v.decode() for k, v in event.headers}
             elif isinstance(event, h11.Data):
-                body += event.data
+                received += event.data
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return status, response_headers, body
+                return status, response_headers, received
 
 
 async def ws_handshake(port: int, path: str = "/ws/echo") -> tuple[trio.SocketStream, bytes]:

@@ -26,6 +26,7 @@ from app.feed.events import ConnOpen
 from app.web.info import MAX_ECHO_BODY
 
 from conftest import Running, wait_until
+from netclient import http_over
 from tlshelp import CertFiles, start_tls_server
 
 
@@ -58,36 +59,11 @@ async def http1(
     body: bytes | None = None,
     declare_only: bool = False,
 ) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on *stream* (closed after): ``(status, body)``.
-
-    *declare_only*: send the head with the body's Content-Length but not the
-    body (the server may answer before it: 413).
-    """
-    conn = h11.Connection(h11.CLIENT)
-    hdrs = [("Host", "localhost"), ("Connection", "close"), *(headers or [])]
-    if body is not None and not any(k.lower() == "transfer-encoding" for k, _ in hdrs):
-        hdrs.append(("Content-Length", str(len(body))))
-    async with stream:
-        await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=hdrs)))
-        if not declare_only:
-            try:
-                if body:
-                    await stream.send_all(conn.send(h11.Data(data=body)))
-                await stream.send_all(conn.send(h11.EndOfMessage()))
-            except trio.BrokenResourceError:
-                pass  # answered (413) and closed before all of it was sent: read the answer
-        status = 0
-        received = b""
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                received += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return status, received
+    """One HTTP/1.1 request on *stream* (closed after): ``(status, body)``."""
+    status, _, received = await http_over(
+        stream, target, method=method, headers=headers, body=body, declare_only=declare_only
+    )
+    return status, received
 
 
 async def h2_get(stream: trio.SSLStream[trio.SocketStream], path: str) -> tuple[int, bytes]:
