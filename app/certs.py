@@ -20,6 +20,7 @@ dependency instead of two.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -76,18 +77,26 @@ def server_tls(cert: str, key: str, host: str) -> ServerTls:
         web = _context(cert, key, alpn=WEB_ALPN)
         der = ssl.PEM_cert_to_DER_cert(_first_pem_cert(cert))
         return ServerTls(echo, web, _fingerprint(der), self_signed=False)
-    cert_pem, key_pem = make_self_signed(host)
     with tempfile.TemporaryDirectory(prefix="trio-echo-tls-") as tmp:
-        cert_path = Path(tmp, "cert.pem")
-        key_path = Path(tmp, "key.pem")
-        cert_path.write_bytes(cert_pem)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key_pem)
-        echo = _context(str(cert_path), str(key_path), alpn=())
-        web = _context(str(cert_path), str(key_path), alpn=WEB_ALPN)
-    der = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
-    return ServerTls(echo, web, _fingerprint(der), self_signed=True)
+        cert_path, key_path = write_self_signed(Path(tmp), host)
+        made = server_tls(str(cert_path), str(key_path), host)
+    return dataclasses.replace(made, self_signed=True)
+
+
+def write_self_signed(folder: Path, host: str) -> tuple[Path, Path]:
+    """Make a self-signed certificate for *host* (:func:`make_self_signed`) and write it to
+    *folder*: ``(cert.pem, key.pem)``, the key readable by this user only.
+
+    ``serve --workers N`` shares one such certificate between its workers this way.
+    """
+    cert_pem, key_pem = make_self_signed(host)
+    cert_path = folder / "cert.pem"
+    key_path = folder / "key.pem"
+    cert_path.write_bytes(cert_pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    return cert_path, key_path
 
 
 def make_self_signed(host: str) -> tuple[bytes, bytes]:

@@ -92,8 +92,6 @@ class Settings:
             raise ConfigError("--tls-cert and --tls-key: give both, or neither")
         if self.tls_cert and self.tls != "off":
             raise ConfigError("--tls self-signed and --tls-cert: give one of them")
-        if self.tls_enabled and self.workers > 1:
-            raise ConfigError("--workers: TLS runs in a single server process for now")
 
     @property
     def tls_enabled(self) -> bool:

@@ -69,9 +69,9 @@ class TlsClientStream(trio.abc.HalfCloseableStream):
                 return
 
     @property
-    def version(self) -> str | None:
-        """``TLSv1.3`` or ``TLSv1.2`` once handshaken."""
-        return self._tls.version()
+    def certificate(self) -> bytes | None:
+        """The server's certificate (DER) once handshaken, verified or not."""
+        return self._tls.getpeercert(binary_form=True)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:

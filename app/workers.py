@@ -12,8 +12,11 @@ task per worker process.
 * Ports: when a port is 0, the supervisor picks it by binding (without
   listening, so it never receives a connection) with ``SO_REUSEPORT``, and
   holds it until every worker listens.
+* TLS (issue 11): the TLS echo and HTTPS ports are picked and held the
+  same way; the certificate is checked once (``--tls self-signed``: made
+  once, in a private temporary folder) and every worker serves that one.
 * Start: all workers start at once; each is ready when it printed its
-  listening lines.  Then the supervisor prints the same two lines as a
+  listening lines.  Then the supervisor prints the same lines as a
   single server, and tells each worker the others' private URLs (one JSON
   line on its stdin).
 * Stop: SIGINT or SIGTERM is forwarded once, as SIGTERM, to every worker
@@ -26,19 +29,24 @@ task per worker process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import trio
 
 from app import portability
+from app.certs import server_tls, write_self_signed
 from app.child import self_command
 from app.config import SERVE_OPTIONS, Settings
 from app.errors import PEER_GONE
@@ -69,19 +77,78 @@ class Worker:
     url: str
 
 
-def worker_argv(settings: Settings, tcp_port: int, http_port: int, index: int) -> list[str]:
-    """The command line of worker *index*: the same settings, the chosen ports."""
+def worker_argv(
+    settings: Settings, tcp_port: int, http_port: int, index: int, tls: WorkerTls | None = None
+) -> list[str]:
+    """The command line of worker *index*: the same settings, the chosen ports (and, with
+    TLS, the TLS ports and the one certificate every worker serves)."""
+    overrides: dict[str, object] = {"tcp_port": tcp_port, "http_port": http_port}
+    if tls is not None:
+        overrides.update(
+            tls="off",
+            tls_cert=tls.cert,
+            tls_key=tls.key,
+            tls_port=tls.tls_port,
+            https_port=tls.https_port,
+        )
     argv = self_command("serve")
     for opt in SERVE_OPTIONS:
-        value = getattr(settings, opt.name)
-        if opt.name == "tcp_port":
-            value = tcp_port
-        elif opt.name == "http_port":
-            value = http_port
-        elif isinstance(value, bool):
+        value = overrides.get(opt.name, getattr(settings, opt.name))
+        if isinstance(value, bool):
             value = "on" if value else "off"
         argv += [opt.flag, str(value)]
     return [*argv, "--worker-index", str(index)]
+
+
+# Issue 11: TLS with --workers.
+@dataclass(frozen=True, slots=True)
+class WorkerTls:
+    """What every worker serves TLS with: the ports (held until they listen) and one certificate."""
+
+    tls_port: int
+    https_port: int
+    cert: str
+    key: str
+    fingerprint: str
+    self_signed: bool
+
+
+@contextlib.contextmanager
+def worker_tls(settings: Settings) -> Iterator[tuple[WorkerTls, list[socket.socket]]]:
+    """Pick the TLS ports as for TCP, and check (or, for ``--tls self-signed``, make) the
+    certificate once, so that every worker serves the same one.
+
+    Yields the TLS settings and the port holds (to close once every worker listens).  A made
+    key lives in a private temporary folder until the supervisor ends.
+
+    Raises:
+        OSError: a port cannot be bound; app.certs.TlsSetupError: the key or certificate.
+    """
+    with contextlib.ExitStack() as stack:
+        host = settings.host
+        tls_hold = stack.enter_context(
+            bind_port(host, settings.tls_port, "tls echo", reuse_port=True)
+        )
+        https_hold = stack.enter_context(
+            bind_port(host, settings.https_port, "https", reuse_port=True)
+        )
+        cert, key = settings.tls_cert, settings.tls_key
+        if not cert:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trio-echo-")))
+            cert_path, key_path = write_self_signed(folder, host)
+            cert, key = str(cert_path), str(key_path)
+        checked = server_tls(cert, key, host)
+        yield (
+            WorkerTls(
+                tls_hold.getsockname()[1],
+                https_hold.getsockname()[1],
+                cert,
+                key,
+                checked.fingerprint,
+                self_signed=not settings.tls_cert,
+            ),
+            [tls_hold, https_hold],
+        )
 
 
 async def supervise(settings: Settings) -> int:
@@ -101,24 +168,40 @@ async def supervise(settings: Settings) -> int:
 
 async def _supervise(settings: Settings) -> int:
     n = settings.workers
-    with (
-        bind_port(settings.host, settings.tcp_port, "tcp echo", reuse_port=True) as tcp_hold,
-        bind_port(settings.host, settings.http_port, "web", reuse_port=True) as http_hold,
-    ):
+    with contextlib.ExitStack() as holds:
+        tcp_hold = holds.enter_context(
+            bind_port(settings.host, settings.tcp_port, "tcp echo", reuse_port=True)
+        )
+        http_hold = holds.enter_context(
+            bind_port(settings.host, settings.http_port, "web", reuse_port=True)
+        )
         tcp_port = tcp_hold.getsockname()[1]
         http_port = http_hold.getsockname()[1]
+        tls, tls_holds = (
+            holds.enter_context(worker_tls(settings)) if settings.tls_enabled else (None, [])
+        )
         with trio.open_signal_receiver(*portability.stop_signals()) as signals:
             async with trio.open_nursery() as nursery:
                 supervisor = _Supervisor(settings, nursery)
                 async with trio.open_nursery() as starting:
                     for index in range(1, n + 1):
-                        argv = worker_argv(settings, tcp_port, http_port, index)
+                        argv = worker_argv(settings, tcp_port, http_port, index, tls)
                         starting.start_soon(supervisor.start_worker, index, argv)
-                tcp_hold.close()
-                http_hold.close()
+                for hold in [tcp_hold, http_hold, *tls_holds]:
+                    hold.close()
                 workers = sorted(supervisor.workers, key=_index)
                 host = bracket(settings.host)
-                print(ready_lines(f"{host}:{tcp_port}", f"http://{host}:{http_port}"), end="")
+                print(
+                    ready_lines(
+                        f"{host}:{tcp_port}",
+                        f"http://{host}:{http_port}",
+                        tls_address=f"{host}:{tls.tls_port}" if tls else "",
+                        https_url=f"https://{host}:{tls.https_port}" if tls else "",
+                        fingerprint=tls.fingerprint if tls else "",
+                        self_signed=bool(tls and tls.self_signed),
+                    ),
+                    end="",
+                )
                 sys.stdout.flush()
                 log.info(
                     "%d workers: %s",

@@ -50,10 +50,6 @@ def test_self_signed_or_files_turn_it_on() -> None:
             ["--tls", "self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
             "--tls self-signed and --tls-cert: give one of them",
         ),
-        (
-            ["--tls", "self-signed", "--workers", "2"],
-            "--workers: TLS runs in a single server process for now",
-        ),
         (["--tls-handshake-timeout", "0.05"], "--tls-handshake-timeout: 0.05 is outside 0.1..600"),
     ],
 )
