@@ -19,6 +19,7 @@ from app.tlsclient import client_context
 from app.workers import WorkerTls, worker_argv
 
 from netclient import http_over
+from procs import read_stderr
 from tlshelp import TlsPipe, write_cert
 
 
@@ -86,9 +87,7 @@ async def test_two_workers_serve_tls_echo_and_https_with_one_certificate(tmp_pat
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    err = b""
-    while chunk := await proc.stderr.receive_some(65536):
-        err += chunk
+    err = await read_stderr(proc)
     await proc.stdout.aclose()
     await proc.stderr.aclose()
     assert code == 0, err.decode()
