@@ -415,3 +415,29 @@ async def test_engine_tasks_gives_each_tls_connection_a_watched_task(
     (opened,) = [e for e in events if isinstance(e, ConnOpen)]
     assert opened.transport == "tls"
     assert [e.task for e in events if isinstance(e, Exit)] == [opened.task]
+
+
+async def test_handshakes_over_the_per_wake_cap_are_taken_at_later_wake_ups(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One handshake step per wake-up: the ready sockets left over stay readable and are
+    served at the next ones, so every client gets through."""
+    import app.echo.tls
+
+    monkeypatch.setattr(app.echo.tls, "MAX_HANDSHAKE_STEPS", 1)
+    running, files = await start_tls_server(nursery, tmp_path)
+    ctx = files.client_context()
+    done = 0
+
+    async def one() -> None:
+        nonlocal done
+        async with await TlsPipe.connect(running.ports.tls, ctx) as pipe:
+            await pipe.send_all(b"x")
+            assert await pipe.receive_some() == b"x"
+            done += 1
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as clients:
+            for _ in range(30):
+                clients.start_soon(one)
+    assert done == 30
