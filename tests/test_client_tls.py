@@ -69,3 +69,15 @@ async def test_tls_to_a_plain_port_says_so(running: Running, tmp_path: Path) -> 
     assert done.returncode == 1
     (line,) = done.stderr.decode().splitlines()
     assert line.endswith("(is it a TLS port?)"), line
+
+
+async def test_wss_with_an_unverified_certificate_is_one_line(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    running, _ = await start_tls_server(nursery, tmp_path)
+    url = f"wss://localhost:{running.ports.https}/ws/echo"
+    done = await run_client(["--ws", url], b"one\n", tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith("trio-echo client: TLS handshake with localhost:"), line
+    assert "certificate verify failed: self-signed certificate" in line
