@@ -23,7 +23,8 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
 With TLS (issue 11) a second listener, ``--https-port``, serves the same
 routes over HTTPS and WSS.  Its connections are handshaken here, bounded by
 ``--tls-handshake-timeout`` (slow or failed handshakes are closed, counted in
-``Hub.handshakes["web"]`` and logged at debug), then routed by ALPN: ``h2``
+the ``handshakes`` the front is given, which ``/healthz`` shows, and logged at
+debug), then routed by ALPN: ``h2``
 goes straight to Hypercorn (HTTP/2 needs no peeking, and cannot be peeked);
 otherwise the first decrypted bytes are read (they cannot be peeked through
 TLS) and replayed to whoever serves the connection.  ``/ws/echo`` over WSS
@@ -414,7 +415,7 @@ class TlsWebStream(trio.abc.Stream):
     Hypercorn's ``TCPServer`` treats any stream with ``do_handshake`` as TLS:
     it calls it (done already, so it returns at once), reads the ALPN result
     (``h2`` selects its HTTP/2 protocol) and the socket from
-    ``transport_stream``.  No ``send_eof``: TLS 1.2 has no half-close, and
+    ``transport_stream``.  No ``send_eof`` (``trio.SSLStream`` has none):
     Hypercorn and websockets then close instead.
     """
 
