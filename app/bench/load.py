@@ -238,8 +238,11 @@ async def _tls_client(
         except trio.TooSlowError:
             rec.up("connect_timeout")
             return
-        except (OSError, trio.BrokenResourceError):
-            rec.up("tls_handshake_failed")
+        except OSError:
+            rec.up("connect_failed")  # refused, unreachable: as over TCP
+            return
+        except trio.BrokenResourceError:
+            rec.up("tls_handshake_failed")  # not TLS, or a certificate that does not verify
             return
     async with stream:
         rec.up()
@@ -265,6 +268,18 @@ async def _tls_client(
                 rec.errors["mismatch"] += 1
                 return
             rec.done(elapsed, size)
+
+
+def _tls_context(plan: Plan) -> ssl.SSLContext:
+    """The ``--tls`` client context, verifying as ``client --tls`` does.
+
+    Raises:
+        BenchError: ``--cafile`` cannot be read or holds no certificate.
+    """
+    try:
+        return client_context(insecure=plan.insecure, cafile=plan.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise BenchError(f"--cafile {plan.cafile}: {exc.strerror or exc}") from None
 
 
 async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
@@ -517,7 +532,7 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
         host, port = tcp_address(plan.target)
     else:
         check_url(plan.target)
-    ctx = client_context(insecure=plan.insecure, cafile=plan.cafile) if plan.mode == "tls" else None
+    ctx = _tls_context(plan) if plan.mode == "tls" else None
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
             if plan.mode == "tcp":

@@ -105,3 +105,20 @@ def test_the_command_with_tls_insecure(tmp_path: Path) -> None:
     result = json.loads(bench.stdout)
     assert result["mode"] == "tls" and result["established"] == 5
     assert result["msgs_per_s"] > 0 and result["errors"] == {}
+
+
+def test_a_tls_target_that_cannot_work_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args, message in [
+        (["--tls", "127.0.0.1", "--insecure"], "expected HOST:PORT"),
+        (["--tls", "127.0.0.1:1", "--cafile", str(tmp_path / "none.pem")], "--cafile"),
+    ]:
+        done = subprocess.run(
+            self_command("bench", *args, "--duration", "0.5"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("trio-echo bench: ") and message in line, line
