@@ -465,7 +465,12 @@ class TlsWebStream(trio.abc.Stream):
         return bytes(await self._ssl.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._ssl.send_all(data)
+        # A cancelled SSLStream.send_all leaves the stream broken (trio's warning), so an
+        # endpoint cancelled mid-message (the drain) could not even say 1001 afterwards.
+        # Shielded, the send completes; the GuardedStream underneath still gives up
+        # after --write-timeout, and the drain's abort still cuts it.
+        with trio.CancelScope(shield=True):
+            await self._ssl.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._ssl.wait_send_all_might_not_block()
