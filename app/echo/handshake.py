@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from websockets.exceptions import InvalidHeader
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
@@ -103,6 +104,17 @@ def upgrade_refusal(
     return None
 
 
+def plain_request_refusal(path: str, websocket_paths: Iterable[str]) -> Refusal | None:
+    """The answer to a request without an upgrade for *path*, if *path* is a websocket's.
+
+    ``426`` with ``Upgrade: websocket`` (RFC 9110 section 15.5.22), as
+    websockets' own server answers it.
+    """
+    if path not in websocket_paths:
+        return None
+    return Refusal(426, "this is a websocket endpoint", ((b"upgrade", b"websocket"),))
+
+
 def _is_key(key: bytes) -> bool:
     try:
         return len(b64decode(key, validate=True)) == 16
@@ -143,15 +155,15 @@ class AnswerFirstProtocol(ServerProtocol):
         super().receive_data(data)
 
     def accept(self, request: Request) -> Response:
-        versions = request.headers.get_all("Sec-WebSocket-Version")
-        if [version.strip() for version in versions] != [WEBSOCKET_VERSION.decode()]:
+        response = super().accept(request)
+        exc = self.handshake_exc
+        if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
             response = self.reject(
                 http.HTTPStatus.UPGRADE_REQUIRED,
                 "Failed to open a WebSocket connection: only version 13 is spoken here.\n",
             )
             response.headers["Sec-WebSocket-Version"] = WEBSOCKET_VERSION.decode()
-            return response
-        return super().accept(request)
+        return response
 
     def send_response(self, response: Response) -> None:
         super().send_response(response)

@@ -307,6 +307,7 @@ def hypercorn_config(hub: Hub) -> Config:
     config = Config()
     config.websocket_max_message_size = hub.settings.max_message_size
     config.graceful_timeout = hub.settings.graceful_timeout
+    config.keep_alive_timeout = hub.settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("app.web.hypercorn")
     return config

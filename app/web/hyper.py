@@ -44,7 +44,7 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import TCPServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.echo.handshake import Refusal, upgrade_refusal
+from app.echo.handshake import Refusal, plain_request_refusal, upgrade_refusal
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +131,15 @@ class Http11Protocol(H11Protocol):
             await super()._handle_events()
 
     async def _create_stream(self, request: h11.Request) -> None:
+        path = request.target.partition(b"?")[0].decode("latin-1")
         if _is_websocket_upgrade(request):
-            path = request.target.partition(b"?")[0].decode("latin-1")
             refusal = upgrade_refusal(path, request.headers, self._websocket_paths)
-            if refusal is not None:
-                log.debug(
-                    "web: %s: websocket upgrade for %s refused: %s", self.client, path, refusal
-                )
-                await self._refuse(refusal)
-                return
+        else:
+            refusal = plain_request_refusal(path, self._websocket_paths)
+        if refusal is not None:
+            log.debug("web: %s: %s refused: %s", self.client, path, refusal)
+            await self._refuse(refusal)
+            return
         await super()._create_stream(request)
         if isinstance(self.stream, WSStream) and isinstance(self.connection, H11WSConnection):
             self.connection = _HeldUntilAnswered(self.connection, self.stream)
