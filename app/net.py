@@ -95,6 +95,7 @@ class CapacityLog:
         self._where = where
         self._clock = clock
         self._since: float | None = None
+        self._last_failure = 0.0
         self._logged_at = 0.0
         self._unlogged = 0
         #: Capacity errors in total.
@@ -103,7 +104,7 @@ class CapacityLog:
     def failed(self, exc: OSError) -> None:
         """Count one capacity error; log it if it starts a spell, or a count if one is due."""
         self.total += 1
-        now = self._clock()
+        now = self._last_failure = self._clock()
         if self._since is None:
             self._since = self._logged_at = now
             log.error(
@@ -118,13 +119,23 @@ class CapacityLog:
             self._flush(now, exc)
 
     def succeeded(self) -> None:
-        """Accepting works again: end the spell with one line (cheap when there is none)."""
+        """A connection was accepted: the spell ends once none failed for a log interval.
+
+        (A single descriptor freed in a spell lets one accept through before
+        the next error; that is still the same spell.)
+        """
         if self._since is None:
             return
         now = self._clock()
+        if now - self._last_failure < CAPACITY_LOG_EVERY:
+            return
         if self._unlogged:
             self._flush(now, None)
-        log.warning("accept on %s: accepting again after %.1f s", self._where, now - self._since)
+        log.warning(
+            "accept on %s: accepting again after %.1f s",
+            self._where,
+            self._last_failure - self._since,
+        )
         self._since = None
 
     def _flush(self, now: float, exc: OSError | None) -> None:
