@@ -26,12 +26,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from websockets.exceptions import InvalidHeader
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
 
 #: The only websocket version there is (RFC 6455 section 4.1).
 WEBSOCKET_VERSION: Final = b"13"
+#: Bytes held after an upgrade request until its answer is out (a few eager frames fit).
+MAX_HELD: Final = 64 * 1024
 # The empty line that ends a request head (RFC 9112 section 2.1).
 _HEAD_END: Final = b"\r\n\r\n"
 
@@ -78,18 +81,27 @@ class Refusal:
         return f"{self.status} {self.reason}\n".encode()
 
 
+#: A websocket's path asked for in HTTP/1.0 (RFC 6455 section 4.1 needs HTTP/1.1).
+NEEDS_HTTP11: Final = Refusal(505, "a websocket needs HTTP/1.1")
+
+
 def upgrade_refusal(
-    path: str, headers: Iterable[tuple[bytes, bytes]], websocket_paths: Iterable[str]
+    path: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    websocket_paths: Iterable[str],
+    http_version: bytes = b"1.1",
 ) -> Refusal | None:
     """The refusal of a websocket upgrade request for *path*, or None if it may go on.
 
     *headers* are the request's (name, value) pairs, names in any case.  Checked
     in this order: a path with no websocket endpoint (404, before anything about
-    the handshake, like websockets' servers), the version (426, RFC 6455
-    4.2.2), the key (400, RFC 6455 4.2.1).
+    the handshake, like websockets' servers), HTTP/1.1 (505, RFC 6455 4.1),
+    the version (426, RFC 6455 4.2.2), the key (400, RFC 6455 4.2.1).
     """
     if path not in websocket_paths:
         return Refusal(404, "no websocket endpoint here")
+    if http_version != b"1.1":
+        return NEEDS_HTTP11
     by_name = [(name.lower(), value.strip()) for name, value in headers]
     versions = [value for name, value in by_name if name == b"sec-websocket-version"]
     if versions != [WEBSOCKET_VERSION]:
@@ -104,14 +116,18 @@ def upgrade_refusal(
     return None
 
 
-def plain_request_refusal(path: str, websocket_paths: Iterable[str]) -> Refusal | None:
+def plain_request_refusal(
+    path: str, websocket_paths: Iterable[str], http_version: bytes = b"1.1"
+) -> Refusal | None:
     """The answer to a request without an upgrade for *path*, if *path* is a websocket's.
 
-    ``426`` with ``Upgrade: websocket`` (RFC 9110 section 15.5.22), as
-    websockets' own server answers it.
+    ``426`` with ``Upgrade: websocket`` (RFC 9110 section 15.5.22), or ``505``
+    to HTTP/1.0, as websockets' own server answers them.
     """
     if path not in websocket_paths:
         return None
+    if http_version != b"1.1":
+        return NEEDS_HTTP11
     return Refusal(426, "this is a websocket endpoint", ((b"upgrade", b"websocket"),))
 
 
@@ -136,19 +152,23 @@ class AnswerFirstProtocol(ServerProtocol):
     Also answers a missing or wrong ``Sec-WebSocket-Version`` with ``426`` and
     ``Sec-WebSocket-Version: 13`` (RFC 6455 section 4.2.2), not websockets' 400.
 
-    Bound: what is held is what arrived with the request, before the server
-    answered (one read of the caller's); the caller bounds the handshake's time.
+    Bound: at most :data:`MAX_HELD` bytes are held; a client that sends more
+    before its handshake is answered is closed with 1009 right after the ``101``.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._head = RequestHead()
         self._held = b""
+        self._overflow = False
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self.state is CONNECTING:
             head, after = self._head.split(bytes(data))
-            self._held += after
+            if len(self._held) + len(after) > MAX_HELD:
+                self._overflow = True
+            else:
+                self._held += after
             if head:
                 super().receive_data(head)
             return
@@ -168,5 +188,9 @@ class AnswerFirstProtocol(ServerProtocol):
     def send_response(self, response: Response) -> None:
         super().send_response(response)
         held, self._held = self._held, b""
-        if held and self.state is OPEN:
+        if self.state is not OPEN:
+            return
+        if self._overflow:
+            self.fail(CloseCode.MESSAGE_TOO_BIG, "too much sent before the handshake was answered")
+        elif held:
             super().receive_data(held)

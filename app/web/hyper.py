@@ -44,15 +44,12 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import TCPServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.echo.handshake import Refusal, plain_request_refusal, upgrade_refusal
+from app.echo.handshake import MAX_HELD, Refusal, plain_request_refusal, upgrade_refusal
 
 log = logging.getLogger(__name__)
 
 # States in which the client has sent its last request on this connection.
 _LAST_REQUEST_IN: Final = frozenset({h11.MUST_CLOSE, h11.CLOSED})
-# Bytes held after an upgrade request while the app decides; beyond this the
-# client is flooding a handshake that has not been answered: the connection is closed.
-MAX_HELD: Final = 64 * 1024
 # Status of an accepted upgrade.
 SWITCHING_PROTOCOLS: Final = 101
 
@@ -132,10 +129,11 @@ class Http11Protocol(H11Protocol):
 
     async def _create_stream(self, request: h11.Request) -> None:
         path = request.target.partition(b"?")[0].decode("latin-1")
+        paths, version = self._websocket_paths, request.http_version
         if _is_websocket_upgrade(request):
-            refusal = upgrade_refusal(path, request.headers, self._websocket_paths)
+            refusal = upgrade_refusal(path, request.headers, paths, version)
         else:
-            refusal = plain_request_refusal(path, self._websocket_paths)
+            refusal = plain_request_refusal(path, paths, version)
         if refusal is not None:
             log.debug("web: %s: %s refused: %s", self.client, path, refusal)
             await self._refuse(refusal)

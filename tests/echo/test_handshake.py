@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from websockets.http11 import Request
 
-from app.echo.handshake import RequestHead, plain_request_refusal, upgrade_refusal
+from app.echo.handshake import (
+    MAX_HELD,
+    AnswerFirstProtocol,
+    RequestHead,
+    plain_request_refusal,
+    upgrade_refusal,
+)
 
 REQUEST = b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n\r\n"
 FRAME = b"\x89\x80abcd"
@@ -55,3 +62,52 @@ def test_a_plain_request_for_a_websocket_path_is_426_with_upgrade() -> None:
     assert refusal.status == 426
     assert (b"upgrade", b"websocket") in refusal.headers
     assert plain_request_refusal("/healthz", PATHS) is None
+
+
+UPGRADE = (
+    b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+PING = b"\x89\x82abcd" + bytes(b ^ m for b, m in zip(b"pp", b"ab", strict=True))
+
+
+def answer(protocol: AnswerFirstProtocol, data: bytes) -> bytes:
+    protocol.receive_data(data)
+    request = protocol.events_received()[0]
+    assert isinstance(request, Request)
+    protocol.send_response(protocol.accept(request))
+    return b"".join(protocol.data_to_send())
+
+
+def test_a_ping_with_the_request_is_answered_after_the_101() -> None:
+    protocol = AnswerFirstProtocol()
+    out = answer(protocol, UPGRADE + PING)
+    assert out.startswith(b"HTTP/1.1 101")
+    assert out.endswith(b"\x8a\x02pp")
+
+
+def test_a_close_with_the_request_is_answered_after_the_101() -> None:
+    protocol = AnswerFirstProtocol()
+    close = b"\x88\x82\0\0\0\0\x03\xe8"
+    out = answer(protocol, UPGRADE + close)
+    assert out.startswith(b"HTTP/1.1 101")
+    assert out.endswith(b"\x88\x02\x03\xe8")
+    assert protocol.close_rcvd is not None
+
+
+def test_more_than_max_held_before_the_answer_closes_1009() -> None:
+    protocol = AnswerFirstProtocol()
+    out = answer(protocol, UPGRADE + PING * (MAX_HELD // len(PING) + 1))
+    assert out.startswith(b"HTTP/1.1 101")
+    assert b"\x8a\x02pp" not in out  # nothing held was parsed
+    assert out.endswith(b"\x03\xf1too much sent before the handshake was answered")  # 1009
+
+
+def test_a_wrong_version_is_426_naming_13() -> None:
+    protocol = AnswerFirstProtocol()
+    protocol.receive_data(UPGRADE.replace(b"Version: 13", b"Version: 8"))
+    request = protocol.events_received()[0]
+    assert isinstance(request, Request)
+    response = protocol.accept(request)
+    assert response.status_code == 426
+    assert response.headers["Sec-WebSocket-Version"] == "13"

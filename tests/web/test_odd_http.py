@@ -142,6 +142,7 @@ async def test_an_idle_keep_alive_connection_after_a_static_file_closes_at_the_t
         # A websocket's path without an upgrade: 426 (RFC 9110 15.5.22).
         (b"\r\nGET /ws/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\r\n", [426]),
         (b"\r\nGET /ws/events HTTP/1.1\r\nHost: x\r\n\r\n\r\n", [426]),
+        (b"GET /ws/echo HTTP/1.0\r\n\r\n\r\n", [505]),
     ],
     ids=[
         "after",
@@ -151,6 +152,7 @@ async def test_an_idle_keep_alive_connection_after_a_static_file_closes_at_the_t
         "between-keep-alive",
         "ws-echo-path",
         "ws-events-path",
+        "ws-path-http10",
     ],
 )
 async def test_empty_lines_around_a_request_are_ignored(
