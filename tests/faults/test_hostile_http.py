@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from conftest import ENGINES
+from conftest import ENGINES, WS_ENGINES
 from netclient import http_request
 from procs import read_stderr, start_serve
 
@@ -71,8 +71,11 @@ async def hold(port: int, prefix: bytes) -> list[trio.SocketStream]:
     return streams
 
 
-async def test_request_prefixes_then_silence_cost_no_more_than_silence(tmp_path: Path) -> None:
-    proc, _, http_port = await start_serve(tmp_path)
+@pytest.mark.parametrize("ws_engine", WS_ENGINES)
+async def test_request_prefixes_then_silence_cost_no_more_than_silence(
+    tmp_path: Path, ws_engine: str
+) -> None:
+    proc, _, http_port = await start_serve(tmp_path, extra=["--ws-engine", ws_engine])
     try:
         with trio.fail_after(60):
             silent = await hold(http_port, b"")
@@ -81,7 +84,17 @@ async def test_request_prefixes_then_silence_cost_no_more_than_silence(tmp_path:
             for stream in silent:
                 await stream.aclose()
 
-            prefixes = [b"G", b"GET /ws/e", b"GET /ws/echo", b"\r\n"]
+            # Before the front can route (the inputs), and after: a request
+            # line or head left unfinished at each of the shells.
+            prefixes = [
+                b"G",
+                b"GET /ws/e",
+                b"GET /ws/echo",
+                b"\r\n",
+                b"GET /ws/echo HTTP/1.1\r\n",
+                b"GET /ws/events HTTP/1.1\r\nHost: x\r\n",
+                b"GET / HTTP/1.1\r\nHost",
+            ]
             held = await hold(http_port, b"")
             for i, stream in enumerate(held):
                 await stream.send_all(prefixes[i % len(prefixes)])
