@@ -27,8 +27,10 @@ HELD = 250
 # How long CPU is measured (the two seconds).
 WINDOW = 2.0
 # CPU-seconds over WINDOW that prefixes may cost beyond silent connections.  The
-# old front, which polled every 10 ms, spent 1.0-1.7 s here; reading costs ~0.
-CPU_MARGIN = 0.4
+# old front, which polled every 10 ms, spent 1.0-1.7 s here on a quiet machine
+# (0.3-0.4 s when the shared machine was so loaded that it got little CPU);
+# reading costs ~0 (silent connections: ~0.01 s).
+CPU_MARGIN = 0.15
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,23 +86,25 @@ async def test_request_prefixes_then_silence_cost_no_more_than_silence(
             for stream in silent:
                 await stream.aclose()
 
-            # Before the front can route (the inputs), and after: a request
-            # line or head left unfinished at each of the shells.
-            prefixes = [
-                b"G",
-                b"GET /ws/e",
-                b"GET /ws/echo",
-                b"\r\n",
-                b"GET /ws/echo HTTP/1.1\r\n",
-                b"GET /ws/events HTTP/1.1\r\nHost: x\r\n",
-                b"GET / HTTP/1.1\r\nHost",
-            ]
+            # The inputs: prefixes too short for the front to route...
+            prefixes = [b"G", b"GET /ws/e", b"GET /ws/echo", b"\r\n"]
             held = await hold(http_port, b"")
             for i, stream in enumerate(held):
                 await stream.send_all(prefixes[i % len(prefixes)])
+            # ...and a few heads left unfinished at each shell the front hands on to.
+            for head in [
+                b"GET /ws/echo HTTP/1.1\r\n",
+                b"GET /ws/events HTTP/1.1\r\nHost: x\r\n",
+                b"GET / HTTP/1.1\r\nHost",
+            ]:
+                for _ in range(20):
+                    stream = await trio.open_tcp_stream("127.0.0.1", http_port)
+                    await stream.send_all(head)
+                    held.append(stream)
             await trio.sleep(0.5)
             prefix_cpu = await cpu_over_window(proc.pid)
-            assert await web_connections(http_port) >= HELD - 10
+            assert prefix_cpu < silent_cpu + CPU_MARGIN, (silent_cpu, prefix_cpu)
+            assert await web_connections(http_port) >= len(held) - 10
 
             # A peer that hangs up is released at once (the old front saw the
             # EOF only when its 10 s wait for a request line ran out).
@@ -112,7 +116,6 @@ async def test_request_prefixes_then_silence_cost_no_more_than_silence(
             after_cpu = await cpu_over_window(proc.pid)
     finally:
         err = await stop(proc)
-    assert prefix_cpu < silent_cpu + CPU_MARGIN, (silent_cpu, prefix_cpu)
     assert after_cpu < silent_cpu + CPU_MARGIN, (silent_cpu, after_cpu)
     assert b"Traceback" not in err, err.decode()
     assert b"ERROR" not in err, err.decode()
