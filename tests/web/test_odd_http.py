@@ -119,10 +119,9 @@ async def test_a_request_that_says_close_is_answered_then_closed(
 
 
 async def test_an_idle_keep_alive_connection_after_a_static_file_closes_at_the_timeout(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    server: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    running = await start_server(nursery, max_web_connections=3, keep_alive_timeout=0.5)
-    port = running.ports.http
+    port = server.ports.http
     with trio.fail_after(10):
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
         for stream in streams:
@@ -134,7 +133,7 @@ async def test_an_idle_keep_alive_connection_after_a_static_file_closes_at_the_t
                 got += chunk
             assert statuses(got) == [200]
             await stream.aclose()
-    await released(running)
+    await released(server)
     assert statuses(await exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")) == [200]
     assert complaints(caplog) == []
 
