@@ -180,6 +180,16 @@ async def test_empty_lines_around_a_request_are_ignored(
     assert complaints(caplog) == []
 
 
+async def test_a_stream_of_empty_lines_is_closed_without_a_word(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ignoring empty lines has a bound (MAX_BLANK_PREFIX): past it, not an HTTP client."""
+    answer = await exchange(server.ports.http, b"\r\n" * 2000 + b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert answer == b""
+    await released(server)
+    assert complaints(caplog) == []
+
+
 # -- 4. Bytes after an upgrade request for a path that is not a websocket ---------------------
 
 
