@@ -72,6 +72,9 @@ class Settings:
     trace: bool = True
     workers: int = 1
     log_level: LogLevel = "info"
+    # -- issue 14 (the web front against odd HTTP) --
+    # Hypercorn's default: an idle HTTP keep-alive connection is closed after this.
+    keep_alive_timeout: float = 5.0
 
     @property
     def origins(self) -> frozenset[str]:
@@ -188,6 +191,13 @@ SERVE_OPTIONS: Final = (
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),
     Option("log_level", "logging threshold", choices=LOG_LEVELS),
+    # -- issue 14 (the web front against odd HTTP) --
+    Option(
+        "keep_alive_timeout",
+        "seconds an idle HTTP keep-alive connection (or an unfinished request) is kept",
+        0.1,
+        3600,
+    ),
 )
 
 CLIENT_OPTIONS: Final = (

@@ -56,6 +56,7 @@ from websockets.typing import BytesLike
 
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
+from app.echo.handshake import AnswerFirstProtocol
 from app.echo.multiplex import MAX_EVENTS, Link, Multiplexed
 from app.errors import describe
 
@@ -156,9 +157,8 @@ class WsEchoEngine(Multiplexed[_Link]):
 
         Cancellation: safe; nothing is handed over, the caller closes the socket.
         """
-        protocol = ServerProtocol(max_size=self._max_size, logger=_protocol_log)
+        protocol = AnswerFirstProtocol(max_size=self._max_size, logger=_protocol_log)
         request: Request | None = None
-        early: list[Event] = []
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
             while request is None:
                 data = await stream.receive_some(RECV_SIZE)
@@ -167,9 +167,8 @@ class WsEchoEngine(Multiplexed[_Link]):
                 protocol.receive_data(data)
                 events = protocol.events_received()
                 if events:
-                    first, *early = events
-                    assert isinstance(first, Request)
-                    request = first
+                    assert isinstance(events[0], Request)  # frames wait for the answer
+                    request = events[0]
                 elif protocol.handshake_exc is not None:
                     await _send_queued(stream, protocol)
                     return False
@@ -187,15 +186,19 @@ class WsEchoEngine(Multiplexed[_Link]):
             await _send_queued(stream, protocol)
             return False
         try:
+            # Frames that came with the request are parsed now, after the 101:
+            # their answers (pong, close) are queued behind it.
             protocol.send_response(protocol.accept(request))
             await _send_queued(stream, protocol)
         except BaseException:
             self._table.close(conn, "handshake failed")
             raise
         if protocol.state is not OPEN:
-            # Not a valid upgrade: websockets answered 400 or 426.
-            self._table.close(conn, "handshake failed")
+            # Not a valid upgrade (websockets answered 400 or 426), or a close
+            # frame came with the request and is answered already: either way, done.
+            self._table.close(conn, self._reason_before_adopt(protocol))
             return False
+        early = protocol.events_received()
         link = _Link(sock, protocol, conn, on_close, trio.current_time() + self._ping_interval)
         self._adopt(link, early)
         return True
@@ -421,6 +424,11 @@ class WsEchoEngine(Multiplexed[_Link]):
         scope = self._wait_scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+
+    @staticmethod
+    def _reason_before_adopt(protocol: ServerProtocol) -> str:
+        close = protocol.close_rcvd
+        return f"closed {close.code}" if close is not None else "handshake failed"
 
     @staticmethod
     def _reason(link: _Link) -> str:

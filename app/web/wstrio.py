@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 from websockets.trio.server import Server, ServerConnection
 
+from app.echo.handshake import AnswerFirstProtocol
 from app.web.wsapi import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -93,7 +93,15 @@ class TrioWebSocket:
             await conn.handshake()
         except ConnectionClosed as exc:
             raise WebSocketClosed(_code(exc)) from None
+        # Frames that came with the request were parsed after the 101 was
+        # queued (AnswerFirstProtocol); nobody else reads their events until
+        # more bytes arrive, so hand them to the connection now.
+        for event in conn.protocol.events_received():
+            conn.process_event(event)
         if conn.protocol.state is not OPEN:
+            close = conn.protocol.close_rcvd
+            if close is not None:
+                raise WebSocketClosed(close.code, close.reason)  # answered already
             # Not a valid upgrade: websockets has answered 400 or 426 already.
             raise WebSocketClosed(ABNORMAL, "handshake failed")
         conn.start_keepalive()
@@ -155,7 +163,7 @@ async def serve_websocket(
     An unknown path is answered 404; a request that does not arrive within
     :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
     """
-    protocol = ServerProtocol(max_size=max_message_size, logger=_protocol_log)
+    protocol = AnswerFirstProtocol(max_size=max_message_size, logger=_protocol_log)
     try:
         async with trio.open_nursery() as nursery:
             conn = ServerConnection(
