@@ -26,6 +26,8 @@ ENV_PREFIX: Final = "TRIO_ECHO_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 ECHO_ENGINES: Final = ("epoll", "tasks")
 WS_ENGINES: Final = ("epoll", "fast", "asgi")
+# issue 12: permessage-deflate (RFC 7692) on every websocket path.
+WS_COMPRESSIONS: Final = ("deflate", "off")
 
 
 class ConfigError(ValueError):
@@ -60,6 +62,11 @@ class Settings:
     trace: bool = True
     workers: int = 1
     log_level: str = "info"
+    # issue 12: permessage-deflate.  12 / 12 / memLevel 5 is the websockets author's
+    # advice: ~50 KiB of zlib state per compressed connection (docs/limits.md).
+    ws_compression: str = "deflate"
+    ws_deflate_window_bits: int = 12
+    ws_deflate_mem_level: int = 5
 
     @property
     def origins(self) -> frozenset[str]:
@@ -174,6 +181,24 @@ SERVE_OPTIONS: Final = (
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),
     Option("log_level", "logging threshold", choices=LOG_LEVELS),
+    # issue 12: permessage-deflate (RFC 7692) on /ws/echo and /ws/events, every --ws-engine.
+    Option(
+        "ws_compression",
+        "permessage-deflate on websockets when the client offers it (deflate), or never (off)",
+        choices=WS_COMPRESSIONS,
+    ),
+    Option(
+        "ws_deflate_window_bits",
+        "largest LZ77 window (2**bits bytes) either side may use; bounds memory per connection",
+        9,
+        15,
+    ),
+    Option(
+        "ws_deflate_mem_level",
+        "zlib memLevel of our compressor: 2**(level+9) bytes of hash state per connection",
+        1,
+        9,
+    ),
 )
 
 CLIENT_OPTIONS: Final = (

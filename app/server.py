@@ -33,6 +33,7 @@ from app.config import Settings, is_loopback
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
 from app.echo.websocket import WsEchoEngine
+from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
@@ -123,6 +124,7 @@ class Server:
                     hub.draining,
                     ping_interval=s.ws_ping_interval,
                     write_timeout=s.write_timeout,
+                    deflate=DeflateSettings.from_settings(s),
                 )
                 if s.ws_engine == "epoll"
                 else None

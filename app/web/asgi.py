@@ -19,12 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.echo.wsprotocol import DeflateSettings
 from app.feed.chrome_trace import chrome_trace
 from app.hub import Hub
 from app.web.ws_echo import echo
 from app.web.ws_events import events
 from app.web.wsapi import Endpoint, WebSocket
-from app.web.wsasgi import AsgiEndpoint
+from app.web.wsasgi import AsgiEndpoint, DeflateLimits
 
 
 def static_dir() -> Path:
@@ -90,8 +91,11 @@ def build_app(hub: Hub) -> Starlette:
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    limits = DeflateLimits(
+        DeflateSettings.from_settings(hub.settings), hub.settings.max_message_size
+    )
     sockets = [
-        WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining))
+        WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining, limits))
         for path, endpoint in websocket_endpoints(hub).items()
     ]
     return Starlette(

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp
 
 from app.echo.conns import LimitLog
 from app.echo.websocket import WsEchoEngine
+from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.hub import Hub
 from app.net import accept_forever
@@ -215,6 +216,7 @@ class WebFront:
                         max_message_size=self._hub.settings.max_message_size,
                         ping_interval=self._hub.settings.ws_ping_interval,
                         draining=self._hub.draining,
+                        deflate=DeflateSettings.from_settings(self._hub.settings),
                     )
                 else:
                     await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]

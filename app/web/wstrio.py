@@ -6,7 +6,10 @@ RFC 6455 framing and validation (close codes 1002 / 1007 / 1009 for bad
 frames, bad UTF-8, oversized messages, fragment reassembly within the size
 limit), answers pings, sends keepalive pings and drops a peer that does not
 answer them, and runs its reader task in a nursery owned by this module's
-caller: still one tree of tasks.
+caller: still one tree of tasks.  Its protocol object is our
+:class:`~app.echo.wsprotocol.StrictServerProtocol` (close frames between
+fragments, UTF-8 checked fragment by fragment) and accepts permessage-deflate
+within :class:`~app.echo.wsprotocol.DeflateSettings` when offered.
 
 Bounds per connection: one message of ``--max-message-size`` being
 assembled, at most :data:`MAX_QUEUE` whole frames waiting for the endpoint
@@ -23,9 +26,9 @@ from urllib.parse import urlsplit
 import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 from websockets.trio.server import Server, ServerConnection
 
+from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol
 from app.web.wsapi import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -146,6 +149,7 @@ async def serve_websocket(
     max_message_size: int,
     draining: trio.Event,
     ping_interval: float = 20.0,
+    deflate: DeflateSettings | None = None,
 ) -> None:
     """Serve one websocket connection on *stream*: handshake, route by path, run the endpoint.
 
@@ -154,8 +158,12 @@ async def serve_websocket(
 
     An unknown path is answered 404; a request that does not arrive within
     :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
+    *deflate* bounds permessage-deflate (default: on, 12 window bits, memLevel 5).
     """
-    protocol = ServerProtocol(max_size=max_message_size, logger=_protocol_log)
+    extensions = (deflate or DeflateSettings()).factories()
+    protocol = StrictServerProtocol(
+        max_size=max_message_size, extensions=extensions, logger=_protocol_log
+    )
     try:
         async with trio.open_nursery() as nursery:
             conn = ServerConnection(

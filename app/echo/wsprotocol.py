@@ -1,0 +1,128 @@
+"""The RFC 6455 / RFC 7692 rules that both websockets-library paths share (no I/O here).
+
+The multiplexed ``/ws/echo`` engine (:mod:`app.echo.websocket`) and the
+websockets Trio shell (:mod:`app.web.wstrio`) both run the websockets
+library's sans-IO :class:`~websockets.server.ServerProtocol`.  This module
+gives them :class:`StrictServerProtocol`, which fixes the two places where
+that protocol object answers differently from the RFC, and the
+permessage-deflate offer they accept, bounded by :class:`DeflateSettings`.
+
+What the subclass changes (issue 12), and nothing else:
+
+* RFC 6455 section 5.4: "Control frames MAY be injected in the middle of a
+  fragmented message."  websockets 17 fails a close frame that arrives
+  between fragments with 1002 ("incomplete fragmented message").  A close
+  there ends the connection the normal way: the close frame is echoed (the
+  code the peer sent, or an empty frame for an empty one) and nothing more
+  is sent; bytes after it are discarded (section 1.4).  Pings and pongs
+  between fragments were already answered.
+* RFC 6455 section 8.1: a text message that is not UTF-8 fails the
+  connection with 1007.  websockets checks a fragmented message when it is
+  whole (the assembler decodes it); here each fragment goes through an
+  incremental decoder as it is parsed, so a bad byte in the first fragment
+  of a 1 MiB message closes the connection at once, not a megabyte later.
+  The granularity is the frame: the library parses a frame only when all of
+  it has arrived (a frame is bounded by ``--max-message-size``).  A single
+  unfragmented text frame is checked by the consumer, which decodes it
+  anyway (the engine's echo, the Trio connection's ``recv``): checking it
+  here too would decode every text message twice.
+
+Compression bombs: the library's ``PerMessageDeflate.decode`` inflates a
+frame with ``max_length`` set to what is left of ``max_size`` for the
+message and raises ``PayloadTooBig`` (close 1009) if more would come out, so
+a small frame that inflates past ``--max-message-size`` costs at most that
+much memory.  ``tests/web/test_ws_rfc.py`` proves it on every engine.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Any, Final
+
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
+
+from app.config import Settings
+
+_UTF8Decoder: Final = codecs.getincrementaldecoder("utf-8")
+_TEXT: Final = Opcode.TEXT
+_CONT: Final = Opcode.CONT
+_CLOSE: Final = Opcode.CLOSE
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateSettings:
+    """How permessage-deflate (RFC 7692) is offered back to a client, if at all.
+
+    *window_bits* bounds both LZ77 windows: ours (``server_max_window_bits``,
+    which the client must then use to inflate) and the client's
+    (``client_max_window_bits``, when the client says it can honour it; one
+    that does not may use 15 bits, and we inflate with a 32 KiB window).
+    *mem_level* is our compressor's zlib memLevel.  zlib's own formula for
+    the cost: deflate ``2**(bits+2) + 2**(level+9)`` bytes, inflate
+    ``2**bits`` plus ~7 KiB: 12 / 5 is ~50 KiB per connection (docs/limits.md).
+    """
+
+    enabled: bool = True
+    window_bits: int = 12
+    mem_level: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeflateSettings:
+        """The ``--ws-compression`` / ``--ws-deflate-*`` settings."""
+        return cls(
+            enabled=settings.ws_compression == "deflate",
+            window_bits=settings.ws_deflate_window_bits,
+            mem_level=settings.ws_deflate_mem_level,
+        )
+
+    def factories(self) -> list[ServerExtensionFactory]:
+        """The extensions a websockets ``ServerProtocol`` may accept; none when disabled."""
+        if not self.enabled:
+            return []
+        return [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=self.window_bits,
+                client_max_window_bits=self.window_bits,
+                compress_settings={"memLevel": self.mem_level},
+            )
+        ]
+
+
+class StrictServerProtocol(ServerProtocol):
+    """websockets' ``ServerProtocol`` with RFC 6455 sections 5.4 and 8.1 to the letter.
+
+    Same constructor; see the module docstring for what differs.  Errors are
+    raised from :meth:`recv_frame` inside the library's parser, which turns
+    them into the close codes (``UnicodeDecodeError`` -> 1007), exactly as
+    for its own checks.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The decoder of the fragmented text message being received, if any.
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    def recv_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _CONT:
+            decoder = self._utf8
+            if decoder is not None:
+                # Raises UnicodeDecodeError at the first bad byte: 1007.
+                decoder.decode(frame.data, frame.fin)
+                if frame.fin:
+                    self._utf8 = None
+        elif opcode is _TEXT:
+            if not frame.fin and self.current_size is None:
+                decoder = _UTF8Decoder()
+                decoder.decode(frame.data, False)
+                self._utf8 = decoder
+        elif opcode is _CLOSE and self.current_size is not None:
+            # A close between fragments abandons the message (RFC 6455 5.4,
+            # 7.1.4): what follows is the normal closing handshake.
+            self.current_size = None
+            self._utf8 = None
+        super().recv_frame(frame)

@@ -1,0 +1,499 @@
+"""Websocket to the letter (issue 12), on every ``--ws-engine``, with real clients.
+
+* permessage-deflate (RFC 7692): offered / not offered / switched off, the window-bits
+  parameters, ``server_no_context_takeover``, a compression bomb (closed 1009, never inflated);
+* RFC 6455 5.4: ping, pong and close frames between the fragments of a message, bytes after a
+  close;
+* RFC 8.1: invalid UTF-8 in the first fragment of a long message closes 1007 at once.
+
+The websockets library's Trio client (``compression="deflate"``, as every browser offers) checks
+negotiation from the client's side; raw frames (``netclient.frame``) send what no polite client
+would.  Where Hypercorn (``--ws-engine asgi``) answers differently, the test is a strict xfail
+naming the deviation (docs/decisions.md), so it fails the day Hypercorn is fixed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import trio
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+)
+from websockets.trio.client import connect
+
+from app.units import KiB, MiB
+
+from conftest import WS_ENGINES, Running, start_server
+from netclient import frame
+
+# Compressible like API traffic: JSON records from small vocabularies.
+RECORDS = b"".join(
+    b'{"user":"u%d","op":"%s","ok":true,"n":%d},' % (i % 40, (b"get", b"put", b"del")[i % 3], i)
+    for i in range(2000)
+)
+
+# Hypercorn 0.18 (wsproto 1.3) ends a connection that broke the protocol without a close frame.
+HYPERCORN_DROPS = "Hypercorn 0.18 drops protocol errors without a close frame (docs/decisions.md)"
+
+
+def xfail_on_asgi(running: Running, request: pytest.FixtureRequest, reason: str) -> None:
+    if running.hub.settings.ws_engine == "asgi":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def deflate(payload: bytes, bits: int = 15) -> bytes:
+    """One message compressed as RFC 7692 7.2.1 says (raw deflate, sync flush, tail removed)."""
+    c = zlib.compressobj(wbits=-bits)
+    data = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def inflate(payload: bytes, bits: int = 15) -> bytes:
+    return zlib.decompressobj(wbits=-bits).decompress(payload + b"\x00\x00\xff\xff")
+
+
+@dataclass
+class Frame:
+    opcode: int
+    fin: bool
+    rsv1: bool
+    payload: bytes
+
+
+class FrameReader:
+    """Server frames from a raw stream (servers never mask)."""
+
+    def __init__(self, stream: trio.SocketStream, already: bytes = b"") -> None:
+        self.stream = stream
+        self.buf = bytearray(already)
+
+    async def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            try:
+                chunk = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return False
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    async def next(self) -> Frame | None:
+        """The next frame; None at EOF (or a reset)."""
+        if not await self._fill(2):
+            return None
+        n = self.buf[1] & 0x7F
+        offset = 2
+        if n == 126:
+            if not await self._fill(4):
+                return None
+            n, offset = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif n == 127:
+            if not await self._fill(10):
+                return None
+            n, offset = struct.unpack("!Q", self.buf[2:10])[0], 10
+        if not await self._fill(offset + n):
+            return None
+        first = self.buf[0]
+        f = Frame(
+            first & 0x0F, bool(first & 0x80), bool(first & 0x40), bytes(self.buf[offset:][:n])
+        )
+        del self.buf[: offset + n]
+        return f
+
+    async def rest(self) -> list[Frame]:
+        """Every frame until the server closes the connection."""
+        frames = []
+        while (f := await self.next()) is not None:
+            frames.append(f)
+        return frames
+
+
+async def raw_handshake(
+    port: int, path: str = "/ws/echo", extensions: str | None = None
+) -> tuple[trio.SocketStream, FrameReader, dict[str, str]]:
+    """Open a websocket by hand, offering *extensions*; the stream, a reader, the 101's headers."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"closed during handshake: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *header_lines = head.decode("latin-1").split("\r\n")
+    assert status.startswith("HTTP/1.1 101"), head
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return stream, FrameReader(stream, rest), headers
+
+
+def params(header: str) -> dict[str, str]:
+    """``permessage-deflate; a=1; b`` -> ``{"a": "1", "b": ""}`` (one extension answered)."""
+    name, *rest = [p.strip() for p in header.split(";")]
+    assert name == "permessage-deflate", header
+    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in rest)}
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+# -- negotiation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/ws/echo", "/ws/events"])
+async def test_deflate_is_negotiated_when_offered_with_bounded_windows(
+    ws_server: Running, path: str
+) -> None:
+    with trio.fail_after(10):
+        async with connect(ws_server.url(path), compression="deflate") as ws:
+            assert ws.response is not None
+            answer = params(ws.response.headers["Sec-WebSocket-Extensions"])
+            # The websockets client offers client_max_window_bits: both windows are bounded.
+            assert int(answer["server_max_window_bits"]) <= 12
+            assert int(answer["client_max_window_bits"]) <= 12
+            [ext] = ws.protocol.extensions
+            assert isinstance(ext, PerMessageDeflate)
+            if path == "/ws/echo":
+                text = RECORDS[: 16 * KiB].decode()
+                await ws.send(text)
+                assert await ws.recv() == text  # text stays text, byte-exact
+                blob = os.urandom(3000) + RECORDS[:5000]
+                await ws.send(blob)
+                assert await ws.recv() == blob
+            else:
+                assert b'"type":"hello"' in (await ws.recv(decode=False))
+
+
+@pytest.mark.parametrize("path", ["/ws/echo", "/ws/events"])
+async def test_no_extension_when_the_client_offers_none(ws_server: Running, path: str) -> None:
+    with trio.fail_after(10):
+        async with connect(ws_server.url(path), compression=None) as ws:
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert ws.protocol.extensions == []
+            if path == "/ws/echo":
+                await ws.send("plain")
+                assert await ws.recv() == "plain"
+            else:
+                assert b'"type":"hello"' in (await ws.recv(decode=False))
+
+
+@pytest.mark.parametrize("engine", WS_ENGINES)
+async def test_compression_off_declines_the_offer(nursery: trio.Nursery, engine: str) -> None:
+    running = await start_server(nursery, ws_engine=engine, ws_compression="off")
+    with trio.fail_after(10):
+        for path in ("/ws/echo", "/ws/events"):
+            async with connect(running.url(path), compression="deflate") as ws:
+                assert ws.response is not None
+                assert "Sec-WebSocket-Extensions" not in ws.response.headers
+                assert ws.protocol.extensions == []
+
+
+@pytest.mark.parametrize(
+    ("offer", "server_bits", "client_bits"),
+    [
+        # The client asks for smaller windows than ours: it gets them.
+        ("permessage-deflate; client_max_window_bits=10; server_max_window_bits=11", 11, 10),
+        # It allows larger ones: ours (12) is the answer.
+        ("permessage-deflate; client_max_window_bits=15; server_max_window_bits=15", 12, 12),
+        # A bare client_max_window_bits ("I can honour a bound"): ours.
+        ("permessage-deflate; client_max_window_bits", 12, 12),
+    ],
+    ids=["smaller", "larger", "bare"],
+)
+async def test_window_bits_are_negotiated_within_the_bound(
+    ws_server: Running, offer: str, server_bits: int, client_bits: int
+) -> None:
+    with trio.fail_after(10):
+        stream, reader, headers = await raw_handshake(ws_server.ports.http, extensions=offer)
+        async with stream:
+            answer = params(headers["sec-websocket-extensions"])
+            assert int(answer["server_max_window_bits"]) == server_bits
+            assert int(answer["client_max_window_bits"]) == client_bits
+            # A message compressed with the client's window comes back compressed with ours.
+            message = RECORDS[: 8 * KiB]
+            await stream.send_all(frame(0x1, deflate(message, client_bits), rsv=0b100))
+            f = await reader.next()
+            assert f is not None
+            assert (f.opcode, f.fin, f.rsv1) == (0x1, True, True)
+            assert inflate(f.payload, server_bits) == message
+
+
+async def test_client_max_window_bits_via_the_websockets_client(ws_server: Running) -> None:
+    factory = ClientPerMessageDeflateFactory(client_max_window_bits=9, server_max_window_bits=10)
+    with trio.fail_after(10):
+        async with connect(ws_server.url("/ws/echo"), extensions=[factory]) as ws:
+            [ext] = ws.protocol.extensions
+            assert isinstance(ext, PerMessageDeflate)
+            assert (ext.local_max_window_bits, ext.remote_max_window_bits) == (9, 10)
+            for _ in range(3):
+                text = RECORDS[: 20 * KiB].decode()
+                await ws.send(text)
+                assert await ws.recv() == text
+
+
+async def test_server_no_context_takeover_compresses_each_message_alone(
+    ws_server: Running,
+) -> None:
+    offer = "permessage-deflate; server_no_context_takeover; client_max_window_bits"
+    message = RECORDS[: 4 * KiB]
+    with trio.fail_after(10):
+        stream, reader, headers = await raw_handshake(ws_server.ports.http, extensions=offer)
+        async with stream:
+            assert "server_no_context_takeover" in params(headers["sec-websocket-extensions"])
+            answers = []
+            for _ in range(3):
+                await stream.send_all(frame(0x2, deflate(message, 12), rsv=0b100))
+                f = await reader.next()
+                assert f is not None and f.rsv1
+                # Each answer inflates alone, with a fresh window: no shared context.
+                assert inflate(f.payload, 12) == message
+                answers.append(f.payload)
+    # The same message compressed from scratch each time is the same bytes each time.
+    assert answers[0] == answers[1] == answers[2]
+
+
+async def test_with_context_takeover_a_repeated_message_shrinks(ws_server: Running) -> None:
+    """The other side of the last test: the default keeps the window, so the server must too."""
+    message = RECORDS[: 2 * KiB]
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(
+            ws_server.ports.http, extensions="permessage-deflate; client_max_window_bits"
+        )
+        async with stream:
+            d = zlib.decompressobj(wbits=-12)
+            sizes = []
+            for _ in range(2):
+                await stream.send_all(frame(0x2, deflate(message, 12), rsv=0b100))
+                f = await reader.next()
+                assert f is not None and f.rsv1
+                assert d.decompress(f.payload + b"\x00\x00\xff\xff") == message
+                sizes.append(len(f.payload))
+    assert sizes[1] < sizes[0] // 4  # the second is mostly one back-reference
+
+
+async def test_compressed_fragmented_message_is_echoed_whole(ws_server: Running) -> None:
+    message = RECORDS[: 12 * KiB]
+    z = deflate(message, 12)
+    third = len(z) // 3
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(
+            ws_server.ports.http, extensions="permessage-deflate; client_max_window_bits"
+        )
+        async with stream:
+            await stream.send_all(
+                frame(0x1, z[:third], fin=False, rsv=0b100)
+                + frame(0x9, b"mid")
+                + frame(0x0, z[third : 2 * third], fin=False)
+                + frame(0x0, z[2 * third :])
+            )
+            pong = await reader.next()
+            assert pong is not None and (pong.opcode, pong.payload) == (0xA, b"mid")
+            f = await reader.next()
+            assert f is not None and f.rsv1 and f.fin
+            assert inflate(f.payload, 12) == message
+
+
+# -- compression bombs -----------------------------------------------------------------------
+
+BOMB_SIZE = 64 * MiB  # inflates to 64x --max-message-size; ~64 KiB on the wire
+
+
+def bomb() -> bytes:
+    c = zlib.compressobj(level=9, wbits=-15)
+    z = c.compress(bytes(BOMB_SIZE)) + c.flush(zlib.Z_SYNC_FLUSH)
+    return z[:-4]
+
+
+async def test_compression_bomb_closes_1009(
+    ws_server: Running, request: pytest.FixtureRequest
+) -> None:
+    xfail_on_asgi(ws_server, request, HYPERCORN_DROPS)
+    payload = bomb()
+    assert len(payload) < ws_server.hub.settings.max_message_size
+    with trio.fail_after(20):
+        stream, reader, _ = await raw_handshake(
+            ws_server.ports.http, extensions="permessage-deflate"
+        )
+        async with stream:
+            await stream.send_all(frame(0x2, payload, rsv=0b100))
+            frames = await reader.rest()
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [(0x8, (1009).to_bytes(2, "big"))]
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+async def test_compression_bomb_is_never_inflated_past_the_limit(
+    ws_server: Running, traced: None
+) -> None:
+    """The server runs in this process: Python's allocator (zlib's too) sees what it inflated."""
+    payload = bomb()
+    limit = ws_server.hub.settings.max_message_size
+    with trio.fail_after(30):
+        stream, reader, _ = await raw_handshake(
+            ws_server.ports.http, extensions="permessage-deflate"
+        )
+        async with stream:
+            tracemalloc.reset_peak()
+            await stream.send_all(frame(0x2, payload, rsv=0b100))
+            assert not [f for f in await reader.rest() if f.opcode == 0x2]  # nothing echoed
+            _, peak = tracemalloc.get_traced_memory()
+    # Inflating it all would be 64 MiB; the bound is one message (1 MiB) plus buffers.
+    assert peak < 8 * limit, f"peak {peak / MiB:.1f} MiB while refusing a bomb"
+
+
+# -- control frames between fragments (RFC 6455 5.4) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("controls", "answers"),
+    [
+        ([frame(0x9, b"p1")], [(0xA, b"p1")]),
+        ([frame(0xA, b"unsolicited")], []),
+        ([frame(0x9, b"p1"), frame(0xA, b"x"), frame(0x9, b"p2")], [(0xA, b"p1"), (0xA, b"p2")]),
+    ],
+    ids=["ping", "pong", "ping-pong-ping"],
+)
+@pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "binary"])
+async def test_pings_and_pongs_between_fragments_are_answered_and_the_message_echoed_whole(
+    ws_server: Running, controls: list[bytes], answers: list[tuple[int, bytes]], opcode: int
+) -> None:
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(opcode, b"first half, ", fin=False))
+            for control in controls:
+                await stream.send_all(control)
+            await stream.send_all(frame(0x0, b"second ", fin=False) + frame(0x0, b"half"))
+            got = []
+            data = b""
+            while True:
+                f = await reader.next()
+                assert f is not None
+                if f.opcode in (0x9, 0xA):
+                    got.append((f.opcode, f.payload))
+                    continue
+                data += f.payload
+                if f.fin:
+                    break
+            await stream.send_all(frame(0x8, close_payload(1000)))
+            assert got == answers
+            assert data == b"first half, second half"
+
+
+@pytest.mark.parametrize(
+    ("close", "expected"),
+    [(close_payload(1000, b"bye"), (1000).to_bytes(2, "big")), (b"", b"")],
+    ids=["1000", "empty"],
+)
+@pytest.mark.parametrize("after", [b"", b"continuation"], ids=["nothing-after", "data-after"])
+async def test_close_between_fragments_is_echoed_and_nothing_more(
+    ws_server: Running, close: bytes, expected: bytes, after: bytes
+) -> None:
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(0x1, b"never finished ", fin=False))
+            await stream.send_all(frame(0x8, close))
+            if after:
+                try:  # bytes after a close are ignored (RFC 6455 1.4), not echoed, not an error
+                    await stream.send_all(frame(0x0, after) + frame(0x1, b"new message"))
+                except trio.BrokenResourceError:
+                    pass  # the server already hung up: that is ignoring them too
+            frames = await reader.rest()
+    assert len(frames) == 1, frames
+    assert frames[0].opcode == 0x8
+    if expected:
+        assert frames[0].payload[:2] == expected
+    else:
+        assert frames[0].payload[:2] in (b"", (1000).to_bytes(2, "big"))
+
+
+async def test_bytes_after_a_close_are_ignored(ws_server: Running) -> None:
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(0x1, b"before"))
+            before = await reader.next()
+            assert before is not None and before.payload == b"before"
+            # A close, then a message, a ping and garbage that is not even a frame.
+            await stream.send_all(
+                frame(0x8, close_payload(1000))
+                + frame(0x1, b"after")
+                + frame(0x9, b"ping")
+                + b"\xff\x00garbage"
+            )
+            frames = await reader.rest()
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [(0x8, (1000).to_bytes(2, "big"))]
+
+
+# -- UTF-8, fail fast (RFC 6455 8.1) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["first", "second"])
+async def test_invalid_utf8_in_a_fragment_of_a_1mib_message_closes_1007_at_once(
+    ws_server: Running, request: pytest.FixtureRequest, where: str
+) -> None:
+    """The rest of the 1 MiB message is never sent: a server that waits for it never answers."""
+    xfail_on_asgi(ws_server, request, HYPERCORN_DROPS)
+    fragment = 64 * KiB
+    good = b"a" * fragment
+    bad = b"a" * 10 + b"\xff" + b"a" * (fragment - 11)
+    first = [bad] if where == "first" else [good, bad]
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(ws_server.ports.http)
+        async with stream:
+            await stream.send_all(frame(0x1, first[0], fin=False))
+            for more in first[1:]:
+                await stream.send_all(frame(0x0, more, fin=False))
+            # 1 MiB - what was sent is still to come; the server must not wait for it.
+            frames = await reader.rest()
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [(0x8, (1007).to_bytes(2, "big"))]
+
+
+async def test_invalid_utf8_in_a_compressed_fragment_closes_1007_at_once(
+    ws_server: Running, request: pytest.FixtureRequest
+) -> None:
+    xfail_on_asgi(ws_server, request, HYPERCORN_DROPS)
+    c = zlib.compressobj(wbits=-12)
+    z = c.compress(b"ok " * 1000 + b"\xc3\x28") + c.flush(zlib.Z_SYNC_FLUSH)
+    with trio.fail_after(10):
+        stream, reader, _ = await raw_handshake(
+            ws_server.ports.http, extensions="permessage-deflate; client_max_window_bits"
+        )
+        async with stream:
+            await stream.send_all(frame(0x1, z, fin=False, rsv=0b100))
+            frames = await reader.rest()
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [(0x8, (1007).to_bytes(2, "big"))]
