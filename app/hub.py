@@ -16,6 +16,7 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
+from app.feed.batches import BatchGrid
 from app.feed.live import Feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
@@ -46,6 +47,8 @@ class Hub:
     web_connections: int = 0
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
+    #: issue 12: where /ws/events batches end, shared so that subscribers send the same frames.
+    batches: BatchGrid = field(default_factory=BatchGrid)
 
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:

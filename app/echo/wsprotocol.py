@@ -37,17 +37,28 @@ much memory.  ``tests/web/test_ws_rfc.py`` proves it on every engine.
 from __future__ import annotations
 
 import codecs
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
 from websockets.extensions.base import ServerExtensionFactory
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
 from app.config import Settings
+from app.feed.batches import SharedText
 
 _UTF8Decoder: Final = codecs.getincrementaldecoder("utf-8")
+# Messages shorter than this are compressed by each connection, with its window of earlier
+# messages: a small feed batch compressed alone shrinks ~2x, with the window ~3.5x, and costs
+# little either way.  Longer ones compress about as well alone (4.2x vs 4.4x at 100 events)
+# and cost ~1 ms per 60 KiB: those are compressed once for every subscriber.
+MIN_SHARED_SIZE: Final = 8 * 1024
 _TEXT: Final = Opcode.TEXT
 _CONT: Final = Opcode.CONT
 _CLOSE: Final = Opcode.CLOSE
@@ -90,6 +101,45 @@ class DeflateSettings:
                 compress_settings={"memLevel": self.mem_level},
             )
         ]
+
+
+def shared_text_frame(protocol: ServerProtocol, message: SharedText) -> bytes | None:
+    """*message* as one compressed text frame for this connection, or None to send it normally.
+
+    A message compressed alone (a fresh compressor, no reference to earlier
+    messages) is valid permessage-deflate whether or not context takeover was
+    negotiated: RFC 7692 7.2.3 lets a sender use the previous window, it does
+    not make it.  So one compression, with the negotiated window bits, serves
+    every connection that negotiated deflate and nothing else.  The
+    connection's own compressor must then forget its window, because the
+    peer's now holds the shared message after it: it is replaced by a fresh
+    one here, so the caller must send the frame returned.
+
+    None (send it the usual way, compressed by the connection if at all): no
+    deflate, another extension too, or a message under :data:`MIN_SHARED_SIZE`.
+    """
+    if len(message.data) < MIN_SHARED_SIZE:
+        return None
+    extensions = protocol.extensions
+    if len(extensions) != 1:
+        return None
+    ext = extensions[0]
+    if not isinstance(ext, PerMessageDeflate):
+        return None
+    settings = ext.compress_settings
+    payload = message.deflated(ext.local_max_window_bits, settings.get("memLevel", 8))
+    if not ext.local_no_context_takeover:
+        ext.encoder = zlib.compressobj(wbits=-ext.local_max_window_bits, **settings)
+    n = len(payload)
+    # FIN, RSV1 (compressed, RFC 7692 6), opcode text; a server never masks (RFC 6455 5.1).
+    first = 0x80 | 0x40 | int(Opcode.TEXT)
+    if n < 126:
+        header = struct.pack("!BB", first, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload
 
 
 class StrictServerProtocol(ServerProtocol):

@@ -74,6 +74,6 @@ def encode(message: Hello | GapMessage | Reply | ErrorMessage) -> str:
     return _encoder.encode(message).decode()
 
 
-def encode_events(chunks: list[bytes]) -> str:
-    """A batch of already-encoded events as one ``events`` text frame."""
-    return (b'{"type":"events","events":[' + b",".join(chunks) + b"]}").decode()
+def encode_events(chunks: list[bytes]) -> bytes:
+    """A batch of already-encoded events as one ``events`` text frame (UTF-8)."""
+    return b'{"type":"events","events":[' + b",".join(chunks) + b"]}"

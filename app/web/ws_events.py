@@ -5,6 +5,11 @@ after ``?since=SEQ`` that the ring still holds), then live events in batches.
 Its writer only ever holds a cursor into the ring; when it falls behind it
 gets a ``gap`` and jumps forward.  A stuck browser therefore costs no memory
 here; the front's write timeout cuts its connection.
+
+Batches end where the hub's :class:`~app.feed.batches.BatchGrid` says, the
+same for every subscriber in a period, so subscribers that are caught up
+send one shared frame, and a long one is compressed once for all of them
+(:func:`app.echo.wsprotocol.shared_text_frame`, docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from urllib.parse import parse_qs
 import trio
 
 from app.feed import protocol
+from app.feed.batches import BATCH_INTERVAL, BatchGrid, SharedText
 from app.feed.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
 from app.feed.live import Feed
 from app.feed.ring import Gap
@@ -28,10 +34,8 @@ log = logging.getLogger(__name__)
 
 # Events per ``events`` frame; at ~150 bytes each, frames stay under ~150 KiB.
 MAX_BATCH: Final = 1_000
-# A subscriber sends at most one frame per this many seconds, so a busy feed
-# costs each browser ~20 frames/s, not one frame per event; it is also the
-# added latency, well under the 100 ms the page can notice.
-MIN_BATCH_INTERVAL: Final = 0.05
+# A subscriber sends at most one frame per period of this many seconds (see batches.py).
+MIN_BATCH_INTERVAL: Final = BATCH_INTERVAL
 # Control messages per connection: a burst of 20, then 10 a second.
 CONTROL_RATE: Final = 10.0
 CONTROL_BURST: Final = 20
@@ -73,7 +77,7 @@ async def events(ws: WebSocket, hub: Hub) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
                 try:
-                    await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+                    await _stream(ws, hub.feed, hub.batches, hub.feed.start_cursor(since))
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
@@ -106,20 +110,31 @@ def hello(hub: Hub) -> protocol.Hello:
     )
 
 
-async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
-    """Send events after *cursor* as they come, in batches, gaps announced."""
+async def _stream(ws: WebSocket, feed: Feed, grid: BatchGrid, cursor: int) -> None:
+    """Send events after *cursor* as they come, in batches cut on *grid*, gaps announced."""
     while True:
         await feed.wait_new(cursor)
-        batch = feed.read_encoded(cursor, MAX_BATCH)
-        if isinstance(batch, Gap):
-            await ws.send(
-                protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
-            )
-            cursor = batch.resume
+        now = trio.current_time()
+        end = min(grid.cut(now, feed.last_seq), cursor + MAX_BATCH)
+        if end <= cursor:
+            # Caught up to this period's cut; newer events go in the next period's batch.
+            await trio.sleep_until(grid.next_tick(now))
             continue
-        await ws.send(protocol.encode_events(batch))
-        cursor += len(batch)
-        await trio.sleep(MIN_BATCH_INTERVAL)
+        message = grid.shared(cursor, end)
+        if message is None:
+            batch = feed.read_encoded(cursor, end - cursor)
+            if isinstance(batch, Gap):
+                await ws.send(
+                    protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
+                )
+                cursor = batch.resume
+                continue
+            message = SharedText(protocol.encode_events(batch))
+            end = cursor + len(batch)
+            grid.keep(cursor, end, message)
+        await ws.send_shared(message)
+        cursor = end
+        await trio.sleep_until(grid.next_tick(trio.current_time()))
 
 
 async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:

@@ -41,6 +41,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from app.echo.wsprotocol import DeflateSettings
+from app.feed.batches import SharedText
 from app.units import MiB
 from app.web.wsapi import (
     ABNORMAL,
@@ -162,6 +163,11 @@ class AsgiWebSocket:
         except WebSocketClosed:
             pass
         self._closed = True
+
+    # issue 12: one frame for many peers.
+    async def send_shared(self, message: SharedText) -> None:
+        """Send *message* as text; Hypercorn compresses it for this connection alone."""
+        await self._raw_send({"type": "websocket.send", "text": message.data.decode()})
 
     async def _raw_send(self, message: Message) -> None:
         if self._closed:

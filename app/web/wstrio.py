@@ -28,7 +28,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 from websockets.trio.server import Server, ServerConnection
 
-from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol
+from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol, shared_text_frame
+from app.feed.batches import SharedText
 from app.web.wsapi import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -66,9 +67,12 @@ class _ServerStatus:
 class TrioWebSocket:
     """One websocket on websockets' Trio connection, with its handshake request already read."""
 
-    def __init__(self, conn: ServerConnection, peer: str) -> None:
+    def __init__(
+        self, conn: ServerConnection, peer: str, deflate: DeflateSettings | None = None
+    ) -> None:
         assert conn.request is not None
         self._conn = conn
+        self._deflate = deflate if deflate is not None else DeflateSettings()
         self._request = conn.request
         self._peer = peer
         target = urlsplit(self._request.path)
@@ -135,6 +139,24 @@ class TrioWebSocket:
         if self._conn.protocol.state is OPEN:
             await self._conn.aclose(code, reason)
 
+    # issue 12: one frame for many peers.
+    async def send_shared(self, message: SharedText) -> None:
+        conn = self._conn
+        frame = shared_text_frame(conn.protocol, message)
+        if frame is None:
+            await self.send_utf8(message.data)
+            return
+        try:
+            # websockets has no call for a frame compressed elsewhere: queue its bytes as
+            # the protocol's own send_frame() would, and let send_context() check the
+            # state and write them (websockets 17, pinned; tests/web/test_ws_rfc.py).
+            # No checkpoint between the compressor's reset above and this append, so no
+            # other message of this connection can be compressed in between.
+            async with conn.send_context():
+                conn.protocol.writes.append(frame)
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc)) from None
+
 
 def _code(exc: ConnectionClosed) -> int:
     frame = exc.rcvd or exc.sent
@@ -160,9 +182,9 @@ async def serve_websocket(
     :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
     *deflate* bounds permessage-deflate (default: on, 12 window bits, memLevel 5).
     """
-    extensions = (deflate or DeflateSettings()).factories()
+    deflate = deflate or DeflateSettings()
     protocol = StrictServerProtocol(
-        max_size=max_message_size, extensions=extensions, logger=_protocol_log
+        max_size=max_message_size, extensions=deflate.factories(), logger=_protocol_log
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -182,7 +204,7 @@ async def serve_websocket(
                 log.debug("websocket: %s sent no valid handshake", peer)
                 nursery.cancel_scope.cancel()
                 return
-            ws = TrioWebSocket(conn, peer)
+            ws = TrioWebSocket(conn, peer, deflate)
             endpoint = endpoints.get(ws.path)
             if endpoint is None:
                 await ws.reject(404)

@@ -15,6 +15,7 @@ naming the deviation (docs/decisions.md), so it fails the day Hypercorn is fixed
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 import tracemalloc
@@ -497,3 +498,132 @@ async def test_invalid_utf8_in_a_compressed_fragment_closes_1007_at_once(
             await stream.send_all(frame(0x1, z, fin=False, rsv=0b100))
             frames = await reader.rest()
     assert [(f.opcode, f.payload[:2]) for f in frames] == [(0x8, (1007).to_bytes(2, "big"))]
+
+
+# -- the feed: compressed batches, one compression for every subscriber -----------------------
+
+
+async def test_feed_batches_reach_every_deflate_subscriber_whole_and_big_ones_are_compressed_once(
+    ws_server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches are compressed by each connection (with its window), big ones once for all
+    (alone, then each connection's compressor starts afresh): every subscriber, a websockets
+    client keeping its window, must still decode every batch."""
+    from app.feed.batches import SharedText
+    from app.feed.events import Output
+
+    compressions = 0
+    deflated = SharedText.deflated
+
+    def counted(self: SharedText, window_bits: int, mem_level: int) -> bytes:
+        nonlocal compressions
+        compressions += (window_bits, mem_level) not in self._forms
+        return deflated(self, window_bits, mem_level)
+
+    monkeypatch.setattr(SharedText, "deflated", counted)
+    feed = ws_server.hub.feed
+    subscribers = 3
+    big_frames = 0
+    seen: list[list[int]] = [[] for _ in range(subscribers)]
+    hellos = trio.Semaphore(0)
+
+    async def subscribe(i: int, done: trio.Event) -> None:
+        nonlocal big_frames
+        async with connect(ws_server.url("/ws/events"), max_size=None) as ws:
+            [ext] = ws.protocol.extensions
+            assert isinstance(ext, PerMessageDeflate)
+            hello = await ws.recv()
+            assert '"type":"hello"' in hello
+            hellos.release()
+            while not done.is_set() or (seen[i] and seen[i][-1] < feed.last_seq):
+                with trio.move_on_after(0.5):
+                    message = await ws.recv()
+                    assert isinstance(message, str)  # text, inflated by the client
+                    assert '"type":"gap"' not in message
+                    if len(message) >= 8 * KiB:
+                        big_frames += 1
+                    parsed = json.loads(message)
+                    seen[i].extend(e["seq"] for e in parsed.get("events", []))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+            for i in range(subscribers):
+                nursery.start_soon(subscribe, i, done)
+            for _ in range(subscribers):
+                await hellos.acquire()
+            await trio.sleep(0.2)  # the replays are out: everyone is caught up
+            for round_ in range(4):
+                # A big burst (~300 events, ~30 KiB a batch), then a couple of small ones.
+                for n in range(300):
+                    feed.publish(Output(text=f"round {round_} line {n}: some output text"))
+                await trio.sleep(0.15)
+                feed.publish(Output(text=f"round {round_} small"))
+                await trio.sleep(0.15)
+            done.set()
+    last = feed.last_seq
+    for seqs in seen:
+        tail = [s for s in seqs if s > last - 1204]
+        assert tail == list(range(last - 1203, last + 1)), "a subscriber missed or reordered events"
+    if ws_server.hub.settings.ws_engine != "asgi":  # Hypercorn compresses per connection
+        assert big_frames >= subscribers * 4
+        assert 1 <= compressions < big_frames, (compressions, big_frames)
+
+
+async def test_feed_bytes_on_the_wire_are_3x_fewer_with_deflate_on_a_scenario_run(
+    ws_server: Running,
+) -> None:
+    """Two raw subscribers, one offering deflate as a browser does; a random-sleep run."""
+    offers = [None, "permessage-deflate; client_max_window_bits"]
+    wire = [0, 0]
+    events = [0, 0]
+    ended = [trio.Event(), trio.Event()]
+    run_id: list[str] = []
+
+    async def subscribe(i: int, ready: trio.Event) -> None:
+        stream, reader, headers = await raw_handshake(
+            ws_server.ports.http, "/ws/events", extensions=offers[i]
+        )
+        compressed = "sec-websocket-extensions" in headers
+        assert compressed == (offers[i] is not None)
+        inflater = zlib.decompressobj(wbits=-12)
+        async with stream:
+            ready_set = False
+            while not ended[i].is_set():
+                f = await reader.next()
+                assert f is not None
+                if f.opcode != 0x1:
+                    continue
+                payload = f.payload
+                if f.rsv1:  # with context takeover: every message goes through one inflater
+                    payload = inflater.decompress(payload + b"\x00\x00\xff\xff")
+                parsed = json.loads(payload)
+                if not ready_set:
+                    assert parsed["type"] == "hello"
+                    ready.set()
+                    ready_set = True
+                    continue
+                batch = parsed.get("events", [])
+                mine = [e for e in batch if run_id and e.get("run") == run_id[0]]
+                # Only the run's own events (and their frames) count: the same for both.
+                if mine:
+                    events[i] += len(mine)
+                    n = len(f.payload)
+                    frame_bytes = n + (2 if n < 126 else 4 if n < 65536 else 10)
+                    wire[i] += frame_bytes * len(mine) // len(batch)
+                if any(e["kind"] == "run_end" for e in mine):
+                    ended[i].set()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(2):
+                ready = trio.Event()
+                nursery.start_soon(subscribe, i, ready)
+                await ready.wait()
+            # Lines printed over ~1 s: many small batches, as a person watching sees them.
+            params = {"count": 40, "scale": 0.05, "seed": 1}
+            record = ws_server.hub.runner.start("random-sleep", params)
+            run_id.append(record.id)
+    plain, packed = wire[0] / events[0], wire[1] / events[1]
+    assert events[0] == events[1]
+    assert plain / packed >= 3.0, f"{plain:.0f} B/event plain, {packed:.0f} B/event deflated"
