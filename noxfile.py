@@ -64,7 +64,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate")
 
 
 @nox.session
@@ -75,7 +75,11 @@ def bench(session: nox.Session) -> None:
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
     gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
     ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
-    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched),
+    ``wsdeflate`` (/ws/echo with permessage-deflate, compressible JSON, against
+    websockets' asyncio server with and without its default deflate:
+    run_ws_deflate.sh; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
+    ``DURATION=1 ROUNDS=1`` is a smoke run).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -139,3 +143,20 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+    if "wsdeflate" in parts:
+        # issue 12: the runner picks the ports; the project serves /ws/echo on {port}.
+        web = f"{Path(session.bin) / 'trio-echo'} serve --tcp-port 0 --http-port {{port}}"
+        session.run(
+            "bash",
+            str(tools / "ws/run_ws_deflate.sh"),
+            "project",
+            "websockets_deflate",
+            "websockets_nodeflate",
+            env={
+                "PY": python,
+                "ROUNDS": os.environ.get("ROUNDS", "2"),
+                "WORK": str(work / "wsdeflate"),
+                "PROJECT_CMD": f"{web} --log-level warning",
+            },
+            external=True,
+        )
