@@ -227,22 +227,33 @@ async def test_compression_off_declines_the_offer(nursery: trio.Nursery, engine:
     ],
     ids=["smaller", "larger", "bare"],
 )
+@pytest.mark.parametrize("client_no_context_takeover", [False, True], ids=["", "client-nct"])
 async def test_window_bits_are_negotiated_within_the_bound(
-    ws_server: Running, offer: str, server_bits: int, client_bits: int
+    ws_server: Running,
+    offer: str,
+    server_bits: int,
+    client_bits: int,
+    client_no_context_takeover: bool,
 ) -> None:
+    if client_no_context_takeover:
+        offer += "; client_no_context_takeover"
     with trio.fail_after(10):
         stream, reader, headers = await raw_handshake(ws_server.ports.http, extensions=offer)
         async with stream:
             answer = params(headers["sec-websocket-extensions"])
             assert int(answer["server_max_window_bits"]) == server_bits
             assert int(answer["client_max_window_bits"]) == client_bits
-            # A message compressed with the client's window comes back compressed with ours.
+            assert ("client_no_context_takeover" in answer) == client_no_context_takeover
+            # Messages compressed with the client's window come back compressed with ours
+            # (each compressed alone here: valid with or without context takeover).
             message = RECORDS[: 8 * KiB]
-            await stream.send_all(frame(0x1, deflate(message, client_bits), rsv=0b100))
-            f = await reader.next()
-            assert f is not None
-            assert (f.opcode, f.fin, f.rsv1) == (0x1, True, True)
-            assert inflate(f.payload, server_bits) == message
+            inflater = zlib.decompressobj(wbits=-server_bits)
+            for _ in range(2):
+                await stream.send_all(frame(0x1, deflate(message, client_bits), rsv=0b100))
+                f = await reader.next()
+                assert f is not None
+                assert (f.opcode, f.fin, f.rsv1) == (0x1, True, True)
+                assert inflater.decompress(f.payload + b"\x00\x00\xff\xff") == message
 
 
 async def test_client_max_window_bits_via_the_websockets_client(ws_server: Running) -> None:
@@ -420,13 +431,18 @@ async def test_pings_and_pongs_between_fragments_are_answered_and_the_message_ec
     ids=["1000", "empty"],
 )
 @pytest.mark.parametrize("after", [b"", b"continuation"], ids=["nothing-after", "data-after"])
+@pytest.mark.parametrize("ping_first", [False, True], ids=["close", "ping-then-close"])
 async def test_close_between_fragments_is_echoed_and_nothing_more(
-    ws_server: Running, close: bytes, expected: bytes, after: bytes
+    ws_server: Running, close: bytes, expected: bytes, after: bytes, ping_first: bool
 ) -> None:
     with trio.fail_after(10):
         stream, reader, _ = await raw_handshake(ws_server.ports.http)
         async with stream:
             await stream.send_all(frame(0x1, b"never finished ", fin=False))
+            if ping_first:
+                await stream.send_all(frame(0x9, b"still there?"))
+                pong = await reader.next()
+                assert pong is not None and (pong.opcode, pong.payload) == (0xA, b"still there?")
             await stream.send_all(frame(0x8, close))
             if after:
                 try:  # bytes after a close are ignored (RFC 6455 1.4), not echoed, not an error
@@ -627,3 +643,32 @@ async def test_feed_bytes_on_the_wire_are_3x_fewer_with_deflate_on_a_scenario_ru
     plain, packed = wire[0] / events[0], wire[1] / events[1]
     assert events[0] == events[1]
     assert plain / packed >= 3.0, f"{plain:.0f} B/event plain, {packed:.0f} B/event deflated"
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            [],
+            {"TRIO_ECHO_WS_COMPRESSION": "gzip"},
+            "TRIO_ECHO_WS_COMPRESSION: expected one of deflate, off, got 'gzip'",
+        ),
+        (["--ws-deflate-window-bits", "8"], {}, "--ws-deflate-window-bits: 8 is outside 9..15"),
+        (["--ws-deflate-mem-level", "10"], {}, "--ws-deflate-mem-level: 10 is outside 1..9"),
+    ],
+)
+def test_deflate_settings_are_bounded(argv: list[str], env: dict[str, str], message: str) -> None:
+    import argparse
+
+    from app.config import SERVE_OPTIONS, ConfigError, Settings, add_options, resolve
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, SERVE_OPTIONS, Settings)
+    defaults = resolve(Settings, SERVE_OPTIONS, {}, {})
+    assert (defaults.ws_compression, defaults.ws_deflate_window_bits) == ("deflate", 12)
+    assert defaults.ws_deflate_mem_level == 5
+    with pytest.raises(ConfigError, match=message):
+        resolve(Settings, SERVE_OPTIONS, vars(parser.parse_args(argv)), env)
