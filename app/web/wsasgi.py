@@ -238,6 +238,7 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         deflate = self._bounds.deflate
         if not deflate.enabled:
             return None
+        # wsproto's own parser of the offer (it also sets the *_no_context_takeover flags).
         client_bits, server_bits = self._parse_params(offer)
         params = []
         if self.client_no_context_takeover:
@@ -318,5 +319,9 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
 
 
 # Hypercorn builds the extension by this module-level name (see the module docstring).
-assert ws_stream.PerMessageDeflate is PerMessageDeflate, "Hypercorn changed: see wsasgi.py"
+if ws_stream.PerMessageDeflate is not PerMessageDeflate:
+    raise ImportError(
+        "hypercorn.protocol.ws_stream.PerMessageDeflate is no longer wsproto's class: "
+        "app/web/wsasgi.py cannot bound permessage-deflate on --ws-engine asgi"
+    )
 setattr(ws_stream, "PerMessageDeflate", BoundedPerMessageDeflate)  # noqa: B010
