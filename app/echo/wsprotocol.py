@@ -4,8 +4,10 @@ The multiplexed ``/ws/echo`` engine (:mod:`app.echo.websocket`) and the
 websockets Trio shell (:mod:`app.web.wstrio`) both run the websockets
 library's sans-IO :class:`~websockets.server.ServerProtocol`.  This module
 gives them :class:`StrictServerProtocol`, which fixes the two places where
-that protocol object answers differently from the RFC, and the
-permessage-deflate offer they accept, bounded by :class:`DeflateSettings`.
+that protocol object answers differently from the RFC; the
+permessage-deflate offer they accept, bounded by :class:`DeflateSettings`;
+and :func:`shared_text_frame`, one compression of a feed batch for every
+subscriber.
 
 What the subclass changes (issue 12), and nothing else:
 
