@@ -425,6 +425,34 @@ async def test_pings_and_pongs_between_fragments_are_answered_and_the_message_ec
             assert data == b"first half, second half"
 
 
+async def test_a_1mib_message_in_16_fragments_with_a_ping_between_each_is_echoed_whole(
+    ws_server: Running,
+) -> None:
+    message = os.urandom(1 * MiB)  # exactly --max-message-size: allowed
+    pieces = [message[i : i + 64 * KiB] for i in range(0, MiB, 64 * KiB)]
+    with trio.fail_after(20):
+        stream, reader, _ = await raw_handshake(ws_server.ports.http)
+        async with stream:
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                await stream.send_all(frame(0x2 if i == 0 else 0x0, piece, fin=last))
+                if not last:
+                    await stream.send_all(frame(0x9, b"%d" % i))
+            pongs = []
+            data = b""
+            while True:
+                f = await reader.next()
+                assert f is not None
+                if f.opcode == 0xA:
+                    pongs.append(f.payload)
+                    continue
+                data += f.payload
+                if f.fin:
+                    break
+    assert pongs == [b"%d" % i for i in range(len(pieces) - 1)]
+    assert data == message
+
+
 @pytest.mark.parametrize(
     ("close", "expected"),
     [(close_payload(1000, b"bye"), (1000).to_bytes(2, "big")), (b"", b"")],
