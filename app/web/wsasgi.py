@@ -169,7 +169,7 @@ class AsgiWebSocket:
     # issue 12: one frame for many peers.
     async def send_shared(self, message: SharedText) -> None:
         """Send *message* as text; Hypercorn compresses it for this connection alone."""
-        await self._raw_send({"type": "websocket.send", "text": message.data.decode()})
+        await self.send_utf8(message.data)
 
     async def _raw_send(self, message: Message) -> None:
         if self._closed:
