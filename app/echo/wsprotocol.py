@@ -105,6 +105,12 @@ class DeflateSettings:
         ]
 
 
+def can_share(protocol: ServerProtocol) -> bool:
+    """Whether :func:`shared_text_frame` can serve this connection: deflate and nothing else."""
+    extensions = protocol.extensions
+    return len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate)
+
+
 def shared_text_frame(protocol: ServerProtocol, message: SharedText) -> bytes | None:
     """*message* as one compressed text frame for this connection, or None to send it normally.
 
@@ -120,14 +126,10 @@ def shared_text_frame(protocol: ServerProtocol, message: SharedText) -> bytes | 
     None (send it the usual way, compressed by the connection if at all): no
     deflate, another extension too, or a message under :data:`MIN_SHARED_SIZE`.
     """
-    if len(message.data) < MIN_SHARED_SIZE:
+    if len(message.data) < MIN_SHARED_SIZE or not can_share(protocol):
         return None
-    extensions = protocol.extensions
-    if len(extensions) != 1:
-        return None
-    ext = extensions[0]
-    if not isinstance(ext, PerMessageDeflate):
-        return None
+    ext = protocol.extensions[0]
+    assert isinstance(ext, PerMessageDeflate)
     settings = ext.compress_settings
     payload = message.deflated(ext.local_max_window_bits, settings.get("memLevel", 8))
     if not ext.local_no_context_takeover:

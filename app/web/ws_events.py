@@ -6,10 +6,13 @@ Its writer only ever holds a cursor into the ring; when it falls behind it
 gets a ``gap`` and jumps forward.  A stuck browser therefore costs no memory
 here; the front's write timeout cuts its connection.
 
-Batches end where the hub's :class:`~app.feed.batches.BatchGrid` says, the
-same for every subscriber in a period, so subscribers that are caught up
-send one shared frame, and a long one is compressed once for all of them
-(:func:`app.echo.wsprotocol.shared_text_frame`, docs/decisions.md).
+A subscriber whose connection can share compressed frames (permessage-deflate
+on the websockets shell) gets batches that end where the channel's
+:class:`~app.feed.batches.BatchGrid` says, the same for every such subscriber
+in a 50 ms period, so the ones that keep up send one frame, and a long one is
+compressed once for all of them (:func:`app.echo.wsprotocol.shared_text_frame`,
+docs/decisions.md).  Any other subscriber sends whatever is new, at its own
+pace, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from urllib.parse import parse_qs
 import trio
 
 from app.feed import protocol
-from app.feed.batches import BatchGrid, SharedText
+from app.feed.batches import BATCH_INTERVAL, BatchGrid, SharedText
 from app.feed.bucket import TokenBucket
 from app.feed.control import BadControlMessage, Start, parse_control, request_id
 from app.feed.live import Feed
@@ -37,6 +40,10 @@ log = logging.getLogger(__name__)
 
 # Events per ``events`` frame; at ~150 bytes each, frames stay under ~150 KiB.
 MAX_BATCH: Final = 1_000
+# A subscriber sends at most one frame per this many seconds, so a busy feed
+# costs each browser ~20 frames/s, not one frame per event; it is also the
+# added latency, well under the 100 ms the page can notice.  (The grid's period.)
+MIN_BATCH_INTERVAL: Final = BATCH_INTERVAL
 # Control messages per connection: a burst of 20, then 10 a second.
 CONTROL_RATE: Final = 10.0
 CONTROL_BURST: Final = 20
@@ -95,38 +102,45 @@ async def events(ws: WebSocket, channel: FeedChannel) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_control, ws, channel.runner, nursery.cancel_scope)
                 try:
-                    await _stream(ws, feed, channel.grid, feed.start_cursor(since))
+                    grid = channel.grid if ws.shares_frames else None
+                    await _stream(ws, feed, feed.start_cursor(since), grid)
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
         feed.subscribers -= 1
 
 
-async def _stream(ws: WebSocket, feed: Feed, grid: BatchGrid, cursor: int) -> None:
-    """Send events after *cursor* as they come, in batches cut on *grid*, gaps announced."""
+async def _stream(ws: WebSocket, feed: Feed, cursor: int, grid: BatchGrid | None) -> None:
+    """Send events after *cursor* as they come, in batches, gaps announced.
+
+    Without *grid*: whatever is new (up to :data:`MAX_BATCH`), then a pause of
+    :data:`MIN_BATCH_INTERVAL`.  With it: up to the period's cut, then a wait
+    for the next period, so that every subscriber on the grid sends the same
+    batches (a subscriber caught up to the cut waits for the next period too).
+    """
     while True:
         await feed.wait_new(cursor)
-        now = trio.current_time()
-        end = min(grid.cut(now, feed.last_seq), cursor + MAX_BATCH)
-        if end <= cursor:
-            # Caught up to this period's cut; newer events go in the next period's batch.
-            await trio.sleep_until(grid.next_tick(now))
-            continue
-        message = grid.shared(cursor, end)
-        if message is None:
-            batch = feed.read_encoded(cursor, end - cursor)
-            if isinstance(batch, Gap):
-                await ws.send_utf8(
-                    protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
-                )
-                cursor = batch.resume
-                continue
-            message = SharedText(protocol.encode_events(batch))
-            end = cursor + len(batch)
-            grid.keep(cursor, end, message)
-        await ws.send_shared(message)
-        cursor = end
-        await trio.sleep_until(grid.next_tick(trio.current_time()))
+        end = feed.last_seq if grid is None else grid.cut(trio.current_time(), feed.last_seq)
+        end = min(end, cursor + MAX_BATCH)
+        if end > cursor:
+            message = grid.shared(cursor, end) if grid is not None else None
+            if message is None:
+                batch = feed.read_encoded(cursor, end - cursor)
+                if isinstance(batch, Gap):
+                    gap = protocol.GapMessage(missed=batch.missed, resume=batch.resume)
+                    await ws.send_utf8(protocol.encode(gap))
+                    cursor = batch.resume
+                    continue
+                message = SharedText(protocol.encode_events(batch))
+                end = cursor + len(batch)
+                if grid is not None:
+                    grid.keep(cursor, end, message)
+            await ws.send_shared(message)
+            cursor = end
+        if grid is None:
+            await trio.sleep(MIN_BATCH_INTERVAL)
+        else:
+            await trio.sleep_until(grid.next_tick(trio.current_time()))
 
 
 async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:

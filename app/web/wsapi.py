@@ -106,6 +106,12 @@ class WebSocket(Protocol):
         ...
 
     # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        """After :meth:`accept`: whether :meth:`send_shared` can send one compressed frame
+        to many peers on this connection (permessage-deflate on a shell that can)."""
+        ...
+
     async def send_shared(self, message: SharedText) -> None:
         """Send *message* as text; compressed once for all peers with the same parameters."""
         ...

@@ -167,6 +167,11 @@ class AsgiWebSocket:
         self._closed = True
 
     # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        """Never: Hypercorn compresses each connection's messages itself."""
+        return False
+
     async def send_shared(self, message: SharedText) -> None:
         """Send *message* as text; Hypercorn compresses it for this connection alone."""
         await self.send_utf8(message.data)

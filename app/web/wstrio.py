@@ -28,7 +28,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 from websockets.trio.server import Server, ServerConnection
 
-from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol, shared_text_frame
+from app.echo.wsprotocol import (
+    DeflateSettings,
+    StrictServerProtocol,
+    can_share,
+    shared_text_frame,
+)
 from app.feed.batches import SharedText
 from app.web.wsapi import (
     ABNORMAL,
@@ -140,6 +145,10 @@ class TrioWebSocket:
             await self._conn.aclose(code, reason)
 
     # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        return can_share(self._conn.protocol)
+
     async def send_shared(self, message: SharedText) -> None:
         conn = self._conn
         frame = shared_text_frame(conn.protocol, message)
