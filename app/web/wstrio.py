@@ -72,12 +72,9 @@ class _ServerStatus:
 class TrioWebSocket:
     """One websocket on websockets' Trio connection, with its handshake request already read."""
 
-    def __init__(
-        self, conn: ServerConnection, peer: str, deflate: DeflateSettings | None = None
-    ) -> None:
+    def __init__(self, conn: ServerConnection, peer: str) -> None:
         assert conn.request is not None
         self._conn = conn
-        self._deflate = deflate if deflate is not None else DeflateSettings()
         self._request = conn.request
         self._peer = peer
         target = urlsplit(self._request.path)
@@ -213,7 +210,7 @@ async def serve_websocket(
                 log.debug("websocket: %s sent no valid handshake", peer)
                 nursery.cancel_scope.cancel()
                 return
-            ws = TrioWebSocket(conn, peer, deflate)
+            ws = TrioWebSocket(conn, peer)
             endpoint = endpoints.get(ws.path)
             if endpoint is None:
                 await ws.reject(404)
