@@ -14,7 +14,6 @@ naming the deviation (docs/decisions.md), so it fails the day Hypercorn is fixed
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import struct
@@ -34,7 +33,7 @@ from websockets.trio.client import connect
 from app.units import KiB, MiB
 
 from conftest import WS_ENGINES, Running, start_server
-from netclient import frame
+from netclient import frame, ws_open
 
 # Compressible like API traffic: JSON records from small vocabularies.
 RECORDS = b"".join(
@@ -124,31 +123,8 @@ async def raw_handshake(
     port: int, path: str = "/ws/echo", extensions: str | None = None
 ) -> tuple[trio.SocketStream, FrameReader, dict[str, str]]:
     """Open a websocket by hand, offering *extensions*; the stream, a reader, the 101's headers."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if extensions is not None:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        assert chunk, f"closed during handshake: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status, *header_lines = head.decode("latin-1").split("\r\n")
-    assert status.startswith("HTTP/1.1 101"), head
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    offer = [("Sec-WebSocket-Extensions", extensions)] if extensions is not None else []
+    stream, headers, rest = await ws_open(port, path, offer)
     return stream, FrameReader(stream, rest), headers
 
 
