@@ -79,7 +79,8 @@ def bench(session: nox.Session) -> None:
     ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched),
     ``wsdeflate`` (/ws/echo with permessage-deflate, compressible JSON, against
     websockets' asyncio server with and without its default deflate:
-    run_ws_deflate.sh; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
+    run_ws_deflate.sh; then the feed's fan-out with and without deflate:
+    sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
     ``DURATION=1 ROUNDS=1`` is a smoke run).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
@@ -163,3 +164,7 @@ def bench(session: nox.Session) -> None:
             },
             external=True,
         )
+        # The feed's fan-out with and without deflate (100 subscribers, 10k events/s).
+        rounds = ["--rounds", os.environ.get("ROUNDS", "2")]
+        duration = ["--duration", os.environ["DURATION"]] if "DURATION" in os.environ else []
+        session.run("python", "-P", "tools/sidebyside.py", "feed", *rounds, *duration)

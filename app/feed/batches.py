@@ -13,7 +13,7 @@ context takeover (each message alone), which ``/ws/events`` asks for
 (``server_no_context_takeover``, docs/decisions.md).
 
 Rules of this module: pure (no trio, no sockets: times are passed in); bounded
-(one shared batch per period, two periods kept).
+(:data:`MAX_KEPT` batches, :data:`MAX_FORMS` compressed forms each).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from typing import Final
 BATCH_INTERVAL: Final = 0.05
 # Compressed forms kept per batch: one per (window bits, memLevel) actually negotiated.
 MAX_FORMS: Final = 4
+# Batches kept for sharing: the caught-up subscribers' one, and a few groups of laggards'.
+# At most ~150 KiB each plus their compressed forms: ~2 MiB in all at the worst.
+MAX_KEPT: Final = 8
 
 
 class SharedText:
@@ -57,34 +60,34 @@ class SharedText:
 
 
 class BatchGrid:
-    """Where batches end, period by period, and the one batch per period that is shared.
+    """Where batches end, period by period, and the last few batches built, to share.
 
     A period is ``[k * interval, (k + 1) * interval)``.  The first subscriber
     to read in period *k* fixes its cut (the feed's last seq then); every
     subscriber reading in that period sends events up to that cut, no
-    further, and waits for :meth:`next_tick` before its next frame.  Those
-    that were caught up to the previous cut all send ``(previous cut, cut]``
-    (at most ``limit`` events of it): the shared batch, built once
-    (:meth:`shared` / :meth:`keep`).
+    further, and waits for :meth:`next_tick` before its next frame.  So the
+    subscribers that were caught up all send the same ``(previous cut, cut]``,
+    and those that fell behind together (a loaded loop woke them a period
+    late) share theirs too.
+
+    A batch is named by its seq range, whose events never change, so a batch
+    built by one subscriber serves any other that asks for the same range
+    (:meth:`shared` / :meth:`keep`), whatever the period.  The last
+    :data:`MAX_KEPT` batches are kept, the least recently used dropped first.
     """
 
     def __init__(self, interval: float = BATCH_INTERVAL) -> None:
         self.interval = interval
         self._period = -1
         self._cut = 0
-        self._previous_cut = 0
-        #: The shared batch of this period, ``(start, end, message)``, once built.
-        self._batch: tuple[int, int, SharedText] | None = None
+        self._kept: dict[tuple[int, int], SharedText] = {}
 
     def cut(self, now: float, last_seq: int) -> int:
         """The last seq that a batch read at *now* may include."""
         period = math.floor(now / self.interval)
         if period != self._period:
-            # Subscribers that were caught up stopped at the last cut made, however long ago.
-            self._previous_cut = self._cut
             self._period = period
             self._cut = last_seq
-            self._batch = None
         return self._cut
 
     def next_tick(self, now: float) -> float:
@@ -92,13 +95,15 @@ class BatchGrid:
         return (math.floor(now / self.interval) + 1) * self.interval
 
     def shared(self, start: int, end: int) -> SharedText | None:
-        """The shared batch of this period if it is ``(start, end]``."""
-        batch = self._batch
-        if batch is not None and batch[0] == start and batch[1] == end:
-            return batch[2]
-        return None
+        """The batch of events ``(start, end]`` if it was built lately."""
+        message = self._kept.pop((start, end), None)
+        if message is not None:
+            self._kept[(start, end)] = message  # most recently used: last to go
+        return message
 
     def keep(self, start: int, end: int, message: SharedText) -> None:
-        """Offer a batch just built; kept if it is this period's shared one (from the last cut)."""
-        if start == self._previous_cut and end <= self._cut and self._batch is None:
-            self._batch = (start, end, message)
+        """Keep a batch just built for others that ask for the same range."""
+        kept = self._kept
+        kept[(start, end)] = message
+        if len(kept) > MAX_KEPT:
+            del kept[next(iter(kept))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from app.feed.batches import BatchGrid, SharedText
+from app.feed.batches import MAX_KEPT, BatchGrid, SharedText
 
 
 def test_every_reader_in_a_period_gets_the_cut_the_first_one_made() -> None:
@@ -16,30 +16,28 @@ def test_every_reader_in_a_period_gets_the_cut_the_first_one_made() -> None:
     assert grid.cut(1.05, last_seq=130) == 130
 
 
-def test_the_batch_from_the_last_cut_is_kept_and_shared_once_per_period() -> None:
+def test_a_batch_built_once_serves_every_reader_of_the_same_range() -> None:
     grid = BatchGrid(0.05)
-    grid.cut(1.00, last_seq=100)
-    grid.cut(1.06, last_seq=150)  # next period: caught-up readers are at 100
     first = SharedText(b"batch 100..150")
     grid.keep(100, 150, first)
     assert grid.shared(100, 150) is first
-    # A second reader's own build is not kept over it; a lagging reader's is never kept.
-    grid.keep(100, 150, SharedText(b"again"))
-    grid.keep(40, 140, SharedText(b"laggard"))
-    assert grid.shared(100, 150) is first
-    assert grid.shared(40, 140) is None
-    # A new period forgets it (one shared batch at a time: bounded).
-    grid.cut(1.11, last_seq=160)
-    assert grid.shared(100, 150) is None
+    assert grid.shared(100, 151) is None  # another range is another batch
+    # Laggards that fell behind together share theirs too, in any period.
+    laggards = SharedText(b"batch 40..150")
+    grid.keep(40, 150, laggards)
+    grid.cut(9.0, last_seq=200)
+    assert grid.shared(40, 150) is laggards
 
 
-def test_a_quiet_feed_keeps_the_last_cut_as_where_caught_up_readers_are() -> None:
+def test_only_the_last_few_batches_are_kept_the_busiest_last_to_go() -> None:
     grid = BatchGrid(0.05)
-    grid.cut(1.00, last_seq=100)
-    grid.cut(9.00, last_seq=101)  # nothing read for 8 s; readers stopped at 100
-    message = SharedText(b"one event")
-    grid.keep(100, 101, message)
-    assert grid.shared(100, 101) is message
+    popular = SharedText(b"popular")
+    grid.keep(0, 10, popular)
+    for i in range(1, MAX_KEPT + 3):
+        grid.keep(i * 10, i * 10 + 10, SharedText(b"once"))
+        assert grid.shared(0, 10) is popular  # read again each time: stays
+    assert grid.shared(10, 20) is None  # the oldest of the others went
+    assert len(grid._kept) == MAX_KEPT
 
 
 def test_shared_text_is_compressed_once_per_parameter_set_and_inflates_alone() -> None:
