@@ -64,7 +64,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate")
 
 
 @nox.session
@@ -76,7 +76,12 @@ def bench(session: nox.Session) -> None:
     gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws``
     (/ws/echo against websockets' asyncio server, Node client),
     ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
-    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched),
+    ``wsdeflate`` (/ws/echo with permessage-deflate, compressible JSON, against
+    websockets' asyncio server with and without its default deflate:
+    run_ws_deflate.sh; then the feed's fan-out with and without deflate:
+    sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
+    ``DURATION=1 ROUNDS=1`` is a smoke run).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -142,3 +147,24 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+    if "wsdeflate" in parts:
+        # issue 12: the runner picks the ports; the project serves /ws/echo on {port}.
+        web = f"{Path(session.bin) / 'trio-echo'} serve --tcp-port 0 --http-port {{port}}"
+        session.run(
+            "bash",
+            str(tools / "ws/run_ws_deflate.sh"),
+            "project",
+            "websockets_deflate",
+            "websockets_nodeflate",
+            env={
+                "PY": python,
+                "ROUNDS": os.environ.get("ROUNDS", "2"),
+                "WORK": str(work / "wsdeflate"),
+                "PROJECT_CMD": f"{web} --log-level warning",
+            },
+            external=True,
+        )
+        # The feed's fan-out with and without deflate (100 subscribers, 10k events/s).
+        rounds = ["--rounds", os.environ.get("ROUNDS", "2")]
+        duration = ["--duration", os.environ["DURATION"]] if "DURATION" in os.environ else []
+        session.run("python", "-P", "tools/sidebyside.py", "feed", *rounds, *duration)

@@ -32,6 +32,7 @@ import trio
 from app import portability
 from app.config import EchoEngine, Settings, WsEngine, is_loopback
 from app.echo.tasks import TaskEngine
+from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
@@ -41,6 +42,7 @@ from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
 from app.web.ws_events import FeedChannel
+from app.web.wsasgi import DeflateLimits
 
 if TYPE_CHECKING:
     # Imported where they run: they need epoll, which not every system has.
@@ -147,6 +149,7 @@ class Server:
                 find_run=hub.runner.get,
                 websockets=endpoints,
                 draining=hub.draining,
+                deflate=DeflateLimits(DeflateSettings.from_settings(s), s.max_message_size),
             )
             ws_echo = _ws_engine(choice.ws_engine, hub)
             fast = endpoints if choice.ws_engine != "asgi" else None
@@ -200,4 +203,5 @@ def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:
         hub.draining,
         ping_interval=s.ws_ping_interval,
         write_timeout=s.write_timeout,
+        deflate=DeflateSettings.from_settings(s),
     )

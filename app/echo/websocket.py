@@ -18,8 +18,14 @@ Who does what:
   engine and ends; from then on the connection has no task of its own.
 * The engine echoes each message as one frame, text as text, binary as
   binary: fragments are put together first, bounded as a whole by
-  ``--max-message-size`` (1009 beyond it).  Text must be UTF-8 (1007 if
-  not).  Pings are answered and close frames echoed by the protocol object.
+  ``--max-message-size`` (1009 beyond it, counted after inflating).  Text
+  must be UTF-8 (1007 if not; a fragmented message is checked fragment by
+  fragment as it arrives).  Pings are answered and close frames echoed by
+  the protocol object, also between fragments
+  (:class:`~app.echo.wsprotocol.StrictServerProtocol`).
+* permessage-deflate (RFC 7692) is accepted when the client offers it and
+  ``--ws-compression deflate``, within :class:`~app.echo.wsprotocol.DeflateSettings`;
+  the protocol object inflates and deflates, so the echo sees plain messages.
 * Limits and counters are the ``ws`` :class:`~app.echo.conns.ConnTable`'s:
   connection limit (503 at the handshake), idle sweep (closed with 1000
   ``idle``), feed events on open and close.  When the server drains, every
@@ -56,8 +62,8 @@ from websockets.typing import BytesLike
 
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
-from app.echo.handshake import AnswerFirstProtocol
 from app.echo.multiplex import MAX_EVENTS, Link, Multiplexed
+from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol
 from app.errors import describe
 
 log = logging.getLogger(__name__)
@@ -126,9 +132,11 @@ class WsEchoEngine(Multiplexed[_Link]):
         *,
         ping_interval: float,
         write_timeout: float,
+        deflate: DeflateSettings | None = None,
     ) -> None:
         super().__init__(table)
         self._max_size = max_message_size
+        self._deflate = deflate if deflate is not None else DeflateSettings()
         self._draining = draining
         self._ping_interval = ping_interval
         self._write_timeout = write_timeout
@@ -157,7 +165,9 @@ class WsEchoEngine(Multiplexed[_Link]):
 
         Cancellation: safe; nothing is handed over, the caller closes the socket.
         """
-        protocol = AnswerFirstProtocol(max_size=self._max_size, logger=_protocol_log)
+        protocol = StrictServerProtocol(
+            max_size=self._max_size, extensions=self._deflate.factories(), logger=_protocol_log
+        )
         request: Request | None = None
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
             while request is None:
@@ -330,20 +340,23 @@ class WsEchoEngine(Multiplexed[_Link]):
                 opcode, parts = link.parts
                 link.parts = None
                 data = b"".join(parts)
+                # The protocol checked a fragmented text message's UTF-8 as it came.
             elif opcode is OP_BINARY or opcode is OP_TEXT:
                 if not frame.fin:
                     link.parts = (opcode, [data])
                     continue
+                if opcode is OP_TEXT:
+                    try:
+                        codecs.utf_8_decode(data, "strict", True)
+                    except UnicodeDecodeError as exc:
+                        reason = f"{exc.reason} at position {exc.start}"
+                        protocol.fail(CloseCode.INVALID_DATA, reason)
+                        break
             else:
                 if opcode is OP_PONG:
                     link.pinged = False
                 continue  # ping, close: the protocol has answered them
             if opcode is OP_TEXT:
-                try:
-                    codecs.utf_8_decode(data, "strict", True)
-                except UnicodeDecodeError as exc:
-                    protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-                    break
                 protocol.send_text(data)
             else:
                 protocol.send_binary(data)

@@ -27,7 +27,7 @@ from app.scenarios.runner import RunRecord
 from app.web.ws_echo import echo
 from app.web.ws_events import FeedChannel, events
 from app.web.wsapi import Endpoint, WebSocket
-from app.web.wsasgi import AsgiEndpoint
+from app.web.wsasgi import AsgiEndpoint, DeflateLimits
 
 
 def static_dir() -> Path:
@@ -64,12 +64,14 @@ def build_app(
     find_run: Callable[[str], RunRecord | None],
     websockets: Mapping[str, Endpoint],
     draining: trio.Event,
+    deflate: DeflateLimits | None = None,
 ) -> Starlette:
     """The ASGI app of one server.
 
     *health* gives the ``/healthz`` body, *find_run* a recent run for its trace
     download, *websockets* the endpoints mounted as ASGI routes (closed with
-    1001 once *draining* is set).
+    1001 once *draining* is set), their permessage-deflate bounded by *deflate*
+    (default: on, 12 window bits, memLevel 5, 1 MiB messages).
     """
 
     async def healthz(request: Request) -> JSONResponse:
@@ -88,7 +90,7 @@ def build_app(
         )
 
     sockets = [
-        WebSocketRoute(path, AsgiEndpoint(endpoint, draining))
+        WebSocketRoute(path, AsgiEndpoint(endpoint, draining, deflate))
         for path, endpoint in websockets.items()
     ]
     return Starlette(

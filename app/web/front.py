@@ -38,6 +38,7 @@ from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.echo.conns import LimitLog
+from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.net import accept_forever
 from app.web.hyper import HttpServer, shield_sends
@@ -281,6 +282,7 @@ class WebFront:
                         max_message_size=self._settings.max_message_size,
                         ping_interval=self._settings.ws_ping_interval,
                         draining=self._draining,
+                        deflate=DeflateSettings.from_settings(self._settings),
                     )
                 else:
                     await HttpServer(

@@ -27,6 +27,7 @@ from typing import Final, Protocol
 import trio
 
 from app.errors import describe
+from app.feed.batches import SharedText
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,17 @@ class WebSocket(Protocol):
 
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start (and briefly wait for) the closing handshake.  Idempotent; never raises."""
+        ...
+
+    # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        """After :meth:`accept`: whether :meth:`send_shared` can send one compressed frame
+        to many peers on this connection (permessage-deflate on a shell that can)."""
+        ...
+
+    async def send_shared(self, message: SharedText) -> None:
+        """Send *message* as text; compressed once for all peers with the same parameters."""
         ...
 
 
