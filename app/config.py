@@ -24,6 +24,7 @@ from app.units import MiB
 
 ENV_PREFIX: Final = "TRIO_ECHO_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
 ECHO_ENGINES: Final = ("epoll", "tasks")
 WS_ENGINES: Final = ("epoll", "fast", "asgi")
 
@@ -60,6 +61,10 @@ class Settings:
     trace: bool = True
     workers: int = 1
     log_level: str = "info"
+    # -- issue 13: one feed on Redis Streams, metrics and logs ------------------------------
+    feed: str = "memory"
+    feed_outbox: int = 10_000
+    log_format: str = "text"
 
     @property
     def origins(self) -> frozenset[str]:
@@ -174,6 +179,20 @@ SERVE_OPTIONS: Final = (
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),
     Option("log_level", "logging threshold", choices=LOG_LEVELS),
+    # -- issue 13: one feed on Redis Streams, metrics and logs ----------------------------------
+    Option(
+        "feed",
+        "where the feed lives: memory (this process), or redis://HOST[:PORT][/DB][?stream=NAME], "
+        "one Redis Stream shared by every instance and worker that names it",
+    ),
+    Option(
+        "feed_outbox",
+        "events an instance queues for Redis while it is slow or away; older ones are dropped "
+        "and readers see the gap",
+        100,
+        1_000_000,
+    ),
+    Option("log_format", "log lines as text, or one JSON object per line", choices=LOG_FORMATS),
 )
 
 CLIENT_OPTIONS: Final = (

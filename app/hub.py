@@ -17,6 +17,7 @@ from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
 from app.feed.live import Feed
+from app.feed.redis_url import parse_feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
 
@@ -50,7 +51,7 @@ class Hub:
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:
         """A hub with fresh tables sharing *feed* (a new one if not given)."""
-        feed = feed or Feed(settings.feed_capacity)
+        feed = feed or make_feed(settings, worker)
 
         def table(transport: str, limit: int) -> ConnTable:
             return ConnTable(
@@ -74,3 +75,18 @@ class Hub:
             ),
             worker=worker,
         )
+
+
+def make_feed(settings: Settings, worker: int = 0) -> Feed:
+    """The feed ``--feed`` asks for: the in-process ring, or the shared Redis Stream.
+
+    Raises:
+        BadFeedURL: ``--feed`` is not a feed URL (the CLI checks it first).
+    """
+    url = parse_feed(settings.feed)
+    if url is None:
+        return Feed(settings.feed_capacity)
+    # Imported only when asked for: the in-process feed does not load a Redis client.
+    from app.feed.redis import RedisFeed
+
+    return RedisFeed(url, settings.feed_capacity, outbox=settings.feed_outbox, worker=worker)

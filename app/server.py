@@ -4,6 +4,7 @@
 
     Server.run
     └── root nursery
+        ├── feed link          --feed redis://...: outbox flusher and stream mirror (else none)
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
@@ -132,6 +133,7 @@ class Server:
             trio.lowlevel.add_instrument(hub.tracer)
             try:
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(hub.feed.run, name="feed link")
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
                     if ws_echo is not None:

@@ -196,9 +196,21 @@ class ConnTable:
         debug level; any other error is a warning.  The engine closes the socket.
         """
         if isinstance(exc, PEER_GONE):
-            log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
+            log.debug(
+                "%s echo: %s went away: %s",
+                self.transport,
+                conn.peer,
+                exc,
+                extra=_fields(self, conn),
+            )
             return "reset"
-        log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)
+        log.warning(
+            "%s echo: connection from %s failed: %s",
+            self.transport,
+            conn.peer,
+            exc,
+            extra=_fields(self, conn),
+        )
         return "error"
 
     def abort(self, conn: Conn, reason: str) -> None:
@@ -228,6 +240,7 @@ class ConnTable:
                     self.transport,
                     conn.peer,
                     now - conn.last_active,
+                    extra=_fields(self, conn),
                 )
                 self.abort(conn, "idle")
                 expired += 1
@@ -252,3 +265,8 @@ class ConnTable:
         busy.sort(key=lambda item: item[0], reverse=True)
         samples = [ConnSample(c.id, c.bytes_in, c.bytes_out, c.msgs) for _, c in busy[:MAX_SAMPLES]]
         return samples, total_bytes, total_msgs
+
+
+def _fields(table: ConnTable, conn: Conn) -> dict[str, object]:
+    """The connection's fields for a log record (``--log-format json`` prints them)."""
+    return {"conn": conn.id, "peer": conn.peer, "transport": table.transport}

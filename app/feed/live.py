@@ -85,11 +85,31 @@ class Feed:
         self._ring.append(event)
         for tap in self._taps:
             tap(event)
+        self._wake()
+        return event
+
+    def _wake(self) -> None:
+        """Wake every parked reader (if any): the ring moved."""
         if self._parked:
             self._parked = False
             self._wakeup.set()
             self._wakeup = trio.Event()
-        return event
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The feed's own background work, if any: none for the in-process ring (returns at once).
+
+        A shared feed (:class:`app.feed.redis.RedisFeed`) keeps its Redis link here.
+        """
+        task_status.started()
+
+    @property
+    def backend(self) -> str:
+        """What keeps the feed: ``memory`` here, a redis URL on a shared feed."""
+        return "memory"
+
+    def instances(self) -> list[dict[str, object]]:
+        """The instances whose events this feed shows (none listed: only this process)."""
+        return []
 
     async def wait_new(self, cursor: int) -> None:
         """Wait until an event newer than *cursor* exists.
@@ -110,6 +130,18 @@ class Feed:
         if isinstance(batch, Gap):
             self.dropped += batch.missed
         return batch
+
+    def resume(self, since: int | None) -> tuple[int, int]:
+        """A new reader's ``(cursor, missed)``: :meth:`start_cursor`, and nothing missed.
+
+        A shared feed resumes by the stream-wide ``seq`` instead, and may have
+        to say that some events after *since* are gone.
+        """
+        return self.start_cursor(since), 0
+
+    def resume_seq(self, gap: Gap) -> int:
+        """The ``seq`` the page resumes after, for a gap (the ring's cursor, here)."""
+        return gap.resume
 
     def start_cursor(self, since: int | None) -> int:
         """Where a new reader starts: after *since* if given, else a replay of recent history."""

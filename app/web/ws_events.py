@@ -73,7 +73,10 @@ async def events(ws: WebSocket, hub: Hub) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
                 try:
-                    await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+                    cursor, missed = hub.feed.resume(since)
+                    if missed:
+                        await _send_gap(ws, hub.feed, Gap(missed=missed, resume=cursor))
+                    await _stream(ws, hub.feed, cursor)
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
@@ -103,6 +106,8 @@ def hello(hub: Hub) -> protocol.Hello:
         },
         listeners=dict(hub.listeners),
         peers=list(hub.peers),
+        feed=hub.feed.backend,
+        instances=hub.feed.instances(),
     )
 
 
@@ -112,14 +117,18 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
         await feed.wait_new(cursor)
         batch = feed.read_encoded(cursor, MAX_BATCH)
         if isinstance(batch, Gap):
-            await ws.send(
-                protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
-            )
+            await _send_gap(ws, feed, batch)
             cursor = batch.resume
             continue
         await ws.send(protocol.encode_events(batch))
         cursor += len(batch)
         await trio.sleep(MIN_BATCH_INTERVAL)
+
+
+async def _send_gap(ws: WebSocket, feed: Feed, gap: Gap) -> None:
+    """Tell the page it missed ``gap.missed`` events; ``resume`` in the page's ``seq`` terms."""
+    message = protocol.GapMessage(missed=gap.missed, resume=feed.resume_seq(gap))
+    await ws.send(protocol.encode(message))
 
 
 async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:
