@@ -22,7 +22,7 @@ from trio_websocket import WebSocketConnection
 
 from app.child import self_command
 from app.feed.events import Notice, Output
-from app.feed.redis import RedisFeed
+from app.feed.redis import RedisFeed, backoff_delay
 from app.feed.redis_url import parse_feed
 from app.feed.ring import Gap
 
@@ -258,3 +258,10 @@ async def test_a_bad_feed_url_is_one_line_and_exit_1(tmp_path: Path, url: str) -
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "--feed" in lines[0], lines
+
+
+def test_backoff_doubles_up_to_a_cap_and_is_jittered_down_to_half() -> None:
+    assert backoff_delay(1, lambda: 1.0) == pytest.approx(0.1)
+    assert backoff_delay(3, lambda: 1.0) == pytest.approx(0.4)
+    assert backoff_delay(100, lambda: 1.0) == pytest.approx(5.0)
+    assert backoff_delay(100, lambda: 0.0) == pytest.approx(2.5)
