@@ -15,9 +15,10 @@ import trio
 
 from app import __version__
 from app.config import Settings
-from app.echo.conns import ConnTable
+from app.echo.conns import ConnTable, LimitLog
 from app.feed.live import Feed
 from app.feed.redis_url import parse_feed
+from app.lagstats import LagHistogram
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
 
@@ -47,6 +48,11 @@ class Hub:
     web_connections: int = 0
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
+    # -- issue 13: what /metrics reads ---------------------------------------------------------
+    #: The ticker's loop-lag probes.
+    lag: LagHistogram = field(default_factory=LagHistogram)
+    #: Web connections refused over ``--max-web-connections`` (the front's), once it runs.
+    web_refusals: LimitLog | None = None
 
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:

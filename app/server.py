@@ -129,6 +129,7 @@ class Server:
                 else None
             )
             front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
+            hub.web_refusals = front.refusals
             engine = _engine(s.engine, tcp_listener, hub)
             trio.lowlevel.add_instrument(hub.tracer)
             try:

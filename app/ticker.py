@@ -63,6 +63,7 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
         now = trio.current_time()
         lag = now - next_probe
         lags.append(round(lag, 6))
+        hub.lag.observe(lag)
         if lag > block_threshold and not hub.tracer.steps_installed:
             _report_stall(hub, lag)
         next_probe = max(next_probe + PROBE_INTERVAL, now)

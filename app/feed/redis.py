@@ -56,7 +56,7 @@ from app.feed.entries import (
     stream_id,
 )
 from app.feed.events import Event, Notice, encode
-from app.feed.live import REPLAY, Feed
+from app.feed.live import REPLAY, Feed, LinkStats
 from app.feed.outbox import Outbox
 from app.feed.redis_url import RedisFeedURL
 from app.feed.ring import DEFAULT_CAPACITY, Gap
@@ -126,8 +126,6 @@ class RedisFeed(Feed):
         self._instance_json = encode_instance(self.instance)
         self._parser = EntryParser()
         self._lane_base = random.getrandbits(INSTANCE_BITS) << LANE_BITS
-        #: Events published by this instance (its own ``n``).
-        self.published = 0
         # The highest own ``n`` shown locally while offline: skipped when read back.
         self._shown_own = 0
         # The highest ``seq`` shown in the ring (stream seqs, or local ones while offline).
@@ -160,6 +158,17 @@ class RedisFeed(Feed):
     def new_id(self) -> int:
         """A lane id unique across instances (a random per-instance base)."""
         return self._lane_base + super().new_id()
+
+    def link_statistics(self) -> LinkStats:
+        """The link's numbers, for ``/metrics``."""
+        return LinkStats(
+            online=self._online,
+            outbox_depth=len(self.outbox),
+            outbox_capacity=self.outbox.capacity,
+            outbox_dropped=self.outbox.dropped,
+            lost=self.lost,
+            reconnects=self.reconnects,
+        )
 
     def instances(self) -> list[dict[str, object]]:
         """This instance and every other one whose events were seen, for ``hello``."""

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.feed.chrome_trace import chrome_trace
 from app.hub import Hub
+from app.web.metrics import metrics_endpoint
 from app.web.ws_echo import echo
 from app.web.ws_events import events
 from app.web.wsapi import Endpoint, WebSocket
@@ -90,6 +91,7 @@ def build_app(hub: Hub) -> Starlette:
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    _, metrics = metrics_endpoint(hub)
     sockets = [
         WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining))
         for path, endpoint in websocket_endpoints(hub).items()
@@ -97,6 +99,7 @@ def build_app(hub: Hub) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/api/runs/{run:str}/trace.json", trace),
             *sockets,
             Mount("/", StaticFiles(directory=static_dir(), html=True)),

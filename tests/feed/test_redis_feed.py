@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import WebSocketConnection
 
 from app.child import self_command
@@ -26,8 +27,8 @@ from app.feed.redis import RedisFeed, backoff_delay
 from app.feed.redis_url import parse_feed
 from app.feed.ring import Gap
 
-from conftest import wait_until
-from netclient import ws_connect
+from conftest import start_server, wait_until
+from netclient import http_request, ws_connect
 from procs import read_stderr, start_serve
 from sysprocs import RedisServer, free_port, need, start_redis
 
@@ -265,3 +266,40 @@ def test_backoff_doubles_up_to_a_cap_and_is_jittered_down_to_half() -> None:
     assert backoff_delay(3, lambda: 1.0) == pytest.approx(0.4)
     assert backoff_delay(100, lambda: 1.0) == pytest.approx(5.0)
     assert backoff_delay(100, lambda: 0.0) == pytest.approx(2.5)
+
+
+async def test_metrics_show_the_redis_link(nursery: trio.Nursery, redis: RedisServer) -> None:
+    running = await start_server(nursery, feed=redis.url, feed_outbox=123)
+    with trio.fail_after(10):
+        await wait_until(
+            lambda: isinstance(running.hub.feed, RedisFeed) and running.hub.feed.online
+        )
+        _, _, body = await http_request(running.ports.http, "/metrics")
+    values = {
+        s.name: s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert values["trio_echo_feed_redis_up"] == 1
+    assert values["trio_echo_feed_redis_outbox_capacity_events"] == 123
+    assert values["trio_echo_feed_redis_reconnects_total"] == 0
+    assert "trio_echo_feed_redis_lost_events_total" in values
+
+
+async def test_json_logs_one_object_per_line_with_connection_fields(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    proc, tcp, _ = await start_serve(
+        tmp_path, extra=["--log-format", "json", "--feed", dead, "--idle-timeout", "0.2"]
+    )
+    try:
+        with trio.fail_after(10):
+            async with await trio.open_tcp_stream("127.0.0.1", tcp) as s:
+                assert await s.receive_some(10) == b""  # closed for idling
+    finally:
+        err = await stop(proc)
+    records = [json.loads(line) for line in err.decode().splitlines()]
+    assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    idle = next(r for r in records if "idle" in r["message"])
+    assert idle["transport"] == "tcp" and idle["peer"].startswith("127.0.0.1:")
+    assert isinstance(idle["conn"], int)
+    assert any(r["level"] == "warning" and r["logger"] == "app.feed.redis" for r in records)
