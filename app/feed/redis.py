@@ -151,6 +151,11 @@ class RedisFeed(Feed):
         return self._online
 
     @property
+    def last_seq(self) -> int:
+        """The stream-wide ``seq`` of the newest event shown here (what ``?since=`` takes)."""
+        return self._shown_seq
+
+    @property
     def backend(self) -> str:
         """The stream's URL, without a password."""
         return str(self.url)
@@ -360,9 +365,9 @@ class RedisFeed(Feed):
         # Were pages here shown our events only (an outage, or Redis down at start)?
         was_alone = not first or self._shown_seq > 0
         self._online = True
-        floor = redis.register_script(FLOOR_SCRIPT)
         with trio.fail_after(CALL_TIMEOUT):
-            counters: Any = await floor(
+            counters: Any = await redis.eval(
+                FLOOR_SCRIPT,
                 keys=[self.url.stream, self.url.counter],
                 args=[self._shown_seq, self._maxlen],
             )
@@ -402,7 +407,9 @@ class RedisFeed(Feed):
         return self._ring.capacity
 
     async def _flush_loop(self, redis: coredis.Redis[bytes]) -> None:
-        append = redis.register_script(APPEND_SCRIPT)
+        # Loaded once per connection (a restarted Redis has an empty script cache).
+        with trio.fail_after(CALL_TIMEOUT):
+            sha = await redis.script_load(APPEND_SCRIPT)
         keys = [self.url.stream, self.url.counter]
         while True:
             if not len(self.outbox) and not self.outbox.unreported:
@@ -415,7 +422,7 @@ class RedisFeed(Feed):
                 args += [n, encode(event)]
             try:
                 with trio.fail_after(CALL_TIMEOUT):
-                    await append(keys=keys, args=args)
+                    await redis.evalsha(sha, keys=keys, args=args)
             except BaseException:
                 self.outbox.lost(batch)
                 raise
