@@ -303,3 +303,18 @@ async def test_json_logs_one_object_per_line_with_connection_fields(tmp_path: Pa
     assert idle["transport"] == "tcp" and idle["peer"].startswith("127.0.0.1:")
     assert isinstance(idle["conn"], int)
     assert any(r["level"] == "warning" and r["logger"] == "app.feed.redis" for r in records)
+
+
+async def test_workers_share_one_feed(tmp_path: Path, redis: RedisServer) -> None:
+    proc, _, http = await start_serve(tmp_path, extra=["--workers", "2", "--feed", redis.url])
+    try:
+        async with ws_connect(f"ws://127.0.0.1:{http}/ws/events") as page:
+            json.loads(await page.get_message())
+            # Each worker publishes its stats once a second: both reach any worker's page.
+            seen = await messages_until(
+                page, lambda s: len({e.get("inst") for e in s if e.get("kind") == "stats"}) >= 2
+            )
+        workers = {e["inst"].rsplit("/", 1)[1] for e in seen if e.get("kind") == "stats"}
+        assert workers == {"1", "2"}
+    finally:
+        await stop(proc)
