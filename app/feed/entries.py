@@ -128,6 +128,11 @@ def stream_id(seq: int) -> str:
     return f"{seq}-0"
 
 
+# Instances whose JSON is kept decoded; each restart of an instance is a new one (a new pid),
+# so the oldest are forgotten (and decoded again if they show up).
+MAX_INSTANCES: Final = 256
+
+
 class EntryParser:
     """Turns raw entries into :class:`Entry`, decoding each instance's JSON once."""
 
@@ -153,6 +158,8 @@ class EntryParser:
             instance = self._instances.get(raw_instance)
             if instance is None:
                 instance = _instance_decoder.decode(raw_instance)
+                if len(self._instances) >= MAX_INSTANCES:
+                    del self._instances[next(iter(self._instances))]
                 self._instances[raw_instance] = instance
             return Entry(seq, instance, int(raw_n), decode(raw_event))
         except (KeyError, ValueError, msgspec.DecodeError) as exc:

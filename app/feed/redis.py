@@ -86,6 +86,10 @@ BACKOFF_MAX: Final = 5.0
 LANE_BITS: Final = 32
 INSTANCE_BITS: Final = 20
 
+# hello lists the instances whose events arrived in this many seconds (every instance
+# publishes its stats once a second while it runs).
+INSTANCE_FRESH: Final = 30.0
+
 # What a lost or unusable Redis link raises (coredis wraps most of them; a
 # timeout of ours is trio.TooSlowError).  Anything else is a bug, and still
 # ends only the link (see RedisFeed.run).
@@ -125,6 +129,8 @@ class RedisFeed(Feed):
         self.outbox: Outbox[tuple[int, Event]] = Outbox(outbox)
         self._instance_json = encode_instance(self.instance)
         self._parser = EntryParser()
+        # Feed time each instance's newest event arrived at, by instance key.
+        self._last_heard: dict[str, tuple[float, Instance]] = {}
         self._lane_base = random.getrandbits(INSTANCE_BITS) << LANE_BITS
         # The highest own ``n`` shown locally while offline: skipped when read back.
         self._shown_own = 0
@@ -176,9 +182,12 @@ class RedisFeed(Feed):
         )
 
     def instances(self) -> list[dict[str, object]]:
-        """This instance and every other one whose events were seen, for ``hello``."""
-        seen = [i for i in self._parser.instances if i.key != self.instance.key]
-        return [self.instance.describe(), *(i.describe() for i in seen)]
+        """This instance, then every other one heard from lately (:data:`INSTANCE_FRESH`)."""
+        horizon = self.now() - INSTANCE_FRESH
+        for key in [k for k, (t, _) in self._last_heard.items() if t < horizon]:
+            del self._last_heard[key]  # gone (or silent): also keeps this dict bounded
+        others = [i for _, i in self._last_heard.values() if i.key != self.instance.key]
+        return [self.instance.describe(), *(i.describe() for i in others)]
 
     def publish(self, event: E, *, at: float | None = None) -> E:
         """Stamp *event* (``t``, ``inst``) and queue it for the stream.  Never blocks.
@@ -255,6 +264,7 @@ class RedisFeed(Feed):
         are not shown twice.
         """
         lost = 0
+        now = self.now()
         for identifier, fields in entries:
             try:
                 entry = self._parser.parse(identifier, fields)
@@ -270,6 +280,8 @@ class RedisFeed(Feed):
             if entry.event is None or entry.instance is None:
                 self._shown_seq = max(self._shown_seq, seq)  # a skip entry: the counter jumped
                 continue
+            if not history:  # old entries say nothing about who runs now
+                self._last_heard[entry.instance.key] = (now, entry.instance)
             own_shown = entry.instance.key == self.instance.key and entry.n <= self._shown_own
             if seq <= self._shown_seq:
                 # Published by others while our own link was down, in the range we used to
