@@ -219,7 +219,12 @@ class WebFront:
                 else:
                     await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
             except Exception as exc:  # the per-connection boundary: only this one ends
-                log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
+                log.error(
+                    "web: connection from %s failed: %s",
+                    stream.peer,
+                    describe(exc),
+                    extra={"peer": stream.peer, "transport": "web"},
+                )
                 log.debug("web: connection from %s failure", stream.peer, exc_info=True)
             finally:
                 if not handed_over:
