@@ -108,6 +108,8 @@ class Entry:
     instance: Instance | None = None
     n: int = 0
     event: AnyEvent | None = None
+    #: ``instance.key``, built once per instance rather than once per event.
+    inst: str = ""
 
 
 def entry_seq(identifier: bytes | str) -> int:
@@ -116,10 +118,10 @@ def entry_seq(identifier: bytes | str) -> int:
     Raises:
         BadEntry: not ``<digits>-<digits>``.
     """
-    text = identifier.decode() if isinstance(identifier, bytes) else identifier
-    ms, _, _ = text.partition("-")
+    raw = identifier.encode() if isinstance(identifier, str) else identifier
+    ms = raw.partition(b"-")[0]
     if not ms.isdigit():
-        raise BadEntry(f"expected a stream id like 123-0, got {text!r}")
+        raise BadEntry(f"expected a stream id like 123-0, got {raw!r}")
     return int(ms)
 
 
@@ -137,12 +139,12 @@ class EntryParser:
     """Turns raw entries into :class:`Entry`, decoding each instance's JSON once."""
 
     def __init__(self) -> None:
-        self._instances: dict[bytes, Instance] = {}
+        self._instances: dict[bytes, tuple[Instance, str]] = {}
 
     @property
     def instances(self) -> list[Instance]:
-        """Every instance seen so far, in the order first seen."""
-        return list(self._instances.values())
+        """The instances decoded so far (at most :data:`MAX_INSTANCES`), oldest first."""
+        return [instance for instance, _ in self._instances.values()]
 
     def parse(self, identifier: bytes | str, fields: dict[bytes, bytes]) -> Entry:
         """Parse one entry.
@@ -155,25 +157,27 @@ class EntryParser:
             return Entry(seq)
         try:
             raw_instance, raw_n, raw_event = fields[b"i"], fields[b"n"], fields[b"e"]
-            instance = self._instances.get(raw_instance)
-            if instance is None:
+            known = self._instances.get(raw_instance)
+            if known is None:
                 instance = _instance_decoder.decode(raw_instance)
                 if len(self._instances) >= MAX_INSTANCES:
                     del self._instances[next(iter(self._instances))]
-                self._instances[raw_instance] = instance
-            return Entry(seq, instance, int(raw_n), decode(raw_event))
+                known = self._instances[raw_instance] = (instance, instance.key)
+            return Entry(seq, known[0], int(raw_n), decode(raw_event), known[1])
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise BadEntry(f"entry {seq}: {exc}") from None
 
 
-def localize(event: Event, seq: int, instance: Instance, started_at: float) -> None:
+def localize(event: Event, seq: int, instance: Instance, started_at: float, inst: str) -> None:
     """Make a stream event this instance's: stream-wide ``seq``, ``inst``, ``t`` on our clock.
+
+    *inst* is ``instance.key`` (passed in: built once per instance, not per event).
 
     ``t`` counts from the publishing instance's start; readers here count from
     ours (*started_at*), so it moves by the difference of the two wall clocks.
     """
     msgspec.structs.force_setattr(event, "seq", seq)
-    msgspec.structs.force_setattr(event, "inst", instance.key)
+    msgspec.structs.force_setattr(event, "inst", inst)
     if instance.started_at != started_at:
         t = event.t + instance.started_at - started_at
         msgspec.structs.force_setattr(event, "t", round(t, 6))

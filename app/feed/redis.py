@@ -128,6 +128,7 @@ class RedisFeed(Feed):
         )
         self.outbox: Outbox[tuple[int, Event]] = Outbox(outbox)
         self._instance_json = encode_instance(self.instance)
+        self._key = self.instance.key
         self._parser = EntryParser()
         # Feed time each instance's newest event arrived at, by instance key.
         self._last_heard: dict[str, tuple[float, Instance]] = {}
@@ -197,7 +198,7 @@ class RedisFeed(Feed):
         """
         t = self.now() if at is None else at
         msgspec.structs.force_setattr(event, "t", round(t, 6))
-        msgspec.structs.force_setattr(event, "inst", self.instance.key)
+        msgspec.structs.force_setattr(event, "inst", self._key)
         self.published += 1
         self.outbox.push((self.published, event))
         for tap in self._taps:
@@ -281,8 +282,8 @@ class RedisFeed(Feed):
                 self._shown_seq = max(self._shown_seq, seq)  # a skip entry: the counter jumped
                 continue
             if not history:  # old entries say nothing about who runs now
-                self._last_heard[entry.instance.key] = (now, entry.instance)
-            own_shown = entry.instance.key == self.instance.key and entry.n <= self._shown_own
+                self._last_heard[entry.inst] = (now, entry.instance)
+            own_shown = entry.inst == self._key and entry.n <= self._shown_own
             if seq <= self._shown_seq:
                 # Published by others while our own link was down, in the range we used to
                 # number our local events: the page cannot take it out of order.
@@ -293,7 +294,7 @@ class RedisFeed(Feed):
             self._shown_seq = seq
             if own_shown:
                 continue
-            localize(entry.event, seq, entry.instance, self.started_at)
+            localize(entry.event, seq, entry.instance, self.started_at, entry.inst)
             if lost:
                 self._skip(lost)
                 lost = 0

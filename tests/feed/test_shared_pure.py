@@ -170,7 +170,7 @@ def test_an_entry_round_trips_and_is_localized() -> None:
     entry = parser.parse(b"42-0", {b"i": encode_instance(A), b"n": b"7", b"e": encode(event)})
     assert (entry.seq, entry.n, entry.instance) == (42, 7, A)
     assert isinstance(entry.event, Output) and entry.event.text == "hi"
-    localize(entry.event, entry.seq, A, started_at=1001.0)
+    localize(entry.event, entry.seq, A, 1001.0, entry.inst)
     assert (entry.event.seq, entry.event.inst, entry.event.t) == (42, "a/1/0", 1.5)
     assert parser.instances == [A]
 
