@@ -223,10 +223,11 @@ class RedisFeed(Feed):
 
     def resume_seq(self, gap: Gap) -> int:
         """The stream ``seq`` a page resumes after, for a gap the ring gave at cursor ``resume``."""
-        nxt = self._ring.read(gap.resume, 1)
-        if isinstance(nxt, list) and nxt:
-            return nxt[0].seq - 1
-        return self._shown_seq
+        cursor = gap.resume
+        while isinstance(nxt := self._ring.read(cursor, 1), Gap):
+            cursor = nxt.resume  # a hole right after the gap: look past it
+        # The page skips what is at or below resume: never name more than it missed.
+        return nxt[0].seq - 1 if nxt else self._shown_seq
 
     # -- local display ------------------------------------------------------------------------
 
