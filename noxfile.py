@@ -6,6 +6,7 @@ Extra arguments go to the tool: ``nox -s tests -- -k tcp``.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -153,4 +154,6 @@ def bench(session: nox.Session) -> None:
             "-lpthread",
             external=True,
         )
-        session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload))
+        # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
+        extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
+        session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)
