@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -32,14 +32,19 @@ RUN_STATES = ("done", "cancelled", "timeout", "error")
 
 
 class HubCollector(Collector):
-    """Reads one server's :class:`Hub` at scrape time."""
+    """Reads one server's :class:`Hub` at scrape time.
 
-    def __init__(self, hub: Hub) -> None:
+    *web_counts* gives the web connections open now and refused so far (the web
+    front keeps those, not the hub).
+    """
+
+    def __init__(self, hub: Hub, web_counts: Callable[[], tuple[int, int]]) -> None:
         self._hub = hub
+        self._web_counts = web_counts
 
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
-        yield from _connections(hub)
+        yield from _connections(hub, *self._web_counts())
         yield from _feed(hub)
         lag = HistogramMetricFamily(
             "trio_echo_loop_lag_seconds",
@@ -70,7 +75,7 @@ class HubCollector(Collector):
         yield info
 
 
-def _connections(hub: Hub) -> Iterator[Metric]:
+def _connections(hub: Hub, web_open: int, web_refused: int) -> Iterator[Metric]:
     tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)
     open_ = GaugeMetricFamily(
         "trio_echo_connections_open", "Connections open now, by transport", labels=["transport"]
@@ -102,8 +107,8 @@ def _connections(hub: Hub) -> Iterator[Metric]:
             total_msgs += conn.msgs
         moved.add_metric(label, total_bytes)
         messages.add_metric(label, total_msgs)
-    open_.add_metric(["web"], hub.web_connections)
-    refused.add_metric(["web"], hub.web_refusals.total if hub.web_refusals else 0)
+    open_.add_metric(["web"], web_open)
+    refused.add_metric(["web"], web_refused)
     yield from (open_, accepted, refused, moved, messages)
 
 

@@ -55,7 +55,7 @@ from app.feed.entries import (
     localize,
     stream_id,
 )
-from app.feed.events import Event, Notice, encode
+from app.feed.events import Event, Notice, NoticeLevel, encode
 from app.feed.live import REPLAY, Feed, LinkStats
 from app.feed.outbox import Outbox
 from app.feed.redis_url import RedisFeedURL
@@ -239,7 +239,7 @@ class RedisFeed(Feed):
         self._shown_own = max(self._shown_own, n)
         self._wake()
 
-    def _notice(self, level: str, text: str) -> None:
+    def _notice(self, level: NoticeLevel, text: str) -> None:
         """Tell this instance's pages something about the link (shown here only)."""
         notice = Notice(level=level, text=text)
         msgspec.structs.force_setattr(notice, "t", round(self.now(), 6))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.feed.entries import Instance, encode_instance, stream_id
-from app.feed.events import Notice, Output, encode
+from app.feed.events import Notice, Output, decode, encode
 from app.feed.redis import RedisFeed
 from app.feed.redis_url import RedisFeedURL
 from app.feed.ring import Gap
@@ -34,27 +34,34 @@ def feed() -> RedisFeed:
     return RedisFeed(RedisFeedURL("127.0.0.1"), 64, host="me")
 
 
-def seen(f: RedisFeed, cursor: int = 0) -> list[Any]:
-    """What a reader from *cursor* gets: output texts, and ``("gap", n)`` for each gap."""
+def walk(f: RedisFeed, cursor: int = 0) -> list[Any]:
+    """What a reader from ring cursor *cursor* gets: events, and ``("gap", n)`` for each gap."""
     out: list[Any] = []
-    while cursor < f.ring.last_seq:
-        batch = f.ring.read(cursor, 100)
+    while True:
+        batch = f.read_encoded(cursor, 100)
         if isinstance(batch, Gap):
             out.append(("gap", batch.missed))
             cursor = batch.resume
             continue
-        out += [e.text if isinstance(e, Output) else type(e).__name__ for e in batch]
+        if not batch:
+            return out
+        out += [decode(data) for data in batch]
         cursor += len(batch)
-    return out
+
+
+def seen(f: RedisFeed, cursor: int = 0) -> list[Any]:
+    """Like :func:`walk`, with output events as their text and others as their class name."""
+    return [
+        e if isinstance(e, tuple) else e.text if isinstance(e, Output) else type(e).__name__
+        for e in walk(f, cursor)
+    ]
 
 
 def test_consecutive_entries_are_shown_in_order_with_the_stream_seq() -> None:
     f = feed()
     f.ingest([entry(1, "a"), entry(2, "b")])
     assert seen(f) == ["a", "b"]
-    events = f.ring.read(0, 10)
-    assert isinstance(events, list)
-    assert [(e.seq, e.inst) for e in events] == [(1, "other/2/0"), (2, "other/2/0")]
+    assert [(e.seq, e.inst) for e in walk(f)] == [(1, "other/2/0"), (2, "other/2/0")]
     assert f.last_seq == 2
 
 
@@ -98,6 +105,6 @@ def test_since_resumes_by_stream_seq_and_counts_what_the_ring_no_longer_holds() 
 def test_a_gaps_resume_is_a_stream_seq_the_page_can_skip_to() -> None:
     f = feed()
     f.ingest([entry(1, "a"), entry(5, "b")])
-    gap = f.ring.read(1, 10)
+    gap = f.read_encoded(1, 10)
     assert isinstance(gap, Gap)
     assert f.resume_seq(gap) == 4  # the page skips seq <= 4, and gets b (5)

@@ -24,7 +24,8 @@ async def test_metrics_count_connections_bytes_runs_lag_and_build(running: Runni
     async with await trio.open_tcp_stream(*running.tcp) as s:
         await s.send_all(b"12345")
         assert await s.receive_some(10) == b"12345"
-        record = await running.hub.runner.run("spawn-join", {})
+        record = running.hub.runner.start("spawn-join", {})
+        await record.finished.wait()
         assert record.state == "done"
         await wait_until(lambda: running.hub.lag.count > 0)
         m = await scrape(running)
