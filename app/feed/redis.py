@@ -126,7 +126,7 @@ class RedisFeed(Feed):
             worker=worker,
             started_at=self.started_at,
         )
-        self.outbox: Outbox[tuple[int, Event]] = Outbox(outbox)
+        self._outbox: Outbox[tuple[int, Event]] = Outbox(outbox)
         self._instance_json = encode_instance(self.instance)
         self._key = self.instance.key
         self._parser = EntryParser()
@@ -143,19 +143,14 @@ class RedisFeed(Feed):
         self._linked = False
         self._flush_wakeup = trio.Event()
         self._flusher_parked = False
-        #: Times the link came back after being lost.
-        self.reconnects = 0
-        #: Events known lost before they reached this ring (trimmed, dropped by an outbox).
-        self.lost = 0
-        #: Stream entries that were not ours and were skipped.
-        self.bad_entries = 0
+        # Times the link came back after being lost.
+        self._reconnects = 0
+        # Events known lost before they reached this ring (trimmed, dropped by an outbox).
+        self._lost = 0
+        # Stream entries that were not ours and were skipped (the first one is logged).
+        self._bad_entries = 0
 
     # -- what publishers and readers see -------------------------------------------------------
-
-    @property
-    def online(self) -> bool:
-        """True while the link to Redis works (events go through the stream)."""
-        return self._online
 
     @property
     def last_seq(self) -> int:
@@ -175,11 +170,11 @@ class RedisFeed(Feed):
         """The link's numbers, for ``/metrics``."""
         return LinkStats(
             online=self._online,
-            outbox_depth=len(self.outbox),
-            outbox_capacity=self.outbox.capacity,
-            outbox_dropped=self.outbox.dropped,
-            lost=self.lost,
-            reconnects=self.reconnects,
+            outbox_depth=len(self._outbox),
+            outbox_capacity=self._outbox.capacity,
+            outbox_dropped=self._outbox.dropped,
+            lost=self._lost,
+            reconnects=self._reconnects,
         )
 
     def instances(self) -> list[dict[str, object]]:
@@ -200,7 +195,7 @@ class RedisFeed(Feed):
         msgspec.structs.force_setattr(event, "t", round(t, 6))
         msgspec.structs.force_setattr(event, "inst", self._key)
         self.published += 1
-        self.outbox.push((self.published, event))
+        self._outbox.push((self.published, event))
         for tap in self._taps:
             tap(event)
         if not self._online:
@@ -252,7 +247,7 @@ class RedisFeed(Feed):
     def _go_offline(self) -> None:
         """The link is down: show our own events here, the queued ones first."""
         self._online = False
-        for n, event in self.outbox.pending():
+        for n, event in self._outbox.pending():
             if n > self._shown_own:
                 self._show_own(n, event)
         self._shown_own = max(self._shown_own, self.published)
@@ -271,8 +266,8 @@ class RedisFeed(Feed):
             try:
                 entry = self._parser.parse(identifier, fields)
             except BadEntry as exc:
-                self.bad_entries += 1
-                if self.bad_entries == 1:
+                self._bad_entries += 1
+                if self._bad_entries == 1:
                     log.warning("feed: skipping a stream entry that is not ours: %s", exc)
                 continue
             seq = entry.seq
@@ -306,7 +301,7 @@ class RedisFeed(Feed):
 
     def _skip(self, lost: int) -> None:
         self._ring.skip(lost)
-        self.lost += lost
+        self._lost += lost
 
     # -- the link -----------------------------------------------------------------------------
 
@@ -408,7 +403,7 @@ class RedisFeed(Feed):
         if first:
             log.info("feed: connected to %s", self.url)
         else:
-            self.reconnects += 1
+            self._reconnects += 1
             log.info("feed: %s is back", self.url)
         if was_alone:
             # Through the stream: every page learns that this instance is back.
@@ -426,11 +421,11 @@ class RedisFeed(Feed):
             sha = await redis.script_load(APPEND_SCRIPT)
         keys = [self.url.stream, self.url.counter]
         while True:
-            if not len(self.outbox) and not self.outbox.unreported:
+            if not len(self._outbox) and not self._outbox.unreported:
                 self._flusher_parked = True
                 await self._flush_wakeup.wait()
                 continue
-            batch = self.outbox.take()
+            batch = self._outbox.take()
             args: list[str | bytes | int] = [batch.dropped, self._maxlen, self._instance_json]
             for n, event in batch.events:
                 args += [n, encode(event)]
@@ -438,7 +433,7 @@ class RedisFeed(Feed):
                 with trio.fail_after(CALL_TIMEOUT):
                     await redis.evalsha(sha, keys=keys, args=args)
             except BaseException:
-                self.outbox.lost(batch)
+                self._outbox.lost(batch)
                 raise
 
     async def _read_loop(self, redis: coredis.Redis[bytes]) -> None:

@@ -23,6 +23,7 @@ from trio_websocket import WebSocketConnection
 
 from app.child import self_command
 from app.feed.events import Notice, Output, decode
+from app.feed.live import LinkStats
 from app.feed.redis import RedisFeed, backoff_delay
 from app.feed.redis_url import parse_feed
 from app.feed.ring import Gap
@@ -201,23 +202,27 @@ async def test_outbox_bound_holds_while_redis_is_stalled(redis: RedisServer) -> 
         await nursery.start(writer.run)
         await nursery.start(reader.run)
         with trio.fail_after(10):
-            await wait_until(lambda: writer.online and reader.online)
+            await wait_until(lambda: link(writer).online and link(reader).online)
         assert redis.process is not None
         redis.process.send_signal(signal.SIGSTOP)  # Redis hangs: every call waits
         try:
             with trio.testing.assert_no_checkpoints():
                 for i in range(1_000):
                     writer.publish(Output(text=f"line {i}"))
-            assert len(writer.outbox) <= 100
-            assert writer.outbox.dropped >= 900
+            assert link(writer).outbox_depth <= 100
+            assert link(writer).outbox_dropped >= 900
         finally:
             redis.process.send_signal(signal.SIGCONT)
         with trio.fail_after(30):
             await wait_until(lambda: "line 999" in texts(reader))
         # Every event reached the reader or is counted in its gaps; nothing else is a gap.
-        assert len(texts(reader)) + reader.lost == 1_000
-        assert reader.lost == writer.outbox.dropped
+        assert len(texts(reader)) + link(reader).lost == 1_000
+        assert link(reader).lost == link(writer).outbox_dropped
         nursery.cancel_scope.cancel()
+
+
+def link(feed: RedisFeed) -> LinkStats:
+    return feed.link_statistics()
 
 
 def texts(feed: RedisFeed) -> list[str]:
@@ -243,7 +248,7 @@ async def test_publish_never_waits_on_redis(redis: RedisServer) -> None:
     with trio.testing.assert_no_checkpoints():
         for _ in range(500):
             feed.publish(Notice(level="info", text="x"))
-    assert len(feed.outbox) == 100 and feed.outbox.dropped == 400
+    assert (link(feed).outbox_depth, link(feed).outbox_dropped) == (100, 400)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +279,7 @@ async def test_metrics_show_the_redis_link(nursery: trio.Nursery, redis: RedisSe
     running = await start_server(nursery, feed=redis.url, feed_outbox=123)
     with trio.fail_after(10):
         await wait_until(
-            lambda: isinstance(running.hub.feed, RedisFeed) and running.hub.feed.online
+            lambda: isinstance(running.hub.feed, RedisFeed) and link(running.hub.feed).online
         )
         _, _, body = await http_request(running.ports.http, "/metrics")
     values = {

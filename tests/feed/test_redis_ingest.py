@@ -69,7 +69,7 @@ def test_a_jump_is_a_gap_of_exactly_the_missing_entries() -> None:
     f = feed()
     f.ingest([entry(1, "a"), entry(5, "b")])
     assert seen(f) == ["a", ("gap", 3), "b"]
-    assert f.lost == 3
+    assert f.link_statistics().lost == 3
 
 
 def test_a_skip_entry_moves_on_without_a_gap() -> None:
