@@ -84,6 +84,34 @@ class BenchError(Exception):
     """The run could not start (nothing to connect to, a bad target)."""
 
 
+def tcp_address(target: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 hosts in brackets) as a connectable ``(host, port)``.
+
+    Raises:
+        BenchError: not ``host:port`` with a port in 1..65535.
+    """
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError(f"{target!r}: expected HOST:PORT with a port in 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def check_url(url: str) -> None:
+    """Refuse a websocket URL the clients cannot use, before any connection is tried.
+
+    Raises:
+        BenchError: not ``ws://`` or ``wss://`` with a host, or a port out of range.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise BenchError(f"{url!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise BenchError(f"{url!r}: expected a ws:// or wss:// URL with a host")
+    del port
+
+
 class Recorder:
     """Counts of one run, shared by every client task; only counts inside the window."""
 
@@ -145,8 +173,12 @@ async def _tcp_client(
     size = plan.size
     with trio.socket.socket() as sock:
         async with up:
-            with trio.move_on_after(CONNECT_TIMEOUT) as scope:
-                await sock.connect((host, port))
+            try:
+                with trio.move_on_after(CONNECT_TIMEOUT) as scope:
+                    await sock.connect((host, port))
+            except OSError:
+                rec.up("connect_failed")
+                return
         if scope.cancelled_caught:
             rec.up("connect_timeout")
             return
@@ -383,8 +415,7 @@ async def _stalled_subscriber(url: str) -> None:
 
 async def _churn(tcp: str, rate: int, rec: Recorder) -> None:
     """Open and reset TCP echo connections, ``rate / 2`` a second: ``rate`` feed events."""
-    host, _, port = tcp.rpartition(":")
-    address = (host.strip("[]"), int(port))
+    address = tcp_address(tcp)
     linger = struct.pack("ii", 1, 0)
     per_second = rate / 2
     start = trio.current_time()
@@ -420,13 +451,14 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
     rec = Recorder(plan.connections)
     payloads = Payloads(plan.size, plan.text)
     up = trio.Semaphore(CONNECT_CONCURRENCY)
-    host, _, port = plan.target.rpartition(":")
+    if plan.mode == "tcp":
+        host, port = tcp_address(plan.target)
+    else:
+        check_url(plan.target)
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
             if plan.mode == "tcp":
-                nursery.start_soon(
-                    _tcp_client, host.strip("[]"), int(port), plan, rec, payloads, up
-                )
+                nursery.start_soon(_tcp_client, host, port, plan, rec, payloads, up)
             else:
                 nursery.start_soon(_ws_client, plan, rec, payloads, up)
         with trio.move_on_after(CONNECT_TIMEOUT + 1):
@@ -486,6 +518,7 @@ async def _window(plan: Plan, rec: Recorder, progress: Progress) -> float:
 
 async def _run_feed(plan: Plan, progress: Progress) -> Summary:
     """Subscribers, churn at ``plan.rate``, then the same again with one subscriber stalled."""
+    check_url(plan.target)
     phases = ("all reading", "one stalled")
     subs = [Subscriber(len(phases)) for _ in range(plan.connections)]
     phase = [-1]
