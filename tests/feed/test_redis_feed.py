@@ -188,9 +188,15 @@ async def test_redis_killed_and_restarted_mid_run_notice_gap_resume(
         gaps = [e for e in back if e.get("type") == "gap"]
         assert sum(g["missed"] for g in gaps) >= 60
         assert any(e.get("kind") == "notice" and "is back" in e["text"] for e in back)
+        lines = (await stop(a)).decode().splitlines()
+        # One line when the link went, one when it came back; the retries between are quiet.
+        assert sum("feed: lost redis://" in line for line in lines) == 1, lines
+        assert sum("is back" in line for line in lines) == 1, lines
+        assert not any("unavailable" in line for line in lines), lines
     finally:
-        await stop(a)
-        await stop(b)
+        for proc in (a, b):
+            if proc.returncode is None:
+                await stop(proc)
 
 
 async def test_outbox_bound_holds_while_redis_is_stalled(redis: RedisServer) -> None:
