@@ -93,13 +93,12 @@ class Server:
         return self._front.connections if self._front is not None else 0
 
     def _web_counts(self) -> tuple[int, int]:
-        """Web connections open now and refused so far (the front keeps both), for /metrics."""
+        """Web connections open now and refused so far (the front keeps both)."""
         refused = self._front.refusals.total if self._front is not None else 0
         return self.web_connections, refused
 
     def _health(self) -> dict[str, Any]:
-        refused = self._front.refusals.total if self._front is not None else 0
-        return self.hub.health(self.web_connections, refused)
+        return self.hub.health(*self._web_counts())
 
     def set_peers(self, peers: list[dict[str, Any]]) -> None:
         """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
