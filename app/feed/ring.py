@@ -115,7 +115,10 @@ class Ring:
             oldest, oldest_cursor = event, cursor
         if oldest is None:
             return self._last
-        return Gap(missed=max(0, oldest.seq - seq - 1), resume=oldest_cursor - 1)
+        missed = oldest.seq - seq - 1
+        if missed <= 0:  # *seq* is right before the oldest held: nothing is missing
+            return oldest_cursor - 1
+        return Gap(missed=missed, resume=oldest_cursor - 1)
 
     def clamp(self, cursor: int) -> int:
         """A cursor a new reader may start from: never ahead of the newest event, never negative."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.feed.entries import (
     BadEntry,
@@ -198,3 +202,68 @@ def test_entries_that_are_not_ours_are_refused(
 
 def test_stream_ids() -> None:
     assert entry_seq(stream_id(123)) == 123
+
+
+# -- ring: holes and seq lookup against a model -----------------------------------------------
+
+OPS = st.lists(
+    st.one_of(
+        st.integers(1, 3).map(lambda n: ("append", n)),
+        st.integers(1, 12).map(lambda n: ("skip", n)),
+    ),
+    max_size=40,
+)
+
+
+@given(capacity=st.integers(1, 8), ops=OPS)
+def test_walking_the_ring_sees_every_event_or_counts_it_missed(
+    capacity: int, ops: list[tuple[str, int]]
+) -> None:
+    ring = Ring(capacity)
+    model: list[int | None] = []  # by cursor - 1: the event's own seq, or None for a hole
+    seq = 0
+    for op, n in ops:
+        if op == "append":
+            for _ in range(n):
+                seq += 1
+                own_seq(ring, [seq])
+                model.append(seq)
+        else:
+            ring.skip(n)
+            model += [None] * n
+            seq += n
+    assert ring.last_seq == len(model)
+    held = set(range(max(0, len(model) - capacity), len(model)))
+    for start in range(len(model) + 1):
+        seen: list[int] = []
+        missed, cursor = 0, start
+        while cursor < ring.last_seq:
+            batch = ring.read(cursor, 3)
+            if isinstance(batch, Gap):
+                assert batch.missed > 0 and batch.resume > cursor
+                missed, cursor = missed + batch.missed, batch.resume
+                continue
+            assert batch
+            seen += [e.seq for e in batch]
+            cursor += len(batch)
+        expected = [s for i, s in enumerate(model[start:], start) if s is not None and i in held]
+        assert seen == expected
+        assert len(seen) + missed == len(model) - start
+
+
+@given(capacity=st.integers(1, 8), seqs=st.lists(st.integers(1, 5), min_size=1, max_size=20))
+def test_cursor_after_resumes_right_after_since(capacity: int, seqs: list[int]) -> None:
+    ring = Ring(capacity)
+    own = list(itertools.accumulate(seqs))  # increasing seqs with jumps
+    own_seq(ring, own)
+    held = own[-capacity:]
+    for since in range(own[-1] + 2):
+        found = ring.cursor_after(since)
+        if isinstance(found, Gap):
+            assert since < held[0] - 1 and found.missed == held[0] - since - 1
+            cursor = found.resume
+        else:
+            cursor = found
+        batch = ring.read(cursor, 100)
+        assert isinstance(batch, list)
+        assert [e.seq for e in batch] == [s for s in held if s > since]
