@@ -6,6 +6,7 @@ Extra arguments go to the tool: ``nox -s tests -- -k tcp``.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate", "feed-redis")
 
 
 @nox.session
@@ -81,7 +82,8 @@ def bench(session: nox.Session) -> None:
     websockets' asyncio server with and without its default deflate:
     run_ws_deflate.sh; then the feed's fan-out with and without deflate:
     sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
-    ``DURATION=1 ROUNDS=1`` is a smoke run).
+    ``DURATION=1 ROUNDS=1`` is a smoke run) and ``feed-redis`` (two instances on
+    one Redis Stream: fan-out lag, an outage, echo ratio).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -168,3 +170,19 @@ def bench(session: nox.Session) -> None:
         rounds = ["--rounds", os.environ.get("ROUNDS", "2")]
         duration = ["--duration", os.environ["DURATION"]] if "DURATION" in os.environ else []
         session.run("python", "-P", "tools/sidebyside.py", "feed", *rounds, *duration)
+    if "feed-redis" in parts:
+        # Issue 13: the shared feed on a local redis-server (tools/feed_redis.py says what).
+        echoload = work / "echoload"
+        echoload.parent.mkdir(parents=True, exist_ok=True)
+        session.run(
+            "gcc",
+            "-O2",
+            "-o",
+            str(echoload),
+            str(tools / "bench/echoload.c"),
+            "-lpthread",
+            external=True,
+        )
+        # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
+        extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
+        session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)

@@ -36,6 +36,9 @@ WS_ENGINES: Final[tuple[str, ...]] = get_args(WsEngine)
 # issue 12: permessage-deflate (RFC 7692) on every websocket path, or never.
 WsCompression = Literal["deflate", "off"]
 WS_COMPRESSIONS: Final[tuple[str, ...]] = get_args(WsCompression)
+#: ``--log-format`` (issue 13): human lines, or one JSON object per line.
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 
 # A step that holds the loop longer than this is a block: ~3 frames of a 60 Hz page, far
 # above scheduling noise (a millisecond or two), well below a time.sleep(0.2) lesson.
@@ -83,6 +86,10 @@ class Settings:
     ws_compression: WsCompression = "deflate"
     ws_deflate_window_bits: int = 12
     ws_deflate_mem_level: int = 5
+    # -- issue 13: one feed on Redis Streams, metrics and logs ------------------------------
+    feed: str = "memory"
+    feed_outbox: int = 10_000
+    log_format: LogFormat = "text"
 
     @property
     def origins(self) -> frozenset[str]:
@@ -224,6 +231,20 @@ SERVE_OPTIONS: Final = (
         1,
         9,
     ),
+    # -- issue 13: one feed on Redis Streams, metrics and logs ----------------------------------
+    Option(
+        "feed",
+        "where the feed lives: memory (this process), or redis://HOST[:PORT][/DB][?stream=NAME], "
+        "one Redis Stream shared by every instance and worker that names it",
+    ),
+    Option(
+        "feed_outbox",
+        "events an instance queues for Redis while it is slow or away; older ones are dropped "
+        "and readers see the gap",
+        100,
+        1_000_000,
+    ),
+    Option("log_format", "log lines as text, or one JSON object per line", choices=LOG_FORMATS),
 )
 
 CLIENT_OPTIONS: Final = (

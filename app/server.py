@@ -4,6 +4,7 @@
 
     Server.run
     └── root nursery
+        ├── feed link          --feed redis://...: outbox flusher and stream mirror (else none)
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
@@ -36,6 +37,7 @@ from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
+from app.metrics import HubCollector
 from app.net import bound_port, open_listener
 from app.ready import bracket
 from app.ticker import run_ticker
@@ -92,9 +94,13 @@ class Server:
         """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
         return self._front.connections if self._front is not None else 0
 
-    def _health(self) -> dict[str, Any]:
+    def _web_counts(self) -> tuple[int, int]:
+        """Web connections open now and refused so far (the front keeps both)."""
         refused = self._front.refusals.total if self._front is not None else 0
-        return self.hub.health(self.web_connections, refused)
+        return self.web_connections, refused
+
+    def _health(self) -> dict[str, Any]:
+        return self.hub.health(*self._web_counts())
 
     def set_peers(self, peers: list[dict[str, Any]]) -> None:
         """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
@@ -150,6 +156,7 @@ class Server:
                 websockets=endpoints,
                 draining=hub.draining,
                 deflate=DeflateLimits(DeflateSettings.from_settings(s), s.max_message_size),
+                metrics=HubCollector(hub, self._web_counts),
             )
             ws_echo = _ws_engine(choice.ws_engine, hub)
             fast = endpoints if choice.ws_engine != "asgi" else None
@@ -159,6 +166,7 @@ class Server:
             trio.lowlevel.add_instrument(hub.tracer)
             try:
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(hub.feed.run, name="feed link")
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
                     if ws_echo is not None:

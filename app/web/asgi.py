@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from app.echo.conns import ConnTable
 from app.feed.chrome_trace import chrome_trace
 from app.scenarios.runner import RunRecord
+from app.web.metrics import metrics_endpoint
 from app.web.ws_echo import echo
 from app.web.ws_events import FeedChannel, events
 from app.web.wsapi import Endpoint, WebSocket
@@ -64,6 +66,7 @@ def build_app(
     find_run: Callable[[str], RunRecord | None],
     websockets: Mapping[str, Endpoint],
     draining: trio.Event,
+    metrics: Collector,
     deflate: DeflateLimits | None = None,
 ) -> Starlette:
     """The ASGI app of one server.
@@ -71,7 +74,8 @@ def build_app(
     *health* gives the ``/healthz`` body, *find_run* a recent run for its trace
     download, *websockets* the endpoints mounted as ASGI routes (closed with
     1001 once *draining* is set), their permessage-deflate bounded by *deflate*
-    (default: on, 12 window bits, memLevel 5, 1 MiB messages).
+    (default: on, 12 window bits, memLevel 5, 1 MiB messages), *metrics* what
+    ``GET /metrics`` reports.
     """
 
     async def healthz(request: Request) -> JSONResponse:
@@ -89,6 +93,7 @@ def build_app(
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    metrics_route = metrics_endpoint(metrics)
     sockets = [
         WebSocketRoute(path, AsgiEndpoint(endpoint, draining, deflate))
         for path, endpoint in websockets.items()
@@ -96,6 +101,7 @@ def build_app(
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics_route),
             Route("/api/runs/{run:str}/trace.json", trace),
             *sockets,
             Mount("/", StaticFiles(directory=static_dir(), html=True)),

@@ -294,7 +294,12 @@ class WebFront:
                         websocket_paths=self._websocket_paths,
                     )
             except Exception as exc:  # the per-connection boundary: only this one ends
-                log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
+                log.error(
+                    "web: connection from %s failed: %s",
+                    stream.peer,
+                    describe(exc),
+                    extra={"peer": stream.peer, "transport": "web"},
+                )
                 log.debug("web: connection from %s failure", stream.peer, exc_info=True)
             finally:
                 if not handed_over:

@@ -103,7 +103,10 @@ async def events(ws: WebSocket, channel: FeedChannel) -> None:
                 nursery.start_soon(_read_control, ws, channel.runner, nursery.cancel_scope)
                 try:
                     grid = channel.grid if ws.shares_frames else None
-                    await _stream(ws, feed, feed.start_cursor(since), grid)
+                    cursor, missed = feed.resume(since)
+                    if missed:
+                        await _send_gap(ws, feed, Gap(missed=missed, resume=cursor))
+                    await _stream(ws, feed, cursor, grid)
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
@@ -127,8 +130,7 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int, grid: BatchGrid | None
             if message is None:
                 batch = feed.read_encoded(cursor, end - cursor)
                 if isinstance(batch, Gap):
-                    gap = protocol.GapMessage(missed=batch.missed, resume=batch.resume)
-                    await ws.send_utf8(protocol.encode(gap))
+                    await _send_gap(ws, feed, batch)
                     cursor = batch.resume
                     continue
                 message = SharedText(protocol.encode_events(batch))
@@ -141,6 +143,12 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int, grid: BatchGrid | None
             await trio.sleep(MIN_BATCH_INTERVAL)
         else:
             await trio.sleep_until(grid.next_tick(trio.current_time()))
+
+
+async def _send_gap(ws: WebSocket, feed: Feed, gap: Gap) -> None:
+    """Tell the page it missed ``gap.missed`` events; ``resume`` in the page's ``seq`` terms."""
+    message = protocol.GapMessage(missed=gap.missed, resume=feed.resume_seq(gap))
+    await ws.send_utf8(protocol.encode(message))
 
 
 async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:

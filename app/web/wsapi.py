@@ -145,7 +145,13 @@ async def run_endpoint(ws: WebSocket, endpoint: Endpoint, draining: trio.Event) 
             nursery.cancel_scope.cancel()
     except Exception as exc:  # the per-connection boundary: a bug ends this connection only
         code, reason = INTERNAL_ERROR, "internal error"
-        log.error("websocket %s %s failed: %s", ws.peer, ws.path, describe(exc))
+        log.error(
+            "websocket %s %s failed: %s",
+            ws.peer,
+            ws.path,
+            describe(exc),
+            extra={"peer": ws.peer, "path": ws.path, "transport": "ws"},
+        )
         log.debug("websocket %s %s failure", ws.peer, ws.path, exc_info=True)
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
