@@ -82,6 +82,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=10_000,
         help=f"feed: events a second to make the server publish (default: 10000; 1..{MAX_RATE})",
     )
+    bench.add_argument(
+        "--deflate",
+        action="store_true",
+        help="websocket and feed: offer permessage-deflate as a browser does (RFC 7692)",
+    )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     bench.set_defaults(command=run)
 
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         rate=args.rate,
         insecure=args.insecure,
         cafile=args.cafile,
+        deflate=args.deflate,
     )
 
     def progress(line: str) -> None:

@@ -17,6 +17,10 @@ time from an event's ``t`` (the server's clock, lined up with ours through
 of the frame carrying it.  Events are not decoded one by one (a client that
 parses a million events a second would be the bottleneck): a frame's first
 and last ``t`` are read and the events between are spread evenly.
+
+``deflate`` (``--deflate``): websocket clients offer permessage-deflate as a
+browser does (RFC 7692; ``client_max_window_bits``, memLevel 5); each feed
+phase then also reports the bytes on the wire per event (issue 12).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from urllib.parse import urlsplit
 
 import trio
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN, Event
@@ -83,6 +88,8 @@ class Plan:
     # Issue 11: TLS mode ("tls", target host:port) verifies the server like the client does.
     insecure: bool = False
     cafile: str = ""
+    #: Websocket and feed modes: offer permessage-deflate, as browsers do.
+    deflate: bool = False
 
 
 class BenchError(Exception):
@@ -296,17 +303,23 @@ class _WsClient:
         self.protocol = protocol
         #: Events received but not consumed yet (frames that came with the handshake answer).
         self.pending: list[Event] = []
+        #: Bytes read from the socket after the handshake (compressed, if deflate).
+        self.wire_in = 0
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int | None = MAX_SIZE) -> _WsClient:
-        """Connect and do the opening handshake.
+    async def open(
+        cls, url: str, *, max_size: int | None = MAX_SIZE, deflate: bool = False
+    ) -> _WsClient:
+        """Connect and do the opening handshake; with *deflate*, offer permessage-deflate.
 
         Raises:
             OSError: no connection.
             BenchError: the handshake was refused.
         """
         parts = urlsplit(url)
-        client = cls(trio.socket.socket(), ClientProtocol(parse_uri(url), max_size=max_size))
+        extensions = enable_client_permessage_deflate(None) if deflate else None
+        protocol = ClientProtocol(parse_uri(url), extensions=extensions, max_size=max_size)
+        client = cls(trio.socket.socket(), protocol)
         sock, protocol = client.sock, client.protocol
         try:
             await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
@@ -360,6 +373,7 @@ class _WsClient:
             if not data:
                 protocol.receive_eof()
                 return None
+            self.wire_in += len(data)
             protocol.receive_data(data)
 
 
@@ -367,7 +381,7 @@ async def _ws_client(plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Sem
     async with up:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                client = await _WsClient.open(plan.target)
+                client = await _WsClient.open(plan.target, deflate=plan.deflate)
         except (OSError, BenchError, trio.TooSlowError):
             rec.up("connect_failed")
             return
@@ -406,6 +420,8 @@ class Subscriber:
         self.hists = [Histogram() for _ in range(phases)]
         self.gaps = [0] * phases
         self.events = [0] * phases
+        #: Bytes on the wire (after the handshake) per phase.
+        self.wire = [0] * phases
         self.offset = 0.0  # our perf_counter minus the server's feed time
         self.tcp = ""
 
@@ -442,9 +458,10 @@ async def _subscribe(
     rec: Recorder,
     up: trio.Semaphore,
     ready: trio.Event | None,
+    deflate: bool = False,
 ) -> None:
     async with up:
-        client = await _WsClient.open(url, max_size=None)
+        client = await _WsClient.open(url, max_size=None, deflate=deflate)
     with client.sock:
         hello = await client.receive()
         if hello is None:
@@ -455,6 +472,7 @@ async def _subscribe(
         if ready is not None:
             ready.set()
         while True:
+            wire = client.wire_in
             message = await client.receive()
             if message is None:
                 return
@@ -463,6 +481,7 @@ async def _subscribe(
             p = phase[0]
             if p < 0:
                 continue
+            sub.wire[p] += client.wire_in - wire
             if data.startswith(b'{"type":"gap"'):
                 sub.gaps[p] += 1
                 continue
@@ -609,9 +628,8 @@ async def _run_feed(plan: Plan, progress: Progress) -> Summary:
     async with trio.open_nursery() as nursery:
         first = trio.Event()
         for i, sub in enumerate(subs):
-            nursery.start_soon(
-                _subscribe, plan.target, sub, phase, rec, up, first if i == 0 else None
-            )
+            ready = first if i == 0 else None
+            nursery.start_soon(_subscribe, plan.target, sub, phase, rec, up, ready, plan.deflate)
         with trio.fail_after(CONNECT_TIMEOUT):
             await first.wait()
         if not subs[0].tcp:
@@ -655,6 +673,7 @@ def _phase_figures(name: str, subs: list[Subscriber], p: int, seconds: float) ->
     for s in subs:
         merged.merge(s.hists[p])
     events = statistics.median(s.events[p] for s in subs) if subs else 0
+    total_events = sum(s.events[p] for s in subs)
     return {
         "phase": name,
         "subscribers": len(p99s),
@@ -663,4 +682,7 @@ def _phase_figures(name: str, subs: list[Subscriber], p: int, seconds: float) ->
         "lag_p99_median_us": int(statistics.median(p99s)) if p99s else 0,
         "lag_p99_worst_us": max(p99s, default=0),
         "gaps": sum(s.gaps[p] for s in subs),
+        "wire_bytes_per_event": (
+            round(sum(s.wire[p] for s in subs) / total_events, 1) if total_events else 0
+        ),
     }

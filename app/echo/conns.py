@@ -145,6 +145,8 @@ class ConnTable:
         #: Totals of connections that have closed, so that rates survive closes.
         self.closed_bytes = 0
         self.closed_msgs = 0
+        #: Connections admitted so far (``/metrics``: ``trio_echo_connections_accepted_total``).
+        self.accepted = 0
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -169,6 +171,7 @@ class ConnTable:
             self.refusals.refuse(peer)
             return None
         conn = Conn(self._new_id(), peer, self._now(), abort)
+        self.accepted += 1
         self._conns[conn.id] = conn
         self._publish(
             ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer, tls=tls)
@@ -205,9 +208,21 @@ class ConnTable:
         level; any other error is a warning.  The engine closes the socket.
         """
         if gone:
-            log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
+            log.debug(
+                "%s echo: %s went away: %s",
+                self.transport,
+                conn.peer,
+                exc,
+                extra=_fields(self, conn),
+            )
             return "reset"
-        log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)
+        log.warning(
+            "%s echo: connection from %s failed: %s",
+            self.transport,
+            conn.peer,
+            exc,
+            extra=_fields(self, conn),
+        )
         return "error"
 
     def abort(self, conn: Conn, reason: str) -> None:
@@ -237,6 +252,7 @@ class ConnTable:
                     self.transport,
                     conn.peer,
                     now - conn.last_active,
+                    extra=_fields(self, conn),
                 )
                 self.abort(conn, "idle")
                 expired += 1
@@ -279,3 +295,8 @@ class HandshakeCounts:
     def as_json(self) -> dict[str, int]:
         """``{"done": n, "failed": n, "timed_out": n}``."""
         return {"done": self.done, "failed": self.failed, "timed_out": self.timed_out}
+
+
+def _fields(table: ConnTable, conn: Conn) -> dict[str, object]:
+    """The connection's fields for a log record (``--log-format json`` prints them)."""
+    return {"conn": conn.id, "peer": conn.peer, "transport": table.transport}

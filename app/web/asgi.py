@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,10 +26,11 @@ from app.echo.conns import ConnTable
 from app.feed.chrome_trace import chrome_trace
 from app.scenarios.runner import RunRecord
 from app.web.info import EchoApp, ServerIdentity, info_endpoint, ws_info_endpoint
+from app.web.metrics import metrics_endpoint
 from app.web.ws_echo import echo
 from app.web.ws_events import FeedChannel, events
 from app.web.wsapi import Endpoint, WebSocket
-from app.web.wsasgi import AsgiEndpoint
+from app.web.wsasgi import AsgiEndpoint, DeflateLimits
 
 
 def static_dir() -> Path:
@@ -65,14 +67,18 @@ def build_app(
     find_run: Callable[[str], RunRecord | None],
     websockets: Mapping[str, Endpoint],
     draining: trio.Event,
+    metrics: Collector,
     identity: ServerIdentity,
+    deflate: DeflateLimits | None = None,
 ) -> Starlette:
     """The ASGI app of one server.
 
     *health* gives the ``/healthz`` body, *find_run* a recent run for its trace
     download, *websockets* the endpoints mounted as ASGI routes (closed with
-    1001 once *draining* is set), *identity* the ``server`` part of the info
-    routes (issue 11).
+    1001 once *draining* is set), their permessage-deflate bounded by *deflate*
+    (default: on, 12 window bits, memLevel 5, 1 MiB messages), *metrics* what
+    ``GET /metrics`` reports, *identity* the ``server`` part of the info routes
+    (issue 11).
     """
 
     async def healthz(request: Request) -> JSONResponse:
@@ -90,13 +96,15 @@ def build_app(
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    metrics_route = metrics_endpoint(metrics)
     sockets = [
-        WebSocketRoute(path, AsgiEndpoint(endpoint, draining))
+        WebSocketRoute(path, AsgiEndpoint(endpoint, draining, deflate))
         for path, endpoint in websockets.items()
     ]
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics_route),
             Route("/api/runs/{run:str}/trace.json", trace),
             # Issue 11: the info routes (app/web/info.py).
             Route("/info", info_endpoint(identity)),

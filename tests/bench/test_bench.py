@@ -97,6 +97,24 @@ async def test_feed_bench_measures_lag_in_both_phases(nursery: trio.Nursery) -> 
         assert 0 < phase["lag_p99_median_us"] <= phase["lag_p99_worst_us"]
 
 
+async def test_feed_bench_with_deflate_counts_3x_fewer_bytes_per_event(
+    nursery: trio.Nursery,
+) -> None:
+    """issue 12: subscribers offering deflate as browsers do see the feed ~4x smaller."""
+    running = await start_server(nursery)
+    wire = {}
+    for deflate in (False, True):
+        plan = Plan(
+            "feed", running.url("/ws/events"), connections=3, duration=1, rate=1000, deflate=deflate
+        )
+        with trio.fail_after(30):
+            summary = await run_bench(plan, lambda line: None)
+        await check(summary, 3)
+        wire[deflate] = summary.phases[0]["wire_bytes_per_event"]
+        assert "wire B/event" in table(summary)
+    assert 0 < wire[True] * 3 <= wire[False], wire
+
+
 def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     serve = subprocess.Popen(
         self_command("serve", "--tcp-port", "0", "--http-port", "0"),
