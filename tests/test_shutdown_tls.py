@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,30 +12,18 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.trio.client import connect as ws_connect
 
-from app.child import self_command
-from app.ready import parse_ready
 from app.tlsclient import client_context
 
 from procs import read_stderr
-from tlshelp import TlsPipe
+from tlshelp import TlsPipe, start_tls_serve
 
 
 @pytest.mark.parametrize("engine", ["epoll", "tasks"])
 async def test_sigterm_closes_tls_echo_and_wss_within_a_second(tmp_path: Path, engine: str) -> None:
-    serve = ["serve", "--tcp-port", "0", "--http-port", "0", "--tls-port", "0"]
-    serve += ["--https-port", "0", "--tls", "self-signed", "--engine", engine]
-    proc = await trio.lowlevel.open_process(
-        self_command(*serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
-    )
+    proc, ready, _ = await start_tls_serve(tmp_path, "--engine", engine)
     assert proc.stdout is not None
     ctx = client_context(insecure=True)
     try:
-        out = b""
-        with trio.fail_after(20):
-            while (ready := parse_ready(out, tls=True)) is None:
-                chunk = await proc.stdout.receive_some(1000)
-                assert chunk, f"serve exited early: {out!r}"
-                out += chunk
         with trio.fail_after(10):
             async with await TlsPipe.connect(ready.tls_port, ctx) as pipe:
                 await pipe.send_all(b"ping")

@@ -14,13 +14,12 @@ import trio
 from app.child import self_command
 from app.cli import build_parser
 from app.config import SERVE_OPTIONS, Settings, resolve
-from app.ready import parse_ready
 from app.tlsclient import client_context
 from app.workers import WorkerTls, worker_argv
 
 from netclient import http_over
 from procs import read_stderr
-from tlshelp import TlsPipe, write_cert
+from tlshelp import TlsPipe, start_tls_serve, write_cert
 
 
 def test_a_worker_gets_the_tls_ports_and_the_one_certificate() -> None:
@@ -41,19 +40,9 @@ def test_a_worker_gets_the_tls_ports_and_the_one_certificate() -> None:
 
 
 async def test_two_workers_serve_tls_echo_and_https_with_one_certificate(tmp_path: Path) -> None:
-    serve = ["serve", "--workers", "2", "--tcp-port", "0", "--http-port", "0"]
-    serve += ["--tls-port", "0", "--https-port", "0", "--tls", "self-signed"]
-    proc = await trio.lowlevel.open_process(
-        self_command(*serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
-    )
+    proc, ready, out = await start_tls_serve(tmp_path, "--workers", "2")
     assert proc.stdout is not None and proc.stderr is not None
     try:
-        out = b""
-        with trio.fail_after(30):
-            while (ready := parse_ready(out, tls=True)) is None:
-                chunk = await proc.stdout.receive_some(1000)
-                assert chunk, f"serve exited early: {out!r}"
-                out += chunk
         assert b"(self-signed, made at start)" in out
         ctx = client_context(insecure=True)
         with trio.fail_after(30):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from app.certs import make_self_signed
+from app.child import self_command
+from app.ready import Ready, parse_ready
 from app.tlsclient import TlsClientStream
 
 from conftest import Running, start_server
@@ -78,3 +81,24 @@ async def start_tls_server(
         **overrides,
     )
     return running, files
+
+
+async def start_tls_serve(cwd: Path, *args: str) -> tuple[trio.Process, Ready, bytes]:
+    """``trio-echo serve`` with ``--tls self-signed`` on ephemeral ports, as a process.
+
+    Returns the process (stdout and stderr piped; the caller stops it), its
+    readiness lines parsed, and everything it printed so far.
+    """
+    serve = ["serve", "--tcp-port", "0", "--http-port", "0", "--tls-port", "0"]
+    serve += ["--https-port", "0", "--tls", "self-signed", *args]
+    proc = await trio.lowlevel.open_process(
+        self_command(*serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd
+    )
+    assert proc.stdout is not None
+    out = b""
+    with trio.fail_after(30):
+        while (ready := parse_ready(out, tls=True)) is None:
+            chunk = await proc.stdout.receive_some(1000)
+            assert chunk, f"serve exited early: {out!r}"
+            out += chunk
+    return proc, ready, out
