@@ -29,6 +29,7 @@ from app.config import (
     ConfigError,
     Settings,
     add_options,
+    parse_networks,
     resolve,
 )
 from app.scenarios import SCENARIOS
@@ -73,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_options(serve, SERVE_OPTIONS, Settings)
+    serve.add_argument(
+        "--no-udp",
+        dest="udp",
+        action="store_const",
+        const="off",
+        default=argparse.SUPPRESS,
+        help="no UDP echo (same as --udp off)",
+    )
     # Set by the supervisor of --workers N for each worker it starts; not for people.
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
@@ -158,6 +167,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
+    _check_networks(settings)
     _setup_logging(settings.log_level)
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
     if settings.workers > 1 and not args.worker_index:
@@ -176,6 +186,18 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         _die(str(exc))
     return 0
+
+
+def _check_networks(settings: Settings) -> None:
+    """Refuse malformed network lists before anything starts (issue 11).
+
+    Raises:
+        ConfigError: names the flag and the item.
+    """
+    from app.echo.proxy import proxy_policy
+
+    proxy_policy(settings.proxy_protocol, settings.proxy_trusted)
+    parse_networks(settings.udp_rate_exempt, "--udp-rate-exempt")
 
 
 async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
@@ -219,6 +241,9 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
                     server.hub.peers = peers
 
                 nursery.start_soon(read_peers, set_peers, server.stop)
+            # After a worker's private line, which its supervisor reads as the third.
+            if ports.udp:
+                print(f"udp echo listening on {ports.udp_address}", flush=True)
             tune_for_serving()
 
 

@@ -16,6 +16,8 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
+from app.echo.proxy import ProxyPolicy, proxy_policy
+from app.echo.udp import LANE_IDLE, MAX_LANES, UdpDrops
 from app.feed.live import Feed
 from app.scenarios.runner import Runner
 from app.tracer import StepTracer, TaskWatcher
@@ -44,6 +46,15 @@ class Hub:
     peers: list[dict[str, Any]] = field(default_factory=list)
     #: Open web connections (HTTP and websocket), kept by the front.
     web_connections: int = 0
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol --
+    #: UDP echo sources with a lane (at most MAX_LANES; a lane ends after LANE_IDLE s quiet).
+    udp: ConnTable | None = None
+    #: Datagrams not echoed, by reason.
+    udp_drops: UdpDrops = field(default_factory=UdpDrops)
+    #: Who must send a PROXY header first, and from where (None: --proxy-protocol off).
+    proxy: ProxyPolicy | None = None
+    #: Connections closed for a missing, bad or untrusted PROXY header.
+    proxy_refused: int = 0
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -73,4 +84,14 @@ class Hub:
                 feed, tracer, max_runs=settings.max_runs, run_timeout=settings.run_timeout
             ),
             worker=worker,
+            udp=ConnTable(
+                "udp",
+                MAX_LANES,
+                LANE_IDLE,
+                new_id=feed.new_id,
+                publish=feed.publish,
+                now=feed.now,
+                log_idle=False,
+            ),
+            proxy=proxy_policy(settings.proxy_protocol, settings.proxy_trusted),
         )

@@ -5,6 +5,7 @@
     Server.run
     └── root nursery
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
+        ├── udp echo engine    UDP echo on --udp-port (one task), unless --no-udp
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
@@ -22,6 +23,7 @@ cancelled and every task and connection goes with it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import select
 import socket
@@ -29,9 +31,10 @@ from dataclasses import dataclass
 
 import trio
 
-from app.config import Settings, is_loopback
+from app.config import Settings, is_loopback, parse_networks
 from app.echo.epoll import EpollEngine
 from app.echo.tasks import TaskEngine
+from app.echo.udp import RateGate, UdpEngine, open_datagram
 from app.echo.websocket import WsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
@@ -53,6 +56,13 @@ class Ports:
     http: int
     #: A worker's private web port (0 when not one of ``--workers N``).
     private_http: int = 0
+    #: UDP echo port (0 when ``--no-udp``).
+    udp: int = 0
+
+    @property
+    def udp_address(self) -> str:
+        """``host:port`` of the UDP echo socket (IPv6 hosts in brackets)."""
+        return f"{_bracket(self.host)}:{self.udp}"
 
     @property
     def tcp_address(self) -> str:
@@ -110,6 +120,14 @@ class Server:
                 bound_port(web_listeners[-1]) if hub.worker else 0,
             )
             hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
+            # -- issue 11 (part 2): UDP echo on the TCP echo port's number unless told otherwise
+            udp_engine = None
+            if s.udp:
+                udp_port = ports.tcp if s.udp_port < 0 else s.udp_port
+                udp_sock = listeners.enter_context(_bind_udp(s.host, udp_port, reuse_port))
+                ports = dataclasses.replace(ports, udp=bound_port(udp_sock))
+                hub.listeners.update(udp=ports.udp_address)
+                udp_engine = _udp_engine(udp_sock, hub)
             if not is_loopback(s.host):
                 log.warning(
                     "listening on %s: the echo server and the page are reachable from the network",
@@ -134,6 +152,8 @@ class Server:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                    if udp_engine is not None:
+                        nursery.start_soon(udp_engine.run, name="udp echo engine")
                     if ws_echo is not None:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
@@ -158,6 +178,27 @@ def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskE
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
     return TaskEngine(listener, hub.tcp, watch_connection)
+
+
+def _bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        return open_datagram(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        raise named_error(exc, "udp echo", host, port) from None
+
+
+def _udp_engine(sock: socket.socket, hub: Hub) -> UdpEngine:
+    s = hub.settings
+    assert hub.udp is not None
+    gate = RateGate(
+        source_rate=s.udp_source_rate,
+        source_bytes=s.udp_source_bytes,
+        global_rate=s.udp_global_rate,
+        global_bytes=s.udp_global_bytes,
+        exempt=parse_networks(s.udp_rate_exempt, "--udp-rate-exempt"),
+        drops=hub.udp_drops,
+    )
+    return UdpEngine(sock, hub.udp, gate, max_datagram=s.udp_max_datagram)
 
 
 def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:

@@ -154,6 +154,9 @@ async def _supervise(settings: Settings) -> int:
                 host = f"[{settings.host}]" if ":" in settings.host else settings.host
                 print(f"tcp echo listening on {host}:{tcp_port}", flush=True)
                 print(f"web listening on http://{host}:{http_port}", flush=True)
+                if settings.udp:  # every worker binds the same number with SO_REUSEPORT
+                    udp_port = tcp_port if settings.udp_port < 0 else settings.udp_port
+                    print(f"udp echo listening on {host}:{udp_port}", flush=True)
                 log.info(
                     "%d workers: %s",
                     n,

@@ -127,8 +127,11 @@ class ConnTable:
         new_id: Callable[[], int],
         publish: Publish,
         now: Callable[[], float],
+        log_idle: bool = True,
     ) -> None:
         self.transport = transport
+        #: Log each idle close (UDP lanes, which always end idle, do not).
+        self.log_idle = log_idle
         self.limit = limit
         self.idle_timeout = idle_timeout
         self._new_id = new_id
@@ -137,7 +140,8 @@ class ConnTable:
         self._conns: dict[int, Conn] = {}
         #: Connections refused because the table was full.
         self.refusals = LimitLog(f"{transport} echo", limit)
-        #: Totals of connections that have closed, so that rates survive closes.
+        #: Totals of connections that have closed, so that rates survive closes (and,
+        #: for UDP, of datagrams from sources that got no lane).
         self.closed_bytes = 0
         self.closed_msgs = 0
         self.accepted = 0
@@ -223,12 +227,13 @@ class ConnTable:
                 conn._last_seen = moved
                 conn.last_active = now
             elif now - conn.last_active >= self.idle_timeout:
-                log.info(
-                    "%s echo: closing %s, idle for %.1f s",
-                    self.transport,
-                    conn.peer,
-                    now - conn.last_active,
-                )
+                if self.log_idle:
+                    log.info(
+                        "%s echo: closing %s, idle for %.1f s",
+                        self.transport,
+                        conn.peer,
+                        now - conn.last_active,
+                    )
                 self.abort(conn, "idle")
                 expired += 1
         return expired

@@ -85,7 +85,7 @@ class Block(Event, tag="block", frozen=True):
 
 
 class ConnOpen(Event, tag="conn_open", frozen=True):
-    """An echo connection was accepted: *transport* is ``tcp`` or ``ws``."""
+    """An echo connection was accepted: *transport* is ``tcp``, ``ws`` or ``udp`` (a source)."""
 
     transport: str
     peer: str
@@ -125,6 +125,9 @@ class EchoStats(Event, tag="echo_stats", frozen=True):
     bytes_per_s: float
     msgs_per_s: float
     conns: list[ConnSample] = []
+    #: UDP echo sources with a lane, and datagrams dropped so far (all reasons; issue 11).
+    udp: int = 0
+    udp_dropped: int = 0
 
 
 class Stats(Event, tag="stats", frozen=True):
