@@ -16,7 +16,7 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
-from app.echo.proxy import ProxyPolicy, proxy_policy
+from app.echo.proxy import ProxyPolicy, ProxyRefusals, proxy_policy
 from app.echo.udp import LANE_IDLE, MAX_LANES, UdpDrops
 from app.feed.live import Feed
 from app.scenarios.runner import Runner
@@ -53,8 +53,8 @@ class Hub:
     udp_drops: UdpDrops = field(default_factory=UdpDrops)
     #: Who must send a PROXY header first, and from where (None: --proxy-protocol off).
     proxy: ProxyPolicy | None = None
-    #: Connections closed for a missing, bad or untrusted PROXY header.
-    proxy_refused: int = 0
+    #: Connections closed for a missing, bad or untrusted PROXY header (TCP echo, web).
+    proxy_refusals: ProxyRefusals = field(default_factory=lambda: ProxyRefusals("proxy protocol"))
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 

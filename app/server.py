@@ -171,13 +171,13 @@ class Server:
 
 def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
     if name == "epoll" and hasattr(select, "epoll"):
-        return EpollEngine(listener, hub.tcp)
+        return EpollEngine(listener, hub.tcp, hub.proxy, hub.proxy_refusals)
     tracer = hub.tracer
 
     def watch_connection(lane: int) -> None:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
-    return TaskEngine(listener, hub.tcp, watch_connection)
+    return TaskEngine(listener, hub.tcp, watch_connection, hub.proxy, hub.proxy_refusals)
 
 
 def _bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from app.config import PROXY_MODES, ConfigError, Network, address_in, parse_networks
+
+log = logging.getLogger(__name__)
 
 # v1 (section 2.1): "PROXY " then the rest of the line; the longest valid line,
 # "PROXY UNKNOWN" with two IPv6 addresses and ports, is 107 bytes with its CRLF.
@@ -338,3 +341,31 @@ def carried_peer(header: ProxyHeader, socket_peer: str) -> str:
         return socket_peer
     host, port = header.source
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# A trusted peer must finish its header within this long after connecting (HAProxy
+# sends it with the connect; a peer this slow is not a balancer).
+HEADER_TIMEOUT: Final = 5.0
+
+
+class ProxyRefusals:
+    """Connections closed for their PROXY header: counted, each told in one log line."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        #: Connections closed so far.
+        self.total = 0
+
+    def refuse(self, peer: str, reason: str) -> None:
+        """Count one refused connection from *peer* (the socket's address) and log why."""
+        self.total += 1
+        log.warning("%s: closing %s: %s", self._what, peer, reason)
+
+    def untrusted(self, peer: str) -> None:
+        """*peer* is not in ``--proxy-trusted``."""
+        self.refuse(peer, "PROXY protocol required, and this address is not in --proxy-trusted")
+
+
+def peer_host(peer: str) -> str:
+    """The host of a ``host:port`` / ``[host]:port`` text."""
+    return peer.rsplit(":", 1)[0].strip("[]")

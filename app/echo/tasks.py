@@ -40,6 +40,17 @@ import trio
 
 from app.echo.conns import PEER_GONE, Conn, ConnTable
 from app.echo.multiplex import RECV_SIZE
+from app.echo.proxy import (
+    HEADER_TIMEOUT,
+    MAX_HEADER,
+    HeaderReader,
+    ProxyHeader,
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
 from app.errors import describe
 from app.net import accept_forever
 
@@ -137,13 +148,22 @@ class TaskEngine:
     name: Final = "tasks"
 
     def __init__(
-        self, listener: socket.socket, table: ConnTable, on_task_start: OnTaskStart | None = None
+        self,
+        listener: socket.socket,
+        table: ConnTable,
+        on_task_start: OnTaskStart | None = None,
+        proxy: ProxyPolicy | None = None,
+        refusals: ProxyRefusals | None = None,
     ) -> None:
         self._listener = listener
         self._table = table
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
         self._on_task_start = on_task_start
+        #: With a policy, each connection task first reads the PROXY header (see _greet).
+        self._proxy = proxy
+        self._refusals = refusals or ProxyRefusals("tcp echo")
+        self._greeting = 0
 
     async def run(self) -> None:
         """Accept and serve until cancelled; on cancellation every connection is closed.
@@ -158,6 +178,19 @@ class TaskEngine:
                 nursery.start_soon(waker.run, name="tcp echo waker")
 
                 def on_accept(sock: socket.socket, peer: str) -> None:
+                    if self._proxy is not None:
+                        if not self._proxy.trusts(peer_host(peer)):
+                            self._refusals.untrusted(peer)
+                            sock.close()
+                        elif len(self._table) + self._greeting >= self._table.limit:
+                            self._table.refusals.refuse(peer)
+                            sock.close()
+                        else:
+                            self._greeting += 1
+                            nursery.start_soon(
+                                self._greet, sock, peer, waker, self._proxy, name=f"tcp {peer}"
+                            )
+                        return
                     scope = trio.CancelScope()
                     conn = self._table.admit(peer, lambda _reason: scope.cancel())
                     if conn is None:
@@ -167,8 +200,70 @@ class TaskEngine:
 
                 await accept_forever(self._listener, on_accept)
 
+    async def _greet(
+        self, sock: socket.socket, peer: str, waker: Waker, proxy: ProxyPolicy
+    ) -> None:
+        """Read the PROXY header, then serve the connection as the client it carries.
+
+        Cancellation: closes the socket; a connection not yet admitted leaves no trace.
+        """
+        try:
+            header, rest = await self._read_header(sock, waker, proxy)
+        except ProxyProtocolError as exc:
+            self._refusals.refuse(peer, str(exc))
+            sock.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self._greeting -= 1
+        scope = trio.CancelScope()
+        conn = self._table.admit(carried_peer(header, peer), lambda _reason: scope.cancel())
+        if conn is None:
+            sock.close()
+            return
+        await self._serve(sock, conn, scope, waker, rest)
+
+    async def _read_header(
+        self, sock: socket.socket, waker: Waker, proxy: ProxyPolicy
+    ) -> tuple[ProxyHeader, bytes]:
+        """The header and the bytes that came after it in the same reads.
+
+        Raises:
+            ProxyProtocolError: a bad header, EOF or a reset before it, or none
+                within :data:`HEADER_TIMEOUT`.
+        """
+        fd = sock.fileno()
+        reader = HeaderReader(proxy)
+        waker.add(fd)
+        try:
+            with trio.move_on_after(HEADER_TIMEOUT):
+                abort = waker.aborter(fd)
+                while True:
+                    try:
+                        data = sock.recv(MAX_HEADER)
+                    except BlockingIOError:
+                        await waker.wait(fd, abort)
+                        continue
+                    except OSError as exc:
+                        raise ProxyProtocolError(
+                            f"connection failed before its PROXY header: {exc}"
+                        ) from None
+                    header = reader.receive_data(data)
+                    if isinstance(header, ProxyHeader):
+                        return header, reader.leftover
+        finally:
+            waker.remove(fd)
+        raise ProxyProtocolError(f"no whole PROXY header within {HEADER_TIMEOUT:g} s")
+
     async def _serve(
-        self, sock: socket.socket, conn: Conn, scope: trio.CancelScope, waker: Waker
+        self,
+        sock: socket.socket,
+        conn: Conn,
+        scope: trio.CancelScope,
+        waker: Waker,
+        first: bytes = b"",
     ) -> None:
         if self._on_task_start is not None:
             self._on_task_start(conn.id)
@@ -179,6 +274,11 @@ class TaskEngine:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 waker.add(fd)
                 try:
+                    if first:  # bytes that came with the PROXY header
+                        conn.bytes_in += len(first)
+                        conn.msgs += 1
+                        await _send_rest(sock, first, waker, waker.aborter(fd))
+                        conn.bytes_out += len(first)
                     await self._echo(sock, conn, waker)
                 finally:
                     waker.remove(fd)  # before the close: the number may be reused at once

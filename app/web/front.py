@@ -37,6 +37,8 @@ from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
 from app.echo.conns import LimitLog
+from app.echo.proxy import ProxyPolicy, ProxyProtocolError, carried_peer, peer_host
+from app.echo.proxyread import ProxiedSocket, read_proxy_header
 from app.echo.websocket import WsEchoEngine
 from app.errors import describe
 from app.hub import Hub
@@ -172,6 +174,11 @@ class WebFront:
         async with trio.open_nursery() as nursery:
 
             def on_accept(sock: socket.socket, peer: str) -> None:
+                proxy = self._hub.proxy
+                if proxy is not None and not proxy.trusts(peer_host(peer)):
+                    self._hub.proxy_refusals.untrusted(peer)
+                    sock.close()
+                    return
                 if len(self._streams) >= self._limit:
                     self._refusals.refuse(peer)
                     _refuse(sock)
@@ -200,6 +207,9 @@ class WebFront:
             stream.on_close = on_close  # type: ignore[method-assign]
             stream.on_eof = linger  # type: ignore[method-assign]
             try:
+                proxy = self._hub.proxy
+                if proxy is not None and not await self._read_proxy(stream, proxy):
+                    return
                 route = await _first_bytes(stream)
                 if route is None:
                     return
@@ -227,6 +237,21 @@ class WebFront:
                     # cancelled connection would skip the close: make sure it happens.
                     stream.abort()
                     self._forget(stream)
+
+    async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> bool:
+        """Take the PROXY header; from then on the stream is the client it carries.
+
+        False (one log line, the caller closes) for a missing or bad header.
+        """
+        try:
+            header = await read_proxy_header(stream.socket, proxy)
+        except ProxyProtocolError as exc:
+            self._hub.proxy_refusals.refuse(stream.peer, str(exc))
+            return False
+        stream.peer = carried_peer(header, stream.peer)
+        if header.source is not None:
+            stream.socket = ProxiedSocket(stream.socket, header.source)  # type: ignore[assignment]
+        return True
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
