@@ -116,6 +116,16 @@ class RateGate:
         #: Distinct sources dropped this window (for the log line).
         self._dropped_sources: set[str] = set()
 
+    @property
+    def unlogged(self) -> bool:
+        """Whether this window dropped datagrams that no log line has told yet."""
+        return (self.drops.source, self.drops.total) != self._reported
+
+    @property
+    def window_end(self) -> float:
+        """When the current window ends (the time :meth:`start_batch` is given)."""
+        return self._window_end
+
     def start_batch(self, now: float) -> None:
         """Start a new window if the current one is over (and log the last one's drops)."""
         if now < self._window_end:
@@ -238,7 +248,12 @@ class UdpEngine:
         largest = self._max
         wait_readable = trio.lowlevel.wait_readable
         while True:
-            await wait_readable(sock)
+            if gate.unlogged:
+                # Drops to sum up: wake when the window ends even if no datagram comes.
+                with trio.move_on_at(gate.window_end):
+                    await wait_readable(sock)
+            else:
+                await wait_readable(sock)
             gate.start_batch(self._now())
             for _ in range(BATCH):
                 try:
