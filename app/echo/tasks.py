@@ -82,6 +82,10 @@ class Waker:
         self._parked: dict[int, trio.lowlevel.Task] = {}
         #: Descriptors with an edge that came while their task was not parked.
         self._pending: set[int] = set()
+        #: Descriptors whose peer half-closed (EPOLLRDHUP seen).  Data and FIN that
+        #: arrive together make one edge: a short read then does not mean "empty",
+        #: the EOF is still to be read, and no further edge will announce it.
+        self.hung_up: set[int] = set()
 
     def add(self, fd: int) -> None:
         """Watch *fd* for reading (edge-triggered) until :meth:`remove`."""
@@ -91,6 +95,7 @@ class Waker:
         """Stop watching *fd*; call before closing it, so that a reused number starts clean."""
         self._ep.unregister(fd)
         self._pending.discard(fd)
+        self.hung_up.discard(fd)
         self._parked.pop(fd, None)
 
     def want_write(self, fd: int, on: bool) -> None:
@@ -129,12 +134,15 @@ class Waker:
         ep = self._ep
         parked = self._parked
         pending = self._pending
+        hung_up = self.hung_up
         reschedule = trio.lowlevel.reschedule
         wait_readable = trio.lowlevel.wait_readable
         epfd = ep.fileno()
         while True:
             await wait_readable(epfd)
-            for fd, _events in ep.poll(0, WAKE_BATCH):
+            for fd, events in ep.poll(0, WAKE_BATCH):
+                if events & select.EPOLLRDHUP:
+                    hung_up.add(fd)
                 task = parked.pop(fd, None)
                 if task is None:
                     pending.add(fd)
@@ -303,6 +311,7 @@ class TaskEngine:
         fd = sock.fileno()
         abort = waker.aborter(fd)
         wait = waker.wait
+        hung_up = waker.hung_up
         budget = FAIRNESS_BUDGET
         while True:
             try:
@@ -331,6 +340,8 @@ class TaskEngine:
                 continue  # the wait may have eaten a read edge: read before parking
             conn.bytes_out += n
             if n < size:
+                if fd in hung_up:
+                    continue  # the EOF that came with this data is still to be read
                 # Edge-triggered: a short read emptied the socket, so park now.
                 budget = FAIRNESS_BUDGET
                 await wait(fd, abort)
