@@ -10,6 +10,7 @@ the same table to the front's fast path.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def build_app(hub: Hub) -> Starlette:
                 },
                 "ws_echo": {"connections": len(hub.ws)},
                 "feed": {"seq": hub.feed.last_seq, "subscribers": hub.feed.subscribers},
+                # -- issue 11 (part 2): UDP echo and the PROXY protocol --
+                "udp": {
+                    "address": hub.listeners.get("udp"),
+                    "sources": len(hub.udp) if hub.udp is not None else 0,
+                    "dropped": dataclasses.asdict(hub.udp_drops),
+                },
+                "proxy_protocol": {
+                    "mode": hub.settings.proxy_protocol,
+                    "refused": hub.proxy_refusals.total,
+                },
             }
         )
 

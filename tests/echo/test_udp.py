@@ -8,6 +8,7 @@ a late answer would still fail the count that follows.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from typing import Final
@@ -19,6 +20,7 @@ from app.echo.udp import RateGate, UdpDrops
 from app.feed.events import ConnOpen
 
 from conftest import Running, start_server, wait_until
+from netclient import http_request
 
 # How long a datagram that should not come back is waited for.
 QUIET: Final = 0.3
@@ -78,7 +80,12 @@ async def test_a_datagram_over_the_bound_is_dropped_not_cut(nursery: trio.Nurser
             assert await replies(sock) == []
             await sock.sendto(b"y" * 1000, server_udp(running))
             assert await replies(sock) == [b"y" * 1000]
-    assert running.hub.udp_drops.oversize == 1
+        assert running.hub.udp_drops.oversize == 1
+        status, _, body = await http_request(running.ports.http, "/healthz")
+    assert status == 200
+    udp = json.loads(body)["udp"]
+    assert udp["address"] == f"127.0.0.1:{running.ports.udp}"
+    assert udp["dropped"] == {"source": 0, "total": 0, "oversize": 1, "failed": 0}
 
 
 async def test_ipv6_datagram_over_65507_is_dropped(nursery: trio.Nursery) -> None:
