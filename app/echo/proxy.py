@@ -267,6 +267,7 @@ def proxy_policy(mode: str, trusted: str) -> ProxyPolicy | None:
     Raises:
         ConfigError: an unknown mode or a malformed network.
     """
+    trusted_networks = parse_networks(trusted, "--proxy-trusted")  # checked even when off
     if mode == "off":
         return None
     versions = {"v1": frozenset({1}), "v2": frozenset({2}), "any": frozenset({1, 2})}.get(mode)
@@ -274,7 +275,7 @@ def proxy_policy(mode: str, trusted: str) -> ProxyPolicy | None:
         raise ConfigError(
             f"--proxy-protocol: expected one of {', '.join(PROXY_MODES)}, got {mode!r}"
         )
-    return ProxyPolicy(versions, parse_networks(trusted, "--proxy-trusted"))
+    return ProxyPolicy(versions, trusted_networks)
 
 
 def build_v1(source: tuple[str, int], destination: tuple[str, int]) -> bytes:

@@ -193,10 +193,15 @@ def test_policy_trust() -> None:
     assert not policy.trusts("10.2.0.1")
     assert not policy.trusts("192.0.2.1")
     assert not policy.trusts("not an address")
-    assert proxy_policy("off", "anything") is None
+    assert proxy_policy("off", "127.0.0.1") is None
     assert proxy_policy("v1", "").versions == frozenset({1})  # type: ignore[union-attr]
 
 
 def test_policy_refuses_a_bad_network() -> None:
     with pytest.raises(ConfigError, match=r"--proxy-trusted: '10\.0\.0\.0/33'"):
         proxy_policy("v2", "127.0.0.1,10.0.0.0/33")
+
+
+def test_a_bad_trusted_network_is_refused_even_when_off() -> None:
+    with pytest.raises(ConfigError, match="--proxy-trusted"):
+        proxy_policy("off", "not-a-network")
