@@ -167,7 +167,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
-    _check_networks(settings)
+    _check_issue11(settings)
     _setup_logging(settings.log_level)
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
     if settings.workers > 1 and not args.worker_index:
@@ -188,8 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_networks(settings: Settings) -> None:
-    """Refuse malformed network lists before anything starts (issue 11).
+def _check_issue11(settings: Settings) -> None:
+    """Refuse malformed network lists and an unsharable UDP port before anything starts.
 
     Raises:
         ConfigError: names the flag and the item.
@@ -198,6 +198,9 @@ def _check_networks(settings: Settings) -> None:
 
     proxy_policy(settings.proxy_protocol, settings.proxy_trusted)
     parse_networks(settings.udp_rate_exempt, "--udp-rate-exempt")
+    if settings.workers > 1 and settings.udp and settings.udp_port == 0:
+        # Each worker would pick a different free port; the supervisor reserves only TCP ones.
+        raise ConfigError("--udp-port 0 cannot be shared by --workers: give a number, or -1")
 
 
 async def serve_until_signal(settings: Settings, worker: int = 0) -> None:

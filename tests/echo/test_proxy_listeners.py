@@ -221,3 +221,25 @@ async def test_web_untrusted_is_closed(nursery: trio.Nursery) -> None:
                 s, build_v1(CLIENT4, SERVER4) + b"GET / HTTP/1.1\r\n\r\n"
             )
     assert running.hub.proxy_refusals.total == 1
+
+
+async def test_a_trusted_peer_that_never_finishes_its_header_is_closed(
+    nursery: trio.Nursery,
+) -> None:
+    """HEADER_TIMEOUT (5 s): both engines and the web port at once, so the test waits once."""
+    servers = [await start_server(nursery, engine=e, proxy_protocol="any") for e in ENGINES]
+    targets = [r.tcp for r in servers] + [("127.0.0.1", servers[0].ports.http)]
+    closed: list[bool] = []
+
+    async def stall(target: tuple[str, int]) -> None:
+        async with await trio.open_tcp_stream(*target) as s:
+            await s.send_all(b"PROXY TCP4 1.2.3.4 ")  # and nothing more
+            closed.append(await closed_without_echo(s))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as waiting:
+            for target in targets:
+                waiting.start_soon(stall, target)
+    assert closed == [True, True, True]
+    assert servers[0].hub.proxy_refusals.total == 2  # its echo port and its web port
+    assert servers[1].hub.proxy_refusals.total == 1
