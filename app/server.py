@@ -32,7 +32,9 @@ from dataclasses import dataclass
 import trio
 
 from app.config import Settings, is_loopback, parse_networks
+from app.echo.conns import LimitLog
 from app.echo.epoll import EpollEngine
+from app.echo.proxy import ProxyRefusals
 from app.echo.tasks import TaskEngine
 from app.echo.udp import RateGate, UdpEngine, open_datagram
 from app.echo.websocket import WsEchoEngine
@@ -157,7 +159,8 @@ class Server:
                     if ws_echo is not None:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
-                    nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
+                    refusals: list[LimitLog | ProxyRefusals] = [front.refusals, hub.proxy_refusals]
+                    nursery.start_soon(run_ticker, hub, refusals, name="ticker")
                     task_status.started(ports)
                     await self._stop.wait()
                     log.info("shutting down")

@@ -20,6 +20,7 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
+from app.echo.proxy import ProxyRefusals
 from app.feed.events import Block, EchoStats, Stats
 from app.hub import Hub
 
@@ -46,7 +47,7 @@ def count_tasks() -> int:
     return count
 
 
-async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
+async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()) -> None:
     """Probe lag, sweep idle connections and publish summaries until cancelled."""
     feed = hub.feed
     tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)

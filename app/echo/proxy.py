@@ -349,22 +349,50 @@ def carried_peer(header: ProxyHeader, socket_peer: str) -> str:
 HEADER_TIMEOUT: Final = 5.0
 
 
+# Refusals told one line each per second; past that they are summed up once a second, so a
+# flood of bad connects does not become a flood of log lines.
+LOG_BURST: Final = 10
+
+
 class ProxyRefusals:
-    """Connections closed for their PROXY header: counted, each told in one log line."""
+    """Connections closed for their PROXY header: counted, each told in one log line.
+
+    At most :data:`LOG_BURST` lines a second; the rest are counted and told in one
+    line by :meth:`flush`, which the ticker calls once a second.
+    """
 
     def __init__(self, what: str) -> None:
         self._what = what
+        self._logged = 0
+        self._unlogged = 0
         #: Connections closed so far.
         self.total = 0
 
     def refuse(self, peer: str, reason: str) -> None:
         """Count one refused connection from *peer* (the socket's address) and log why."""
         self.total += 1
-        log.warning("%s: closing %s: %s", self._what, peer, reason)
+        if self._logged < LOG_BURST:
+            self._logged += 1
+            log.warning("%s: closing %s: %s", self._what, peer, reason)
+        else:
+            self._unlogged += 1
 
     def untrusted(self, peer: str) -> None:
         """*peer* is not in ``--proxy-trusted``."""
         self.refuse(peer, "PROXY protocol required, and this address is not in --proxy-trusted")
+
+    def flush(self) -> int:
+        """Tell the refusals not logged since the last call in one line; return how many."""
+        count = self._unlogged
+        if count:
+            log.warning(
+                "%s: closed %d more connections for their PROXY header (not logged one by one)",
+                self._what,
+                count,
+            )
+        self._logged = 0
+        self._unlogged = 0
+        return count
 
 
 def peer_host(peer: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from app.config import ConfigError
 from app.echo.proxy import (
+    LOG_BURST,
     MAX_V2_PAYLOAD,
     NEED_DATA,
     V2_SIGNATURE,
@@ -13,6 +16,7 @@ from app.echo.proxy import (
     HeaderReader,
     ProxyHeader,
     ProxyProtocolError,
+    ProxyRefusals,
     build_v1,
     build_v2,
     carried_peer,
@@ -205,3 +209,18 @@ def test_policy_refuses_a_bad_network() -> None:
 def test_a_bad_trusted_network_is_refused_even_when_off() -> None:
     with pytest.raises(ConfigError, match="--proxy-trusted"):
         proxy_policy("off", "not-a-network")
+
+
+def test_refusals_are_logged_in_bursts_then_summed(caplog: pytest.LogCaptureFixture) -> None:
+    refusals = ProxyRefusals("proxy protocol")
+    with caplog.at_level(logging.WARNING, logger="app.echo.proxy"):
+        for i in range(LOG_BURST + 5):
+            refusals.refuse(f"192.0.2.1:{i}", "bad")
+        assert refusals.flush() == 5
+        assert refusals.flush() == 0
+        refusals.untrusted("192.0.2.2:1")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LOG_BURST + 2
+    assert "closed 5 more connections" in lines[LOG_BURST]
+    assert "not in --proxy-trusted" in lines[-1]
+    assert refusals.total == LOG_BURST + 6
