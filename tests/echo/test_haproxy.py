@@ -44,7 +44,9 @@ def free_port() -> int:
 
 
 def config(tcp: int, http: int, fronts: dict[str, int]) -> str:
-    return f"""
+    """One frontend and backend per entry of *fronts*: ``echo_v1`` goes to the echo port with
+    ``send-proxy``, ``web_v2`` to the web port with ``send-proxy-v2``, and so on."""
+    text = """
 global
     maxconn 100
 defaults
@@ -52,28 +54,20 @@ defaults
     timeout connect 5s
     timeout client 30s
     timeout server 30s
-frontend echo_v1
-    bind 127.0.0.1:{fronts["echo_v1"]}
-    default_backend echo_v1
-backend echo_v1
-    server echo 127.0.0.1:{tcp} send-proxy
-frontend echo_v2
-    bind 127.0.0.1:{fronts["echo_v2"]}
-    default_backend echo_v2
-backend echo_v2
-    # Health checks with the header: v2 sends them as LOCAL, which must be accepted.
-    server echo 127.0.0.1:{tcp} send-proxy-v2 check check-send-proxy inter 200ms
-frontend web_v1
-    bind 127.0.0.1:{fronts["web_v1"]}
-    default_backend web_v1
-backend web_v1
-    server web 127.0.0.1:{http} send-proxy
-frontend web_v2
-    bind 127.0.0.1:{fronts["web_v2"]}
-    default_backend web_v2
-backend web_v2
-    server web 127.0.0.1:{http} send-proxy-v2
 """
+    for name, port in fronts.items():
+        target = tcp if name.startswith("echo") else http
+        option = "send-proxy" if name.endswith("v1") else "send-proxy-v2"
+        if name == "echo_v2":
+            # Health checks with the header: v2 sends them as LOCAL, which must be accepted.
+            option += " check check-send-proxy inter 200ms"
+        text += f"""frontend {name}
+    bind 127.0.0.1:{port}
+    default_backend {name}
+backend {name}
+    server {name} 127.0.0.1:{target} {option}
+"""
+    return text
 
 
 @pytest.fixture(params=ENGINES)
