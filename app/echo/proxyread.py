@@ -14,6 +14,7 @@ A header split across TCP segments is peeked again after
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any, Final
 
@@ -50,10 +51,22 @@ async def read_proxy_header(sock: trio.socket.SocketType, policy: ProxyPolicy) -
                             raise ProxyProtocolError("connection closed inside its PROXY header")
                         left -= len(taken)
                     return header
+                if _peer_half_closed(sock):
+                    # A peek sees the same bytes forever; no more will come after a FIN.
+                    raise ProxyProtocolError(
+                        f"connection closed after {len(head)} bytes of an unfinished PROXY header"
+                    )
                 await trio.sleep(PEEK_RETRY)
         except OSError as exc:
             raise ProxyProtocolError(f"connection failed before its PROXY header: {exc}") from None
     raise ProxyProtocolError(f"no whole PROXY header within {HEADER_TIMEOUT:g} s")
+
+
+def _peer_half_closed(sock: trio.socket.SocketType) -> bool:
+    """Whether the peer sent its FIN (POLLRDHUP), even while unread bytes wait before it."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP)
+    return any(events & select.POLLRDHUP for _, events in poller.poll(0))
 
 
 class ProxiedSocket:
