@@ -9,7 +9,9 @@ Rules of this module:
   instead of sleeping.  A change of wording happens here or nowhere.
 * The shape is a contract with scripts (README): ``tcp echo listening on
   HOST:PORT`` then ``web listening on http://HOST:PORT``, IPv6 hosts in
-  brackets.  A worker adds a third line with its private web URL.
+  brackets.  A worker adds a line with its private web URL.  With UDP echo
+  on, ``udp echo listening on HOST:PORT`` comes last (after a worker's private
+  line).
 * Issue 11: with TLS on, three lines follow the web line (before a worker's):
   ``tls echo listening on HOST:PORT``, ``web listening on https://HOST:PORT``
   and ``tls certificate SHA-256 AA:BB:...`` (then, for ``--tls self-signed``,
@@ -24,8 +26,10 @@ from typing import Final
 
 TCP_LINE: Final = "tcp echo listening on "
 WEB_LINE: Final = "web listening on "
-#: The third line of a worker of ``--workers N``: its own web URL.
+#: The line of a worker of ``--workers N`` with its own web URL (third, or after the TLS ones).
 PRIVATE_LINE: Final = "worker web listening on "
+#: The line of UDP echo (RFC 862), last, unless ``--no-udp``.
+UDP_LINE: Final = "udp echo listening on "
 # Issue 11: the TLS lines.
 TLS_LINE: Final = "tls echo listening on "
 CERT_LINE: Final = "tls certificate SHA-256 "
@@ -36,7 +40,8 @@ _READY: Final = re.compile(
     rf"^{re.escape(TCP_LINE)}(?P<tcp>\S+)\n{re.escape(WEB_LINE)}(?P<web>\S+)\n"
     rf"(?:{re.escape(TLS_LINE)}(?P<tls>\S+)\n{re.escape(WEB_LINE)}(?P<https>\S+)\n"
     rf"{re.escape(CERT_LINE)}(?P<fingerprint>\S+)[^\n]*\n)?"
-    rf"(?:{re.escape(PRIVATE_LINE)}(?P<private>\S+)\n)?",
+    rf"(?:{re.escape(PRIVATE_LINE)}(?P<private>\S+)\n)?"
+    rf"(?:{re.escape(UDP_LINE)}(?P<udp>\S+)\n)?",
     re.MULTILINE,
 )
 
@@ -50,19 +55,22 @@ def ready_lines(
     tcp_address: str,
     web_url: str,
     private_url: str = "",
+    udp_address: str = "",
     *,
     tls_address: str = "",
     https_url: str = "",
     fingerprint: str = "",
     self_signed: bool = False,
 ) -> str:
-    """The lines to print, newline-terminated; *private_url* only for a worker, the TLS
-    ones (*tls_address*, *https_url*, *fingerprint*) only with TLS on."""
+    """The lines to print, newline-terminated; *private_url* only for a worker,
+    *udp_address* only with UDP echo on, the TLS ones (*tls_address*, *https_url*,
+    *fingerprint*) only with TLS on."""
     text = f"{TCP_LINE}{tcp_address}\n{WEB_LINE}{web_url}\n"
     if tls_address:
         note = SELF_SIGNED_NOTE if self_signed else ""
         text += f"{TLS_LINE}{tls_address}\n{WEB_LINE}{https_url}\n{CERT_LINE}{fingerprint}{note}\n"
-    return text + (f"{PRIVATE_LINE}{private_url}\n" if private_url else "")
+    text += f"{PRIVATE_LINE}{private_url}\n" if private_url else ""
+    return text + (f"{UDP_LINE}{udp_address}\n" if udp_address else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,8 @@ class Ready:
     web: str
     #: A worker's own web URL; "" for a single server or a supervisor.
     private: str = ""
+    #: ``host:port`` of UDP echo; "" when off (or not printed yet).
+    udp: str = ""
     #: Issue 11: the TLS echo ``host:port``, the HTTPS URL and the certificate's
     #: SHA-256 fingerprint; "" with TLS off.
     tls: str = ""
@@ -115,6 +125,7 @@ def parse_ready(output: str | bytes, *, private: bool = False, tls: bool = False
         match["tcp"],
         match["web"],
         match["private"] or "",
+        match["udp"] or "",
         tls=match["tls"] or "",
         https=match["https"] or "",
         fingerprint=match["fingerprint"] or "",

@@ -6,6 +6,7 @@
     └── root nursery
         ├── feed link          --feed redis://...: outbox flusher and stream mirror (else none)
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
+        ├── udp echo engine    UDP echo on --udp-port (one task), unless --no-udp
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── tls echo engine    TCP echo over TLS on --tls-port (one task; without epoll a
                                task each; issue 11)
@@ -26,6 +27,7 @@ cancelled and every task and connection goes with it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import ssl
@@ -37,14 +39,17 @@ import trio
 
 from app import portability
 from app.certs import ServerTls, server_tls
-from app.config import EchoEngine, Settings, WsEngine, is_loopback
+from app.config import EchoEngine, Settings, WsEngine, is_loopback, parse_networks
+from app.echo.conns import LimitLog
+from app.echo.proxy import ProxyRefusals
 from app.echo.tasks import TaskEngine
+from app.echo.udp import RateGate, UdpEngine, open_datagram
 from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
 from app.metrics import HubCollector
-from app.net import bound_port, open_listener
+from app.net import bound_port, named_error, open_listener
 from app.ready import bracket
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
@@ -85,6 +90,14 @@ class Ports:
     def https_url(self) -> str:
         """The page's URL on the HTTPS port."""
         return f"https://{bracket(self.host)}:{self.https}"
+
+    #: UDP echo port (0 when ``--no-udp``).
+    udp: int = 0
+
+    @property
+    def udp_address(self) -> str:
+        """``host:port`` of the UDP echo socket (IPv6 hosts in brackets)."""
+        return f"{bracket(self.host)}:{self.udp}"
 
     @property
     def tcp_address(self) -> str:
@@ -180,6 +193,14 @@ class Server:
             hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
             if self.tls is not None:
                 hub.listeners.update(tls=ports.tls_address, https=ports.https_url)
+            # -- issue 11 (part 2): UDP echo on the TCP echo port's number unless told otherwise
+            udp_engine = None
+            if s.udp:
+                udp_port = ports.tcp if s.udp_port < 0 else s.udp_port
+                udp_sock = listeners.enter_context(_bind_udp(s.host, udp_port, reuse_port))
+                ports = dataclasses.replace(ports, udp=bound_port(udp_sock))
+                hub.listeners.update(udp=ports.udp_address)
+                udp_engine = _udp_engine(udp_sock, hub)
             if not is_loopback(s.host):
                 log.warning(
                     "listening on %s: the echo server and the page are reachable from the network",
@@ -210,6 +231,8 @@ class Server:
                 ws_echo,
                 https=(https_listener, self.tls.web) if https_listener and self.tls else None,
                 handshakes=hub.handshakes["web"],
+                proxy=hub.proxy,
+                proxy_refusals=hub.proxy_refusals,
             )
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
@@ -226,10 +249,13 @@ class Server:
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
                     if tls_engine is not None:
                         nursery.start_soon(tls_engine.run, name="tls echo engine")
+                    if udp_engine is not None:
+                        nursery.start_soon(udp_engine.run, name="udp echo engine")
                     if ws_echo is not None:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
-                    nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
+                    refusals: list[LimitLog | ProxyRefusals] = [front.refusals, hub.proxy_refusals]
+                    nursery.start_soon(run_ticker, hub, refusals, name="ticker")
                     task_status.started(ports)
                     await self._stop.wait()
                     log.info("shutting down")
@@ -247,8 +273,15 @@ def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine 
     if name == "epoll":
         from app.echo.epoll import EpollEngine
 
-        return EpollEngine(listener, hub.tcp)
-    return TaskEngine(listener, hub.tcp, _watcher(hub), portable=name == "trio")
+        return EpollEngine(listener, hub.tcp, hub.proxy, hub.proxy_refusals)
+    return TaskEngine(
+        listener,
+        hub.tcp,
+        _watcher(hub),
+        portable=name == "trio",
+        proxy=hub.proxy,
+        refusals=hub.proxy_refusals,
+    )
 
 
 def _watcher(hub: Hub) -> Callable[[int], None]:
@@ -259,6 +292,27 @@ def _watcher(hub: Hub) -> Callable[[int], None]:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
     return watch_connection
+
+
+def _bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        return open_datagram(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        raise named_error(exc, "udp echo", host, port) from None
+
+
+def _udp_engine(sock: socket.socket, hub: Hub) -> UdpEngine:
+    s = hub.settings
+    assert hub.udp is not None
+    gate = RateGate(
+        source_rate=s.udp_source_rate,
+        source_bytes=s.udp_source_bytes,
+        global_rate=s.udp_global_rate,
+        global_bytes=s.udp_global_bytes,
+        exempt=parse_networks(s.udp_rate_exempt, "--udp-rate-exempt"),
+        drops=hub.udp_drops,
+    )
+    return UdpEngine(sock, hub.udp, gate, max_datagram=s.udp_max_datagram)
 
 
 def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:

@@ -191,10 +191,15 @@ async def _supervise(settings: Settings) -> int:
                     hold.close()
                 workers = sorted(supervisor.workers, key=_index)
                 host = bracket(settings.host)
+                # Every worker binds the same UDP number with SO_REUSEPORT.
+                udp_port = tcp_port if settings.udp_port < 0 else settings.udp_port
+                udp = f"{host}:{udp_port}" if settings.udp else ""
                 print(
                     ready_lines(
                         f"{host}:{tcp_port}",
                         f"http://{host}:{http_port}",
+                        "",
+                        udp,
                         tls_address=f"{host}:{tls.tls_port}" if tls else "",
                         https_url=f"https://{host}:{tls.https_port}" if tls else "",
                         fingerprint=tls.fingerprint if tls else "",

@@ -64,6 +64,6 @@ def test_client_tls_switch_and_its_default_port() -> None:
     c = client(["--tls"])
     assert (c.tls, c.tcp_port, c.insecure) == (True, 8002, False)
     assert client(["--tls", "--port", "9999"]).tcp_port == 9999
-    assert client(["--tls", "off"]).tls is False
+    assert client([], {"TRIO_ECHO_TLS": "off"}).tls is False
     assert client([], {"TRIO_ECHO_TLS": "on", "TRIO_ECHO_INSECURE": "yes"}).insecure
     assert client(["--tls", "--insecure"]).insecure

@@ -31,7 +31,7 @@ FINAL_RUN_STATES: Final[tuple[RunState, ...]] = tuple(
 )
 
 #: The transports of echo connections (``conn_open.transport``).
-Transport = Literal["tcp", "tls", "ws"]
+Transport = Literal["tcp", "tls", "ws", "udp"]
 
 #: How much a :class:`Notice` matters to whoever watches.
 NoticeLevel = Literal["info", "warning", "error"]
@@ -115,9 +115,8 @@ class TlsInfo(msgspec.Struct, frozen=True, gc=False):
 
 
 class ConnOpen(Event, tag="conn_open", frozen=True):
-    """An echo connection was accepted: *transport* is ``tcp``, ``tls`` or ``ws``.
-
-    *tls* is set for connections over TLS, once their handshake is done.
+    """An echo connection was accepted: *transport* is ``tcp``, ``tls``, ``ws`` or ``udp``
+    (a source).  *tls* is set for connections over TLS, once their handshake is done.
     """
 
     transport: Transport
@@ -159,6 +158,9 @@ class EchoStats(Event, tag="echo_stats", frozen=True):
     bytes_per_s: float
     msgs_per_s: float
     conns: list[ConnSample] = []
+    #: UDP echo sources with a lane, and datagrams dropped so far (all reasons; issue 11).
+    udp: int = 0
+    udp_dropped: int = 0
     #: TLS echo connections (issue 11); left out of the JSON while 0.
     tls: int = 0
 

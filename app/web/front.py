@@ -54,6 +54,14 @@ from starlette.types import ASGIApp
 from app.certs import tls_info
 from app.config import Settings
 from app.echo.conns import HandshakeCounts, LimitLog
+from app.echo.proxy import (
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
+from app.echo.proxyread import ProxiedSocket, read_proxy_header
 from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.feed.events import TlsInfo
@@ -229,8 +237,14 @@ class WebFront:
         ws_echo: WsEchoEngine | None = None,
         https: tuple[socket.socket, ssl.SSLContext] | None = None,
         handshakes: HandshakeCounts | None = None,
+        *,
+        proxy: ProxyPolicy | None = None,
+        proxy_refusals: ProxyRefusals | None = None,
     ) -> None:
         self._listeners = listeners
+        #: Who must send a PROXY header first (None: --proxy-protocol off), and its refusals.
+        self._proxy = proxy
+        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol")
         self._settings = settings
         self._draining = draining
         self._limit = settings.max_web_connections
@@ -269,6 +283,11 @@ class WebFront:
                 listener: str, tls: ssl.SSLContext | None
             ) -> Callable[[socket.socket, str], None]:
                 def on_accept(sock: socket.socket, peer: str) -> None:
+                    proxy = self._proxy
+                    if proxy is not None and not proxy.trusts(peer_host(peer)):
+                        self._proxy_refusals.untrusted(peer)
+                        sock.close()
+                        return
                     if len(self._streams) >= self._limit:
                         self._refusals.refuse(peer)
                         if tls is None:
@@ -320,6 +339,10 @@ class WebFront:
         handed_over = False
         with scope:
             try:
+                # The PROXY header (if required) comes first, before TLS too.
+                proxy = self._proxy
+                if proxy is not None and not await self._read_proxy(stream, proxy):
+                    return
                 conn: trio.abc.Stream = stream
                 info: TlsInfo | None = None
                 if tls is None:
@@ -403,6 +426,21 @@ class WebFront:
         if conn.info.alpn == "h2":
             return conn, Route.HTTP
         return conn, await conn.first_bytes(stream.peer)
+
+    async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> bool:
+        """Take the PROXY header; from then on the stream is the client it carries.
+
+        False (one log line, the caller closes) for a missing or bad header.
+        """
+        try:
+            header = await read_proxy_header(stream.socket, proxy)
+        except ProxyProtocolError as exc:
+            self._proxy_refusals.refuse(stream.peer, str(exc))
+            return False
+        stream.peer = carried_peer(header, stream.peer)
+        if header.source is not None:
+            stream.socket = ProxiedSocket(stream.socket, header.source)  # type: ignore[assignment]
+        return True
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
