@@ -341,7 +341,7 @@ def _tls_engine(
     if engine == "epoll":
         from app.echo.tls import TlsEchoEngine
 
-        return TlsEchoEngine(*args)
+        return TlsEchoEngine(*args, hub.proxy, hub.proxy_refusals)
     from app.echo.tlstasks import TlsTaskEngine
 
-    return TlsTaskEngine(*args, watch=_watcher(hub))
+    return TlsTaskEngine(*args, watch=_watcher(hub), proxy=hub.proxy, refusals=hub.proxy_refusals)

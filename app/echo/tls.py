@@ -51,6 +51,14 @@ from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable, HandshakeCounts
 from app.echo.multiplex import MAX_EVENTS, POLL_IN, POLL_OUT, Link, Multiplexed
+from app.echo.proxy import (
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
+from app.echo.proxyread import read_proxy_header
 from app.errors import describe
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
@@ -122,8 +130,17 @@ class TlsEchoEngine(Multiplexed[_Link]):
         context: ssl.SSLContext,
         handshake_timeout: float,
         counts: HandshakeCounts,
+        proxy: ProxyPolicy | None = None,
+        refusals: ProxyRefusals | None = None,
     ) -> None:
         super().__init__(table)
+        #: Who must send a PROXY header before TLS (None: --proxy-protocol off).
+        self._proxy = proxy
+        self._proxy_refusals = refusals or ProxyRefusals("tls echo")
+        # Connections still sending their PROXY header (each in a short task of its own).
+        self._greeting = 0
+        self._nursery: trio.Nursery | None = None
+        self._wait_scope: trio.CancelScope | None = None
         self._listener = listener
         self._lfd = listener.fileno()
         self._context = context
@@ -147,7 +164,9 @@ class TlsEchoEngine(Multiplexed[_Link]):
             self._epoll = ep
             ep.register(self._lfd, POLL_IN)
             try:
-                await self._loop(ep)
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery  # for PROXY greetings only
+                    await self._loop(ep)
             finally:
                 for hs in list(self._handshakes.values()):
                     self._end_handshake(hs)
@@ -164,11 +183,14 @@ class TlsEchoEngine(Multiplexed[_Link]):
             wake_at = self._deadlines[0].deadline if self._deadlines else float("inf")
             if self._accept_paused_until:
                 wake_at = min(wake_at, self._accept_paused_until)
-            if wake_at == float("inf"):
+            if wake_at == float("inf") and self._proxy is None:
                 await wait_readable(epfd)
             else:
-                with trio.move_on_at(wake_at):
+                # With PROXY on, a greeting task adds handshakes while the loop waits: it
+                # moves this deadline (see _start_handshake) so their timeout holds.
+                with trio.CancelScope(deadline=wake_at) as self._wait_scope:
                     await wait_readable(epfd)
+                self._wait_scope = None
                 self._expire(trio.current_time())
             steps = 0
             for fd, _events in ep.poll(0, MAX_EVENTS):
@@ -221,12 +243,47 @@ class TlsEchoEngine(Multiplexed[_Link]):
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         table = self._table
-        if len(table) + len(self._handshakes) >= table.limit:
+        if len(table) + len(self._handshakes) + self._greeting >= table.limit:
             table.refusals.refuse(peer)
             sock.close()
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        proxy = self._proxy
+        if proxy is not None:
+            if not proxy.trusts(peer_host(peer)):
+                self._proxy_refusals.untrusted(peer)
+                sock.close()
+                return
+            assert self._nursery is not None
+            self._greeting += 1
+            self._nursery.start_soon(self._greet, sock, peer, proxy, name=f"tls echo {peer}")
+            return
+        self._start_handshake(sock, peer)
+
+    async def _greet(self, sock: socket.socket, peer: str, proxy: ProxyPolicy) -> None:
+        """Read the PROXY header (exactly it: TLS starts right after), then hand over.
+
+        A header is rare work next to echoing, and bounded by HEADER_TIMEOUT: a task
+        each keeps the engine's loop free of a state that epoll cannot wait on (a
+        header that came in part, peeked but not taken).
+
+        Cancellation: closes the socket (the engine is going away).
+        """
         try:
+            header = await read_proxy_header(trio.socket.from_stdlib_socket(sock), proxy)
+        except ProxyProtocolError as exc:
+            self._proxy_refusals.refuse(peer, str(exc))
+            sock.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self._greeting -= 1
+        self._start_handshake(sock, carried_peer(header, peer))
+
+    def _start_handshake(self, sock: socket.socket, peer: str) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls_sock = self._context.wrap_socket(
                 sock, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=False
             )
@@ -240,6 +297,9 @@ class TlsEchoEngine(Multiplexed[_Link]):
         self._deadlines.append(hs)
         assert self._epoll is not None
         self._epoll.register(fd, POLL_IN)
+        scope = self._wait_scope
+        if scope is not None and hs.deadline < scope.deadline:
+            scope.deadline = hs.deadline
 
     def _step(self, hs: _Handshake) -> None:
         """Take the handshake as far as the socket allows; on success, start echoing."""

@@ -28,6 +28,14 @@ import trio
 from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import ConnTable, HandshakeCounts
+from app.echo.proxy import (
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
+from app.echo.proxyread import read_proxy_header
 from app.errors import describe
 from app.net import accept_forever
 
@@ -54,7 +62,12 @@ class TlsTaskEngine:
         handshake_timeout: float,
         counts: HandshakeCounts,
         watch: Callable[[int], None] | None = None,
+        proxy: ProxyPolicy | None = None,
+        refusals: ProxyRefusals | None = None,
     ) -> None:
+        #: Who must send a PROXY header before TLS (None: --proxy-protocol off).
+        self._proxy = proxy
+        self._proxy_refusals = refusals or ProxyRefusals("tls echo")
         self._listener = listener
         #: Called in each connection's task with its lane id, so the tracer follows it.
         self._watch = watch
@@ -81,6 +94,11 @@ class TlsTaskEngine:
             table.refusals.refuse(peer)
             sock.close()
             return
+        proxy = self._proxy
+        if proxy is not None and not proxy.trusts(peer_host(peer)):
+            self._proxy_refusals.untrusted(peer)
+            sock.close()
+            return
         assert self._nursery is not None
         self._handshaking += 1
         self._nursery.start_soon(self._serve, sock, peer, name=f"tls echo {peer}")
@@ -98,6 +116,15 @@ class TlsTaskEngine:
         stream = trio.SSLStream(tcp, self._context, server_side=True)
         try:
             try:
+                if self._proxy is not None:
+                    # The PROXY header comes before TLS; exactly it is taken.
+                    try:
+                        header = await read_proxy_header(tcp.socket, self._proxy)
+                    except ProxyProtocolError as exc:
+                        self._proxy_refusals.refuse(peer, str(exc))
+                        await trio.aclose_forcefully(tcp)
+                        return
+                    peer = carried_peer(header, peer)
                 with trio.fail_after(self._handshake_timeout):
                     await stream.do_handshake()
             finally:

@@ -441,3 +441,25 @@ async def test_handshakes_over_the_per_wake_cap_are_taken_at_later_wake_ups(
             for _ in range(30):
                 clients.start_soon(one)
     assert done == 30
+
+
+async def test_proxy_header_before_tls_carries_the_client_address(
+    platform: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """--proxy-protocol on the TLS echo listener: the header comes before the handshake, and
+    the address it carries is the connection's peer; no header is one refusal, closed."""
+    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="any")
+    cursor = running.hub.feed.last_seq
+    with trio.fail_after(10):
+        tcp = await trio.open_tcp_stream("127.0.0.1", running.ports.tls)
+        await tcp.send_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 8002\r\n")
+        async with TlsPipe(tcp, files.client_context(), "localhost") as pipe:
+            await pipe.do_handshake()
+            await pipe.send_all(b"via a balancer")
+            assert await pipe.receive_some() == b"via a balancer"
+        # A client that starts TLS at once (no header) is refused and closed.
+        with pytest.raises(trio.BrokenResourceError):
+            await TlsPipe.connect(running.ports.tls, files.client_context())
+        await wait_until(lambda: running.hub.proxy_refusals.total == 1)
+    opens = [e for e in events_since(running, cursor) if isinstance(e, ConnOpen)]
+    assert [(o.transport, o.peer) for o in opens] == [("tls", "203.0.113.7:40000")]
