@@ -379,3 +379,23 @@ async def test_https_over_the_web_limit_is_closed_at_accept(
             with pytest.raises(trio.BrokenResourceError):
                 await open_https(running.ports.https, files, ["http/1.1"])
         assert running.hub.handshakes["web"].done == 1
+
+
+async def test_info_over_https_behind_a_proxy_header_shows_the_carried_client(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The front reads the PROXY header before the TLS handshake; /info's client is the one
+    the header carries (the ASGI scope's client, set by the front)."""
+    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="v1")
+    ctx = files.client_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    with trio.fail_after(10):
+        tcp = await trio.open_tcp_stream("127.0.0.1", running.ports.https)
+        await tcp.send_all(b"PROXY TCP4 198.51.100.9 127.0.0.1 41000 8443\r\n")
+        stream = trio.SSLStream(tcp, ctx, server_hostname="localhost", https_compatible=True)
+        status, body = await http1(stream, "/info")
+    assert status == 200
+    info = json.loads(body)
+    assert info["client"] == {"host": "198.51.100.9", "port": 41000}
+    assert info["tls"]["sni"] == "localhost"
+    assert info["server"]["listener"] == "https"
