@@ -8,6 +8,7 @@ behaviour: who does what with it lives with each part.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,9 @@ class Hub:
     peers: list[dict[str, Any]] = field(default_factory=list)
     #: Open web connections (HTTP and websocket), kept by the front.
     web_connections: int = 0
+    # -- issue 10 (watch): where /api/tasks gets its snapshot --
+    #: ``(task lane or 0) -> runs``; None: this process's own loop (:mod:`app.watch.own`).
+    task_source: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 

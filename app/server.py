@@ -38,6 +38,7 @@ from app.feed.live import Feed
 from app.hub import Hub
 from app.net import bound_port, named_error, open_listener
 from app.ticker import run_ticker
+from app.watch.own import OwnLoop
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
 
@@ -130,6 +131,10 @@ class Server:
             front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
             engine = _engine(s.engine, tcp_listener, hub)
             trio.lowlevel.add_instrument(hub.tracer)
+            # Issue 10: the stall watchdog of this loop, and /api/tasks from it.
+            own = OwnLoop(hub.feed, hub.tracer, s.stall_threshold)
+            hub.task_source = own.tasks
+            listeners.enter_context(own.installed())
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(hub.runner.serve, name="scenario runner")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -90,6 +91,23 @@ def build_app(hub: Hub) -> Starlette:
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    # -- issue 10 (watch): the task tree with stacks, of this loop or of the watched child --
+    async def tasks_source(lane: int) -> list[dict[str, Any]]:
+        if hub.task_source is None:
+            return []
+        return await hub.task_source(lane)
+
+    async def tasks(request: Request) -> JSONResponse:
+        return JSONResponse({"runs": await tasks_source(0)})
+
+    async def one_task(request: Request) -> JSONResponse:
+        lane = request.path_params["task"]
+        for run in await tasks_source(lane):
+            for task in run["tasks"]:
+                if task["id"] == lane:
+                    return JSONResponse({"run": run["run"], "pid": run["pid"], "task": task})
+        return JSONResponse({"error": f"no live task {lane}"}, status_code=404)
+
     sockets = [
         WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining))
         for path, endpoint in websocket_endpoints(hub).items()
@@ -98,6 +116,8 @@ def build_app(hub: Hub) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/api/runs/{run:str}/trace.json", trace),
+            Route("/api/tasks", tasks),
+            Route("/api/tasks/{task:int}", one_task),
             *sockets,
             Mount("/", StaticFiles(directory=static_dir(), html=True)),
         ]
