@@ -21,6 +21,9 @@ from typing import Any, Final
 FETCH_TIMEOUT: Final = 10.0
 
 Task = Mapping[str, Any]
+# Trio's modules are all private (trio/_timeouts.py, trio/_core/_run.py): a frame in one is
+# Trio's, and "where a task waits" is the last frame before it.
+_TRIO_PRIVATE: Final = "/trio/_"
 
 
 class FetchError(RuntimeError):
@@ -46,12 +49,17 @@ def fetch(url: str) -> list[dict[str, Any]]:
 
 
 def where(task: Task) -> str:
-    """The innermost frame of *task* as ``function file:line``, or "" if none is known."""
+    """Where *task* waits: its innermost frame outside Trio as ``function file:line``, then
+    the Trio call it waits in (``-> sleep_forever``); "" if no frame is known."""
     frames = task.get("where") or []
     if not frames:
         return ""
-    f = frames[-1]
-    return f"{f['function']} {_short(f['file'])}:{f['line']}"
+    own = [f for f in frames if _TRIO_PRIVATE not in f["file"].replace(os.sep, "/")]
+    f = own[-1] if own else frames[-1]
+    text = f"{f['function']} {_short(f['file'])}:{f['line']}"
+    if f is not frames[-1]:
+        text += f" -> {frames[-1]['function']}"
+    return text
 
 
 def _short(path: str) -> str:
