@@ -64,7 +64,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "watch")
 
 
 @nox.session
@@ -74,8 +74,10 @@ def bench(session: nox.Session) -> None:
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
     gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
-    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
-    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched).
+    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2),
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched) and
+    ``watch`` (trio_naive.py under echoload s2 and a 1,000-task relay: plain, under
+    ``trio-echo watch``, and with its page open; docs/watch.md).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -139,3 +141,5 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+    if "watch" in parts:
+        session.run("python", "-P", "tools/watch_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
