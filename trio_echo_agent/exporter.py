@@ -101,10 +101,11 @@ class Exporter:
         self._closed.wait(CLOSE_TIMEOUT)
 
     def _run(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(self._path)
         except OSError:
+            sock.close()
             self._give_up()
             return
         try:

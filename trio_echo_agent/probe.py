@@ -188,6 +188,9 @@ class Probe(StepClock):
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         try:
+            # Trio reports the exit inside the task's last step, before after_task_step:
+            # account for that step now, while the task still has its lane.
+            self._end_step(task)
             lane = self._lanes.pop(task, None)
             if lane is None:
                 return
@@ -208,31 +211,34 @@ class Probe(StepClock):
             self.hook_errors += 1
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        current = self.current
-        self.current = None
         try:
-            if current is None or current[0] is not task:
-                return  # the step began before this instrument was installed
-            start = current[1]
-            end = now()
-            lane = self._lanes.get(task)
-            if end - start > self._block:
-                self._emit(
-                    (
-                        "block",
-                        self.run,
-                        lane.id if lane else 0,
-                        task.name,
-                        start,
-                        round(end - start, 6),
-                    )
-                )
-            if lane is not None:
-                self._add_step(lane, start, end)
-            if end - self._last_flush > FLUSH_EVERY:
-                self._flush_idle(end)
+            self._end_step(task)
         except Exception:
             self.hook_errors += 1
+
+    def _end_step(self, task: trio.lowlevel.Task) -> None:
+        current = self.current
+        self.current = None
+        if current is None or current[0] is not task:
+            return  # the step began before this instrument was installed, or is counted
+        start = current[1]
+        end = now()
+        lane = self._lanes.get(task)
+        if end - start > self._block:
+            self._emit(
+                (
+                    "block",
+                    self.run,
+                    lane.id if lane else 0,
+                    task.name,
+                    start,
+                    round(end - start, 6),
+                )
+            )
+        if lane is not None:
+            self._add_step(lane, start, end)
+        if end - self._last_flush > FLUSH_EVERY:
+            self._flush_idle(end)
 
     def after_run(self) -> None:
         try:

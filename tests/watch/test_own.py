@@ -1,0 +1,53 @@
+"""``serve`` watching its own loop: ``/api/tasks`` over HTTP, and its stall watchdog."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import trio
+
+from app.feed.events import Stall
+
+from conftest import start_server
+from netclient import http_request
+
+
+async def test_api_tasks_lists_the_servers_own_tree(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery)
+    with trio.fail_after(10):
+        status, headers, body = await http_request(running.ports.http, "/api/tasks")
+    assert status == 200 and headers["content-type"] == "application/json"
+    (run,) = json.loads(body)["runs"]
+    assert run["run"] == "serve"
+    tasks = {t["name"]: t for t in run["tasks"]}
+    assert {"ticker", "web front", "scenario runner"} <= set(tasks)
+    ticker = tasks["ticker"]
+    assert ticker["state"] in ("waiting", "running") and ticker["where"]
+    assert ticker["where"][0]["function"] == "run_ticker"
+    # Trio's own root and plumbing are not shown (pytest-trio's "<fixture ...>" tasks are).
+    assert not {"<init>", "<TrioToken.run_sync_soon task>"} & set(tasks)
+    # One task, by id, with its chain; the id is stable from one snapshot to the next.
+    with trio.fail_after(10):
+        status, _, body = await http_request(running.ports.http, f"/api/tasks/{ticker['id']}")
+    assert status == 200
+    one = json.loads(body)
+    assert one["task"]["name"] == "ticker" and one["run"] == "serve"
+
+
+async def test_a_stall_of_the_servers_loop_is_logged_and_published(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(nursery, stall_threshold=0.1)
+    caplog.set_level(logging.WARNING, logger="app.watch.own")
+    time.sleep(0.5)  # noqa: ASYNC251  OWN-STALL: the stall under test
+    await trio.testing.wait_all_tasks_blocked()
+    stalls = [e for e in running.hub.feed.ring.read(0, 10_000) if isinstance(e, Stall)]  # type: ignore[union-attr]
+    assert stalls, "no stall event"
+    assert stalls[0].seconds >= 0.1
+    assert (
+        stalls[0].frames[-1].function == "test_a_stall_of_the_servers_loop_is_logged_and_published"
+    )
+    assert any("stall: task" in r.getMessage() for r in caplog.records)
