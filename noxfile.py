@@ -37,9 +37,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package and the watch agent."""
     session.install(".", *TYPE_TOOLS)
-    session.run("mypy", "--strict", "app", *session.posargs)
+    session.run("mypy", "--strict", "app", "trio_echo_agent", *session.posargs)
 
 
 @nox.session

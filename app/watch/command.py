@@ -31,7 +31,7 @@ from typing import Final
 
 import trio
 
-from app.config import Settings, WatchSettings
+from app.config import Settings, WatchSettings, is_loopback
 from app.feed.chrome_trace import chrome_trace
 from app.feed.events import Event
 from app.feed.live import Feed
@@ -134,6 +134,8 @@ def _start_web(nursery: trio.Nursery, settings: WatchSettings, feed: Feed, link:
         listener = open_listener(settings.host, settings.http_port, serve_settings.backlog)
     except OSError as exc:
         raise named_error(exc, "web", settings.host, settings.http_port) from None
+    if not is_loopback(settings.host):
+        log.warning("watch: the page is on %s: reachable from the network", settings.host)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{bound_port(listener)}"
     hub.listeners.update(web=url)

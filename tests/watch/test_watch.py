@@ -254,3 +254,27 @@ async def test_pytest_trio_session_each_test_a_run(nursery: trio.Nursery, tmp_pa
     assert "first-child" in names
     outputs = [e for e in body["traceEvents"] if e.get("name") == "second test prints"]
     assert outputs and outputs[0]["tid"] != 0
+
+
+def gone_or_zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+async def test_the_child_outlives_a_dead_watch(nursery: trio.Nursery) -> None:
+    watched = await start_watch(nursery, "tree.py", options=("--no-web",))
+    with trio.fail_after(30):
+        await watched.wait_output(b"main ready")
+        watched.proc.kill()  # watch dies without a word; the link breaks under the child
+        await watched.proc.wait()
+        assert not gone_or_zombie(watched.pid)
+        assert watched.proc.stdin is not None
+        await watched.proc.stdin.aclose()  # the child's stdin too: it ends by itself
+        while not gone_or_zombie(watched.pid):  # noqa: ASYNC110 - another process's end
+            await trio.sleep(0.05)
+    await trio.testing.wait_all_tasks_blocked()
+    assert b"main done" in watched.err  # it wrote after the link was gone, and went on
+    assert b"Traceback" not in watched.err
