@@ -102,7 +102,8 @@ class Stall(Event, tag="stall", frozen=True):
 
     Published when a step passes ``--stall-threshold`` and again every second
     until it returns; the ``block`` published when it returns closes it.
-    *frames* is the stack of the stuck task now, innermost last.
+    ``t`` is when the stack was taken (the step began at ``t - seconds``);
+    *frames* is the stack of the stuck task then, innermost last.
     """
 
     name: str

@@ -130,6 +130,8 @@ class OwnLoop:
         if token is None:
             return
         try:
-            token.run_sync_soon(self._feed.publish, event)
+            # Stamped with the time the stack was taken, not when the loop gets to publish it.
+            at = self._feed.to_feed_time(start + held)
+            token.run_sync_soon(lambda: self._feed.publish(event, at=at))
         except trio.RunFinishedError:
             pass  # the server is gone; the log line said it

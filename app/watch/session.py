@@ -135,7 +135,8 @@ class Session:
                     name=msg.name,
                     seconds=msg.seconds,
                     frames=[ev.StackFrame(f.file, f.line, f.function) for f in msg.frames],
-                )
+                ),
+                at=self._time(msg.t + msg.seconds),  # when the stack was taken
             )
         elif isinstance(msg, wire.RunStart):
             run = self._new_run()
