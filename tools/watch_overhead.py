@@ -10,6 +10,11 @@ A benchmark, not a test: ``nox -s bench -- watch`` (or ``python -P tools/watch_o
 * relay: ``tools/watch_relay.py``, 1,000 tasks passing a token through memory channels; its
   own timing (hops per second), so start-up is not counted.
 
+* stalls: ``tools/watch_stalls.py``, 20 stalls of 2 s in a row under ``watch`` with
+  ``--stall-threshold 1``; for each, how long after the step began the page (``/ws/events``)
+  had its first ``stall`` event and ``ps`` (``/api/tasks``, polled) showed the task
+  ``stalled`` at the right line.  Target: within threshold + 0.5 s, every time.
+
 "page" reads ``/ws/events`` the whole time, as the browser's socket does.  Rounds are
 interleaved; the table shows medians and the ratio to plain.  ``--seconds 1 --rounds 1`` is
 a smoke run.
@@ -28,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import trio
@@ -127,6 +133,86 @@ async def relay(mode: str) -> float:
     return float(json.loads(line)["hops_per_s"])
 
 
+STALLS = 20
+STALL_SECONDS = 2.0
+STALL_THRESHOLD = 1.0
+
+
+async def stall_latencies(count: int) -> tuple[list[float], list[float]]:
+    """Seconds from each stall's start to the page's first ``stall`` event, and to ``ps``."""
+    argv = [sys.executable, str(HERE / "watch_stalls.py"), str(count), str(STALL_SECONDS)]
+    cmd = self_command("watch", "--exit", "--http-port", "0", "--log-level", "warning")
+    cmd += ["--stall-threshold", str(STALL_THRESHOLD), "--", *argv]
+    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    starts: dict[int, float] = {}
+    page: dict[int, float] = {}
+    ps: dict[int, float] = {}
+    head = b""
+    while not (match := WEB.search(head)):
+        chunk = await proc.stdout.receive_some(4096)
+        if not chunk:
+            raise RuntimeError("watch did not start")
+        head += chunk
+    url = match.group(1).decode()
+    async with trio.open_nursery() as nursery:
+
+        async def read_child() -> None:
+            assert proc.stdout is not None
+            out = head[match.end() :]
+            while True:
+                *lines, out = out.split(b"\n")
+                for line in lines:
+                    if line.startswith(b'{"stall"'):
+                        record = json.loads(line)
+                        starts[record["stall"]] = record["start"]
+                chunk = await proc.stdout.receive_some(65536)
+                if not chunk:
+                    break
+                out += chunk
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(read_child)
+
+        async def read_page() -> None:
+            ws_url = url.replace("http://", "ws://") + "/ws/events"
+            try:
+                async with open_websocket_url(ws_url, max_message_size=FEED_MESSAGE) as ws:
+                    while True:
+                        message = json.loads(await ws.get_message())
+                        for e in message.get("events", []):
+                            i = len(starts) - 1
+                            if e["kind"] == "stall" and i >= 0 and i not in page:
+                                page[i] = time.perf_counter() - starts[i]
+            except ConnectionClosed:
+                return  # watch exited with its child
+
+        async def poll_ps() -> None:
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            while True:
+                await trio.sleep(0.05)
+                i = len(starts) - 1
+                if i < 0 or i in ps:
+                    continue
+                body = b""
+                try:
+                    async with await trio.open_tcp_stream(host, int(port)) as stream:
+                        await stream.send_all(b"GET /api/tasks HTTP/1.0\r\n\r\n")
+                        while chunk := await stream.receive_some(65536):
+                            body += chunk
+                except (OSError, trio.BrokenResourceError):
+                    return  # watch exited with its child
+                if b'"stalled"' in body and b"watch_stalls.py" in body:
+                    ps[i] = time.perf_counter() - starts[i]
+
+        nursery.start_soon(read_page)
+        nursery.start_soon(poll_ps)
+    await proc.wait()
+    return [page.get(i, float("inf")) for i in range(count)], [
+        ps.get(i, float("inf")) for i in range(count)
+    ]
+
+
 async def bench(rounds: int, seconds: float) -> None:
     if not shutil.which("taskset") or not shutil.which("gcc"):
         raise SystemExit("needs taskset and gcc")
@@ -156,12 +242,32 @@ async def bench(rounds: int, seconds: float) -> None:
         )
 
 
+async def stall_bench(count: int) -> None:
+    page, ps = await stall_latencies(count)
+    limit = STALL_THRESHOLD + 0.5
+    print(f"\n{count} stalls of {STALL_SECONDS:g} s, --stall-threshold {STALL_THRESHOLD:g}")
+    print("| seen by | within threshold + 0.5 s | median s | max s |")
+    print("|---|---|---|---|")
+    for name, values in (("page (stall event)", page), ("ps (/api/tasks)", ps)):
+        within = sum(v <= limit for v in values)
+        median, worst = statistics.median(values), max(values)
+        print(f"| {name} | {within}/{count} | {median:.2f} | {worst:.2f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="echo load per cell (default 5)")
+    parser.add_argument("--stalls", type=int, default=STALLS, help="stalls in a row (default 20)")
+    parser.add_argument(
+        "--parts", default="overhead,stalls", help="overhead, stalls or both (the default)"
+    )
     args = parser.parse_args()
-    trio.run(bench, args.rounds, args.seconds)
+    parts = args.parts.split(",")
+    if "overhead" in parts:
+        trio.run(bench, args.rounds, args.seconds)
+    if "stalls" in parts:
+        trio.run(stall_bench, args.stalls)
     return 0
 
 

@@ -151,13 +151,16 @@ class Agent:
 
         current = probe.current
         stuck = current[0] if current is not None else None
+        # The task whose step holds the loop: "stalled" past the threshold, else "running".
+        held = time.perf_counter() - current[1] if current is not None else 0.0
+        stuck_state = "stalled" if held >= self._stall else "running"
         tasks = []
         for task, tid in probe.tasks():
             if detail and tid != detail:
                 continue
             nursery = task.parent_nursery
             if task is stuck:
-                state = "stalled"
+                state = stuck_state
                 where = thread_frames(sys._current_frames().get(probe.thread))
             else:
                 state = "waiting"
