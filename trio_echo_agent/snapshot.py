@@ -3,8 +3,9 @@
 Two ways to take it:
 
 * :func:`take`, inside the loop (from a task, or a ``TrioToken.run_sync_soon``
-  callback): walks the task tree from the root task and extracts each
-  task's await chain and the nurseries and cancel scopes it sits in with
+  callback): walks the task tree from the root task, reads each task's
+  await chain from its coroutines, and for one task asked by id extracts
+  the chain with the nurseries and cancel scopes it sits in with
   stackscope.  Nothing runs meanwhile, so the picture is consistent.
 * :func:`thread_frames` and :func:`coroutine_frames`, from another thread
   while the loop is stuck in one step: the stuck task's frames come from
@@ -33,13 +34,10 @@ from typing import Any, Final
 
 import trio
 
-#: Tasks that get a stack in one snapshot; past this, tasks are listed without one
-#: (a stackscope extraction costs tens of microseconds to a millisecond, all inside the loop).
-MAX_STACKS: Final = 2_000
 #: Frames kept per stack (the innermost ones; deeper recursion is cut from the outside).
 MAX_FRAMES: Final = 64
-#: Tasks listed in one snapshot at all; more are counted in ``truncated``.
-MAX_TASKS: Final = 20_000
+#: Tasks listed in one snapshot (~5 us each, inside the loop); more are left out and counted.
+MAX_TASKS: Final = 10_000
 
 # Frames from this folder down are Trio's scheduler and traps (cut from stacks read outside).
 _TRIO_CORE: Final = os.path.join("trio", "_core", "")
@@ -73,11 +71,14 @@ def take(
 ) -> tuple[list[dict[str, Any]], int]:
     """Every task under *root* that *task_id* names (non-zero), with stacks; call inside the loop.
 
-    *only*: just that task, with its full chain (``/api/tasks/{id}``).
-    Returns the entries and how many tasks were left out (over :data:`MAX_TASKS`).
+    The list (``/api/tasks``) gives each task its await chain read straight from
+    its coroutines and the nurseries it opened: a few microseconds a task,
+    since the loop waits meanwhile.  *only* (``/api/tasks/{id}``) gives that
+    one task stackscope's full extraction: every frame with the nurseries and
+    cancel scopes it sits in (a millisecond or more for a task whose nursery
+    holds thousands).  Returns the entries and how many tasks were left out
+    (over :data:`MAX_TASKS`).
     """
-    import stackscope  # imported on first use: it costs ~50 ms and most runs never ask
-
     entries: list[dict[str, Any]] = []
     left_out = 0
     for task in walk(root):
@@ -98,17 +99,31 @@ def take(
             "where": [],
             "scopes": [],
         }
-        if len(entries) < MAX_STACKS:
-            stack = stackscope.extract(task, with_contexts=True)
-            entry["where"] = [
-                frame_dict(f.pyframe.f_code, f.lineno) for f in stack.frames if not f.hide
-            ][-MAX_FRAMES:]
-            entry["scopes"] = [
-                scope for f in stack.frames for c in f.contexts if (scope := _describe(c.obj))
-            ]
+        if only:
+            _extract(task, entry)
+        else:
+            entry["where"] = coroutine_frames(task.coro)
+            entry["scopes"] = [_describe(n) for n in task.child_nurseries]
         entries.append(entry)
     entries.sort(key=lambda e: int(e["id"]))  # child_tasks is a set: give a stable order
     return entries, left_out
+
+
+def _extract(task: trio.lowlevel.Task, entry: dict[str, Any]) -> None:
+    """Fill *entry*'s ``where`` and ``scopes`` with stackscope (the cheap walk without it)."""
+    try:
+        import stackscope  # first use costs ~50 ms; the program's environment may lack it
+    except ImportError:
+        entry["where"] = coroutine_frames(task.coro)
+        entry["scopes"] = [_describe(n) for n in task.child_nurseries]
+        return
+    stack = stackscope.extract(task, with_contexts=True)
+    entry["where"] = [frame_dict(f.pyframe.f_code, f.lineno) for f in stack.frames if not f.hide][
+        -MAX_FRAMES:
+    ]
+    entry["scopes"] = [
+        scope for f in stack.frames for c in f.contexts if (scope := _describe(c.obj))
+    ]
 
 
 def _scheduled(task: trio.lowlevel.Task) -> bool:

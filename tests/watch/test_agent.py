@@ -68,15 +68,22 @@ def test_in_loop_snapshot_names_tasks_scopes_and_lines() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert probe.root is not None
             taken.append(take(probe.root, probe.task_id, probe.nursery_id)[0])
+            sleeper_id = next(e["id"] for e in taken[0] if e["name"] == "sleeper")
+            taken.append(take(probe.root, probe.task_id, probe.nursery_id, only=sleeper_id)[0])
             nursery.cancel_scope.cancel()
 
     run_probed(program)
-    (entries,) = taken
-    sleeper = next(e for e in entries if e["name"] == "sleeper")
-    assert sleeper["state"] == "waiting"
+    listed, (detail,) = taken
+    sleeper = next(e for e in listed if e["name"] == "sleeper")
+    main = next(e for e in listed if e["name"].endswith(".main"))
+    # The list: each task's await chain read from its coroutines, the nurseries it opened.
+    assert sleeper["state"] == "waiting" and sleeper["parent"] == main["id"]
     assert sleeper["where"][0]["function"] == "sleeper"
     assert sleeper["where"][0]["file"] == __file__
-    assert any(s.startswith("cancel scope, deadline in") for s in sleeper["scopes"])
+    assert main["scopes"] == ["nursery (1 tasks)"]
+    # One task: stackscope's full picture, with the cancel scope it sits in.
+    assert detail["id"] == sleeper["id"] and detail["where"][0]["function"] == "sleeper"
+    assert any(s.startswith("cancel scope, deadline in") for s in detail["scopes"])
 
 
 def test_watchdog_names_the_stuck_line_while_stuck() -> None:
