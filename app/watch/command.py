@@ -27,7 +27,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -40,12 +40,17 @@ from app.net import bound_port, named_error, open_listener
 from app.watch.link import Link
 from app.watch.supervisor import Child, child_env
 
+if TYPE_CHECKING:
+    from app.web.front import WebFront
+
 log = logging.getLogger(__name__)
 
 # Events kept for --trace FILE (the newest; a longer session loses its start): ~100 MB at most.
 TRACE_CAPACITY: Final = 500_000
 # How long the child's last records may take to arrive after it exited (seconds).
 SETTLE_TIMEOUT: Final = 2.0
+# Seconds the page's connections get to say goodbye when watch stops (as serve's default).
+DRAIN_GRACE: Final = 0.5
 # Exit code when COMMAND cannot be started, as a shell says it.
 NOT_STARTED: Final = 127
 
@@ -72,15 +77,26 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(link.serve, name="agent link")
+            web: tuple[Hub, WebFront] | None = None
             if not settings.no_web:
-                url = _start_web(nursery, settings, feed, link)
+                url, hub, front = _start_web(nursery, settings, feed, link)
+                web = (hub, front)
                 print(f"web listening on {url}", flush=True)
+
+            async def stop() -> None:
+                # Like serve's drain: page sockets get 1001, then whatever is left is cut.
+                if web is not None:
+                    hub, front = web
+                    hub.draining.set()
+                    await front.drain(DRAIN_GRACE)
+                nursery.cancel_scope.cancel()
+
             done = trio.Event()
 
             async def pass_signals() -> None:
                 async for signum in signals:
                     if done.is_set():
-                        nursery.cancel_scope.cancel()  # the page was kept up; now stop
+                        await stop()  # the page was kept up; now stop
                         return
                     child.signal(signum)
 
@@ -105,7 +121,7 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
             if recorded is not None:
                 await _write_trace(Path(settings.trace_file), recorded, argv)
             if settings.exit or settings.no_web:
-                nursery.cancel_scope.cancel()
+                await stop()
             else:
                 print(
                     f"pid {pid} exited with code {code}; the page keeps its last state "
@@ -115,7 +131,9 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
     return code
 
 
-def _start_web(nursery: trio.Nursery, settings: WatchSettings, feed: Feed, link: Link) -> str:
+def _start_web(
+    nursery: trio.Nursery, settings: WatchSettings, feed: Feed, link: Link
+) -> tuple[str, Hub, WebFront]:
     # Imported here: --no-web runs pay for neither Hypercorn nor Starlette.
     from app.web.asgi import build_app, websocket_endpoints
     from app.web.front import WebFront
@@ -141,7 +159,7 @@ def _start_web(nursery: trio.Nursery, settings: WatchSettings, feed: Feed, link:
     hub.listeners.update(web=url)
     front = WebFront([listener], build_app(hub), hub, websocket_endpoints(hub), None)
     nursery.start_soon(front.run, name="web front")
-    return url
+    return url, hub, front
 
 
 async def _write_trace(path: Path, events: collections.deque[Event], argv: list[str]) -> None:

@@ -99,6 +99,7 @@ def hello(hub: Hub) -> protocol.Hello:
             "idle_timeout": s.idle_timeout,
             "max_message_size": s.max_message_size,
             "block_threshold": s.block_threshold,
+            "stall_threshold": s.stall_threshold,  # issue 10: the stall watchdog's
             "keep_runs": KEEP_RUNS,
         },
         listeners=dict(hub.listeners),

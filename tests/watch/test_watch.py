@@ -301,3 +301,17 @@ async def test_ten_thousand_tasks_stay_bounded(nursery: trio.Nursery, tmp_path: 
     # Every task arrived, or what did not was counted; never more than there were.
     assert len(workers) == 10_000 or dropped
     assert len(workers) <= 10_000
+
+
+async def test_a_command_that_cannot_start_is_one_line_and_127(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-program")
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            self_command("watch", "--no-web", "--", missing),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 127
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith(f"trio-echo watch: cannot run {missing}: ")
