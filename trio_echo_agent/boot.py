@@ -47,9 +47,15 @@ class Agent:
     """Everything the agent holds in one process: live runs, the exporter, the watchdog."""
 
     def __init__(self, path: str, stall: float, block: float) -> None:
+        import trio
+
         from trio_echo_agent.probe import Watchdog  # imports trio: only once the program has
 
-        self.exporter = Exporter(path, self.answer)
+        # Looked up per write, not per step: a thread-local read inside a task.
+        self._current_task = trio.lowlevel.current_task
+        self.exporter = Exporter(path, self.handle)
+        #: Whether the parent wants every step (someone watches the page, or --trace).
+        self.steps_wanted = False
         self._stall = stall
         self._block = min(block, stall)
         self._runs = itertools.count(1)
@@ -68,10 +74,14 @@ class Agent:
             async_fn: Callable[..., Any], *args: Any, instruments: Sequence[Any] = (), **kw: Any
         ) -> Any:
             probe = Probe(next(self._runs), self.exporter.put, self._block)
+            added: tuple[Any, ...] = (probe,)
+            if self.steps_wanted:
+                probe.steps_on = True
+                added = (probe, probe.step_hooks)
             self._begin(probe)
             error = ""
             try:
-                return original(async_fn, *args, instruments=(*instruments, probe), **kw)
+                return original(async_fn, *args, instruments=(*instruments, *added), **kw)
             except BaseException as exc:
                 error = type(exc).__name__
                 raise
@@ -97,15 +107,43 @@ class Agent:
         probe = self._by_thread.get(threading.get_ident())
         if probe is None:
             return (0, 0)
-        current = probe.current
-        return (probe.run, probe.task_id(current[0]) if current is not None else 0)
+        try:
+            task = self._current_task()
+        except RuntimeError:
+            return (probe.run, 0)  # inside trio.run but outside any task (an instrument, a hook)
+        return (probe.run, probe.task_id(task))
 
     def _on_stall(
         self, probe: Any, task: Any, start: float, held: float, frames: list[Any]
     ) -> None:
-        self.exporter.put(
-            ("stall", probe.run, probe.task_id(task), task.name, start, round(held, 3), frames)
-        )
+        tid, name = (probe.task_id(task), task.name) if task is not None else (0, "?")
+        self.exporter.put(("stall", probe.run, tid, name, start, round(held, 3), frames))
+
+    # -- requests from the parent (called in the exporter thread) -------------------------
+
+    def handle(self, request: list[Any]) -> list[Any] | None:
+        """Answer one request: ``["tasks?", id, detail]`` or ``["steps", on]`` (no answer).
+
+        Raises:
+            ValueError: not a request this agent knows.
+        """
+        op = request[0]
+        if op == "tasks?":
+            return ["tasks", request[1], self.answer(int(request[2]) if len(request) > 2 else 0)]
+        if op == "steps":
+            self.set_steps(bool(request[1]))
+            return None
+        raise ValueError(f"expected 'tasks?' or 'steps', got {op!r}")
+
+    def set_steps(self, on: bool) -> None:
+        """Install (or remove) the step hooks in every live run, and in runs to come."""
+        self.steps_wanted = on
+        for probe in list(self._live.values()):
+            if probe.token is not None:
+                try:
+                    probe.token.run_sync_soon(probe.set_steps, on)
+                except Exception:  # RunFinishedError: that run is over
+                    pass
 
     # -- stacks on demand (called in the exporter thread) ---------------------------------
 
@@ -122,10 +160,11 @@ class Agent:
         return runs
 
     def _in_loop(self, probe: Any, detail: int) -> list[dict[str, Any]] | None:
-        current = probe.current
         if probe.token is None or probe.root is None:
             return None
-        if current is not None and time.perf_counter() - current[1] > STUCK_AFTER:
+        t = time.perf_counter()
+        holder = probe.holder(t)
+        if holder is not None and t - holder[1] > STUCK_AFTER:
             return None
         from trio_echo_agent.snapshot import take
 
@@ -149,10 +188,11 @@ class Agent:
     def _from_outside(self, probe: Any, detail: int) -> list[dict[str, Any]]:
         from trio_echo_agent.snapshot import coroutine_frames, thread_frames
 
-        current = probe.current
-        stuck = current[0] if current is not None else None
+        t = time.perf_counter()
+        holder = probe.holder(t)
+        stuck = holder[0] if holder is not None else None
         # The task whose step holds the loop: "stalled" past the threshold, else "running".
-        held = time.perf_counter() - current[1] if current is not None else 0.0
+        held = t - holder[1] if holder is not None else 0.0
         stuck_state = "stalled" if held >= self._stall else "running"
         tasks = []
         for task, tid in probe.tasks():

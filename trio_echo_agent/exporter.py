@@ -9,7 +9,8 @@ down or fail because its watcher is slow, stuck or gone.
 The exporter thread connects to the Unix socket ``trio-echo watch`` listens
 on, then every :data:`PERIOD` seconds sends what waits (JSON lines, see
 :mod:`trio_echo_agent.wire`; ``["dropped", n]`` first when records were
-dropped) and answers requests (``["tasks?", id, detail]``) with a snapshot.
+dropped) and answers requests (``["tasks?", id, detail]`` with a snapshot;
+``["steps", on]`` turns the per-step hooks on or off).
 
 Why a thread, the one place besides the watchdog where a bare thread is
 right: it must keep the link alive and answer while the program's loop is
@@ -56,16 +57,17 @@ except ImportError:  # pragma: no cover - depends on the watched program's envir
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-#: ``(detail task id) -> list of run entries``: answers a ``tasks?`` request.
-Answer = Callable[[int], list[dict[str, Any]]]
+#: ``(request) -> reply or None``: answers one request line (a JSON array); raises ValueError
+#: for one it does not know.
+Handle = Callable[[list[Any]], list[Any] | None]
 
 
 class Exporter:
     """The bounded buffer and its thread; see the module docstring."""
 
-    def __init__(self, path: str, answer: Answer) -> None:
+    def __init__(self, path: str, handle: Handle) -> None:
         self._path = path
-        self._answer = answer
+        self._handle = handle
         self._records: collections.deque[tuple[Any, ...]] = collections.deque()
         #: Records dropped because the buffer was full, not yet reported.
         self.dropped = 0
@@ -156,10 +158,11 @@ class Exporter:
 
     def _reply(self, sock: socket.socket, line: bytes) -> None:
         try:
-            op, req_id, *rest = json.loads(line)
-            if op != "tasks?":
-                return
-            runs = self._answer(int(rest[0]) if rest else 0)
-        except (ValueError, TypeError):
+            request = json.loads(line)
+            if not isinstance(request, list) or not request:
+                raise ValueError("not a JSON array")
+            reply = self._handle(request)
+        except (ValueError, TypeError, IndexError):
             return  # a request we do not understand gets no answer; the parent times out
-        sock.sendall(_encode(["tasks", req_id, runs]) + b"\n")
+        if reply is not None:
+            sock.sendall(_encode(reply) + b"\n")

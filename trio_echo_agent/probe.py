@@ -1,14 +1,17 @@
 """The instrument added to every ``trio.run`` of a watched program, and the stall watchdog.
 
-* :class:`StepClock` only knows which task's step holds the loop now and
-  since when.  ``trio-echo serve`` installs one for its own watchdog.
-* :class:`Probe` (a :class:`StepClock`) also records, as plain tuples in the
+* :class:`LoopClock` knows when the loop's current batch of steps began
+  (two hooks per batch, not per step) and, by sampling the loop thread's
+  stack, which task's step holds it.  ``trio-echo serve`` installs one for
+  its own watchdog.
+* :class:`Probe` (a :class:`LoopClock`) also records, as plain tuples in the
   order of :mod:`trio_echo_agent.wire`, every task spawned and exited (with
-  its parent task and nursery), every step (coalesced per task into windows,
-  at most :data:`STEP_BUDGET` records a second for the run), and every step
-  over the block threshold.  Records go to *emit*, which never blocks (the
-  exporter's bounded buffer); nothing here awaits, and no hook adds a
-  checkpoint to any task.
+  its parent task and nursery) and, while its :class:`StepHooks` are
+  installed (someone watches the page, or ``--trace``), every step
+  (coalesced per task into windows, at most :data:`STEP_BUDGET` records a
+  second for the run) and every step over the block threshold.  Records go
+  to *emit*, which never blocks (the exporter's bounded buffer); nothing
+  here awaits, and no hook adds a checkpoint to any task.
 * :class:`Watchdog` is a thread that looks at every clock every
   :data:`POLL` seconds and reports a step that has held the loop longer
   than the stall threshold, with the loop thread's stack, then again every
@@ -28,13 +31,14 @@ import itertools
 import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import trio
 
-from trio_echo_agent.snapshot import thread_frames
+from trio_echo_agent.snapshot import task_frame, thread_frames, walk
 
 # A task's steps closer together than this share one step record...
 GAP: Final = 0.002
@@ -55,44 +59,141 @@ Emit = Callable[[tuple[Any, ...]], None]
 now = time.perf_counter
 
 
-class StepClock(trio.abc.Instrument):
-    """Which task's step holds the loop, and since when; read by the watchdog thread.
+class LoopClock(trio.abc.Instrument):
+    """When the loop's current batch of steps began; read by the watchdog thread.
 
-    ``current`` is one tuple, replaced whole at each step boundary, so that a
-    reader in another thread never sees the task of one step with the start
-    of another.
+    Trio runs the tasks that are ready in batches, each task at most one step
+    per batch, between two waits for I/O.  ``before_io_wait``/``after_io_wait``
+    are called once per batch, not once per step, so knowing when the batch
+    began costs almost nothing; a batch that lasts past the stall threshold
+    is where a stuck step hides, and :meth:`holder` names it by sampling the
+    loop thread's stack.  When the step hooks are installed
+    (:class:`StepHooks`: the page is open, or ``--trace``), ``current`` says
+    exactly which step runs and since when.
+
+    Attributes are replaced whole (one tuple, one float), so that a reader in
+    another thread never sees half of an update.
     """
 
     def __init__(self, run: int) -> None:
         self.run = run
-        #: ``(task, start)`` while a step runs, else None.
+        #: ``(task, start)`` while a step runs and the step hooks are installed, else None.
         self.current: tuple[trio.lowlevel.Task, float] | None = None
-        #: The thread the run's loop runs in (set by before_run).
+        #: When the running batch began; None while the loop waits for I/O.
+        self.batch_start: float | None = None
+        #: The thread the run's loop runs in, its token and its root task (set by before_run,
+        #: or by whoever installs the clock in a running loop).
         self.thread = 0
-        #: The run's token, for running a callback inside the loop (set by before_run).
         self.token: trio.lowlevel.TrioToken | None = None
+        self.root: trio.lowlevel.Task | None = None
         self.hook_errors = 0
+        # The watchdog's last sample: (batch_start, outermost task frame, its start estimate,
+        # when taken, how many samples in a row saw it).
+        self.sample: tuple[float, types.FrameType | None, float, float, int] | None = None
+        # A stall found by sampling and not yet closed: (batch_start, outermost frame, task,
+        # start); the loop (at the batch's end) or the watchdog (seeing another step) closes it.
+        self.open_stall: tuple[float, types.FrameType, trio.lowlevel.Task | None, float] | None = (
+            None
+        )
+        self._closing = threading.Lock()
 
     def before_run(self) -> None:
         self.thread = threading.get_ident()
+        self.batch_start = now()
         try:
             self.token = trio.lowlevel.current_trio_token()
         except RuntimeError:
             self.hook_errors += 1  # no token yet: stacks on demand fall back to the watchdog's
 
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.current = (task, now())
+    def before_io_wait(self, timeout: float) -> None:
+        self.batch_start = None
+        if self.open_stall is not None:
+            self.close_stall(now())
 
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.current = None
+    def close_stall(self, end: float) -> None:
+        """The step of a sampled stall is over by *end*: report it (from either thread, once)."""
+        with self._closing:
+            stall, self.open_stall = self.open_stall, None
+        if stall is not None:
+            try:
+                self.stall_closed(stall[2], stall[3], end)
+            except Exception:
+                self.hook_errors += 1
+
+    def stall_closed(self, task: trio.lowlevel.Task | None, start: float, end: float) -> None:
+        """A stall found by sampling ended; :class:`Probe` reports it as a ``block``."""
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.batch_start = now()
+
+    def after_run(self) -> None:
+        self.batch_start = None
 
     def task_id(self, task: trio.lowlevel.Task) -> int:
         """The id of *task* on the wire (0: not shown)."""
         return 0
 
-    def task_name(self, task: trio.lowlevel.Task) -> str:
-        """The name of *task* (Trio's)."""
-        return task.name
+    def candidates(self) -> Iterable[trio.lowlevel.Task]:
+        """Tasks a sampled frame may belong to (from another thread; may be incomplete)."""
+        root = self.root
+        if root is None:
+            return []
+        for _ in range(3):
+            try:
+                return list(walk(root))
+            except RuntimeError:
+                continue  # a nursery changed while walked: the loop moved on, try again
+        return []
+
+    def holder(self, t: float) -> tuple[trio.lowlevel.Task | None, float] | None:
+        """The step holding the loop at time *t*, and when it began (estimated when sampled).
+
+        None while the loop waits for I/O.  Safe from another thread.
+        """
+        current = self.current
+        if current is not None:
+            return current
+        batch = self.batch_start
+        if batch is None:
+            return None
+        outer = task_frame(sys._current_frames().get(self.thread))
+        sample = self.sample
+        if sample is not None and sample[0] == batch and outer is not None and sample[1] is outer:
+            start = sample[2]
+        else:
+            start = batch
+        return self.task_of(outer), start
+
+    def task_of(self, outer: types.FrameType | None) -> trio.lowlevel.Task | None:
+        """The task whose coroutine's outermost frame is *outer* (None if none is known)."""
+        if outer is None:
+            return None
+        for task in self.candidates():
+            if getattr(task.coro, "cr_frame", None) is outer:
+                return task
+        return None
+
+
+class StepHooks(trio.abc.Instrument):
+    """The per-step hooks of a :class:`Probe`, installed only while steps are wanted.
+
+    Trio calls them around every step of every task; even hooks that do
+    nothing cost a few microseconds a step, which is most of the overhead a
+    scheduler-bound program would see, so they come and go with demand
+    (:meth:`Probe.set_steps`).
+    """
+
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._probe.current = (task, now())
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        try:
+            self._probe.end_step(task)
+        except Exception:
+            self._probe.hook_errors += 1
 
 
 class _Lane:
@@ -122,11 +223,14 @@ class _Lane:
         self.win_busy = 0.0
 
 
-class Probe(StepClock):
+class Probe(LoopClock):
     """Everything one run does, as records for *emit*; see the module docstring."""
 
     def __init__(self, run: int, emit: Emit, block_threshold: float) -> None:
         super().__init__(run)
+        #: The per-step hooks, installed while steps are wanted (:meth:`set_steps`).
+        self.step_hooks = StepHooks(self)
+        self.steps_on = False
         self._emit = emit
         self._block = block_threshold
         self._ids = itertools.count(1)
@@ -135,7 +239,6 @@ class Probe(StepClock):
         self._open: dict[_Lane, None] = {}
         self._tokens = float(STEP_BUDGET)
         self._last_flush = now()
-        self._root: trio.lowlevel.Task | None = None
         #: The last tasks that exited, as snapshot entries (state ``exited``).
         self.exited: collections.deque[dict[str, Any]] = collections.deque(maxlen=EXITED_KEPT)
 
@@ -161,10 +264,24 @@ class Probe(StepClock):
                 continue  # changed size while copied: the loop is running, try again
         return []
 
-    @property
-    def root(self) -> trio.lowlevel.Task | None:
-        """The run's root task (Trio's ``<init>``), once known."""
-        return self._root
+    def candidates(self) -> Iterable[trio.lowlevel.Task]:
+        return [task for task, _ in self.tasks()]
+
+    def set_steps(self, on: bool) -> None:
+        """Install or remove the step hooks; call inside the loop (``run_sync_soon``)."""
+        if on == self.steps_on:
+            return
+        self.steps_on = on
+        try:
+            if on:
+                trio.lowlevel.add_instrument(self.step_hooks)
+            else:
+                trio.lowlevel.remove_instrument(self.step_hooks)
+                self.current = None
+                for lane in list(self._open):
+                    self._close_window(lane)
+        except (RuntimeError, KeyError):
+            self.hook_errors += 1  # the run is ending
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -172,7 +289,7 @@ class Probe(StepClock):
         try:
             nursery = task.parent_nursery
             if nursery is None:
-                self._root = task  # <init>: Trio's root, not the program's
+                self.root = task  # <init>: Trio's root, not the program's
                 return
             parent = nursery.parent_task
             plane = self._lanes.get(parent)
@@ -190,7 +307,7 @@ class Probe(StepClock):
         try:
             # Trio reports the exit inside the task's last step, before after_task_step:
             # account for that step now, while the task still has its lane.
-            self._end_step(task)
+            self.end_step(task)
             lane = self._lanes.pop(task, None)
             if lane is None:
                 return
@@ -210,13 +327,13 @@ class Probe(StepClock):
         except Exception:
             self.hook_errors += 1
 
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        try:
-            self._end_step(task)
-        except Exception:
-            self.hook_errors += 1
+    def stall_closed(self, task: trio.lowlevel.Task | None, start: float, end: float) -> None:
+        lane = self._lanes.get(task) if task is not None else None
+        name = task.name if task is not None else "?"
+        self._emit(("block", self.run, lane.id if lane else 0, name, start, round(end - start, 6)))
 
-    def _end_step(self, task: trio.lowlevel.Task) -> None:
+    def end_step(self, task: trio.lowlevel.Task) -> None:
+        """The step of *task* ended: count it, and report it if it was a block."""
         current = self.current
         self.current = None
         if current is None or current[0] is not task:
@@ -241,6 +358,7 @@ class Probe(StepClock):
             self._flush_idle(end)
 
     def after_run(self) -> None:
+        super().after_run()
         try:
             for lane in list(self._open):
                 self._close_window(lane)
@@ -303,16 +421,23 @@ class Watchdog:
     Why a thread, the one place in trio-echo where a bare thread is right: it
     must see the loop while the loop is stuck (``time.sleep`` in a task, a
     ``while True`` without a checkpoint), and nothing inside the loop runs
-    then.  It only reads: the clocks' ``current`` tuples and
-    ``sys._current_frames()``.  It holds one entry per clock and stops with
-    the process (a daemon thread).
+    then.  It only reads: the clocks' state and ``sys._current_frames()``
+    (and writes each clock's ``sample``).  It holds one entry per clock and
+    stops with the process (a daemon thread).
+
+    Without step hooks a stall is found by sampling: once a batch has run
+    longer than :data:`POLL`, every poll notes which task's coroutine is at
+    the bottom of the loop thread's stack.  Each task steps at most once per
+    batch, so two samples of one batch that see the same task see the same
+    step; it began after the last sample that saw another one (or with the
+    batch).  The estimate is early by at most one poll.
     """
 
     def __init__(
         self,
-        clocks: Callable[[], Iterable[StepClock]],
+        clocks: Callable[[], Iterable[LoopClock]],
         threshold: float,
-        on_stall: Callable[[StepClock, trio.lowlevel.Task, float, float, list[Any]], None],
+        on_stall: Callable[[LoopClock, trio.lowlevel.Task | None, float, float, list[Any]], None],
     ) -> None:
         self._clocks = clocks
         self.threshold = threshold
@@ -343,17 +468,49 @@ class Watchdog:
         """Report every step over the threshold at time *t* (the thread's poll; tests call it)."""
         for clock in list(self._clocks()):
             current = clock.current
-            if current is None:
-                continue
-            task, start = current
+            frame = None
+            sampled_batch = 0.0
+            if current is not None:
+                task: trio.lowlevel.Task | None = current[0]
+                start = current[1]
+            else:
+                batch = clock.batch_start
+                if batch is None or t - batch < POLL:
+                    clock.sample = None
+                    continue
+                frame = sys._current_frames().get(clock.thread)
+                outer = task_frame(frame)
+                stall = clock.open_stall
+                if stall is not None and (stall[0] != batch or stall[1] is not outer):
+                    clock.close_stall(t)  # another step holds the loop now: that one ended
+                last = clock.sample
+                if last is not None and last[0] == batch and outer is not None and last[1] is outer:
+                    start, seen = last[2], last[4] + 1
+                else:
+                    start, seen = (last[3] if last is not None and last[0] == batch else batch), 1
+                clock.sample = (batch, outer, start, t, seen)
+                sampled_batch = batch
+                if seen < 2 or outer is None:
+                    continue  # one sample may be a short step passing by
+                task = None  # looked up below, only when it is a stall
             held = t - start
             if held < self.threshold:
                 continue
-            last = self._reported.get(id(clock))
-            if last is not None and last[0] == start and t - last[1] < STALL_REPEAT:
+            last_report = self._reported.get(id(clock))
+            if (
+                last_report is not None
+                and last_report[0] == start
+                and t - last_report[1] < STALL_REPEAT
+            ):
                 continue
             self._reported[id(clock)] = (start, t)
-            frame = sys._current_frames().get(clock.thread)
+            if frame is None:
+                frame = sys._current_frames().get(clock.thread)
+            if current is None:
+                outer = task_frame(frame)
+                task = clock.task_of(outer)
+                if outer is not None and clock.open_stall is None:
+                    clock.open_stall = (sampled_batch, outer, task, start)
             self._on_stall(clock, task, start, held, thread_frames(frame))
         if len(self._reported) > 64:  # clocks of runs long gone
             self._reported.clear()

@@ -36,6 +36,8 @@ import trio
 
 #: Frames kept per stack (the innermost ones; deeper recursion is cut from the outside).
 MAX_FRAMES: Final = 64
+#: Frames walked down a thread's stack to find the scheduler (Python's default recursion limit).
+MAX_DEPTH: Final = 1_000
 #: Tasks listed in one snapshot (~5 us each, inside the loop); more are left out and counted.
 MAX_TASKS: Final = 10_000
 
@@ -148,6 +150,24 @@ def _describe(obj: object) -> str:
     return ""
 
 
+def _is_scheduler(code: types.CodeType) -> bool:
+    return code.co_name == "unrolled_run" and code.co_filename.endswith("_run.py")
+
+
+def task_frame(frame: types.FrameType | None) -> types.FrameType | None:
+    """The outermost frame above Trio's scheduler in a loop thread's stack: the running task's
+    coroutine frame (``task.coro.cr_frame``); None while the scheduler itself runs."""
+    outer = None
+    depth = 0
+    while frame is not None and depth < MAX_DEPTH:
+        if _is_scheduler(frame.f_code):
+            return outer
+        outer = frame
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
 def thread_frames(frame: types.FrameType | None) -> list[FrameDict]:
     """The stack above Trio's scheduler in a thread running a task step, innermost last.
 
@@ -158,7 +178,7 @@ def thread_frames(frame: types.FrameType | None) -> list[FrameDict]:
     frames: list[FrameDict] = []
     while frame is not None and len(frames) < 4 * MAX_FRAMES:
         code = frame.f_code
-        if code.co_name == "unrolled_run" and code.co_filename.endswith("_run.py"):
+        if _is_scheduler(code):
             break
         frames.append(frame_dict(code, frame.f_lineno))
         frame = frame.f_back

@@ -144,6 +144,12 @@ class TasksRequest(Msg, tag="tasks?", frozen=True):
     detail: int = 0
 
 
+class StepsRequest(Msg, tag="steps", frozen=True):
+    """Parent to child: install (*on*) or remove the per-step hooks in every run."""
+
+    on: bool
+
+
 FromAgent = Hello | RunStart | RunEnd | Spawn | Exit | Step | Block | Stall | Output | Dropped
 FromAgentAll = FromAgent | TasksReply
 

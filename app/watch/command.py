@@ -37,7 +37,7 @@ from app.feed.events import Event
 from app.feed.live import Feed
 from app.hub import Hub
 from app.net import bound_port, named_error, open_listener
-from app.watch.link import Link
+from app.watch.link import Link, PageDemand
 from app.watch.supervisor import Child, child_env
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
         recorded = collections.deque(maxlen=TRACE_CAPACITY)
         feed.add_tap(recorded.append)
     link = Link(feed)
+    if recorded is not None:
+        link.want_steps(+1)  # the trace shows every step, whoever watches
     child = Child(
         argv, child_env(os.environ, link.path, settings.stall_threshold, settings.block_threshold)
     )
@@ -148,6 +150,7 @@ def _start_web(
     )
     hub = Hub.create(serve_settings, feed)
     hub.task_source = link.tasks
+    hub.tracer = PageDemand(feed, link)
     try:
         listener = open_listener(settings.host, settings.http_port, serve_settings.backlog)
     except OSError as exc:

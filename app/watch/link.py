@@ -20,12 +20,15 @@ import os
 import select
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import msgspec
 import trio
 
 from app.feed.live import Feed
+from app.tracer import TaskWatcher
 from app.watch.session import Session
 from trio_echo_agent import wire
 
@@ -49,6 +52,23 @@ class _Agent:
         self.send_lock = trio.Lock()
 
 
+class PageDemand(TaskWatcher):
+    """The hub's tracer under ``watch``: while a page watches (``/ws/events`` enters
+    :meth:`stepping`), the watched program hooks every step; otherwise it does not."""
+
+    def __init__(self, feed: Feed, link: Link) -> None:
+        super().__init__(feed)
+        self._link = link
+
+    @contextmanager
+    def stepping(self) -> Iterator[None]:
+        self._link.want_steps(+1)
+        try:
+            yield
+        finally:
+            self._link.want_steps(-1)
+
+
 class Link:
     """The socket the agents connect to, and the sessions of those connected."""
 
@@ -64,6 +84,9 @@ class Link:
         self.processes = 0
         self.runs = 0
         self._sock: trio.socket.SocketType | None = None
+        # Who wants every step (page subscribers, --trace): the agents hook steps only then.
+        self._steps_demand = 0
+        self._steps_changed = trio.Event()
 
     def _new_run(self) -> str:
         self.runs += 1
@@ -82,6 +105,7 @@ class Link:
             listener = trio.SocketListener(sock)
             task_status.started()
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._announce_steps, name="steps demand")
                 while True:
                     stream = await listener.accept()
                     if len(self._agents) >= MAX_AGENTS:
@@ -97,6 +121,32 @@ class Link:
             except OSError:
                 pass  # already gone; nothing else to clean
 
+    def want_steps(self, delta: int) -> None:
+        """Add *delta* (+1, -1) to the demand for steps; agents hear when it crosses zero.
+
+        Never blocks (the announcement is sent by the link's own task).
+        """
+        before = self._steps_demand > 0
+        self._steps_demand += delta
+        if (self._steps_demand > 0) != before:
+            self._steps_changed.set()
+
+    async def _announce_steps(self) -> None:
+        while True:
+            await self._steps_changed.wait()
+            self._steps_changed = trio.Event()
+            request = wire.StepsRequest(self._steps_demand > 0)
+            for agent in list(self._agents):
+                await self._send(agent, request)
+
+    async def _send(self, agent: _Agent, msg: wire.TasksRequest | wire.StepsRequest) -> None:
+        """Send one request to *agent*; a process that is gone is left to its reader."""
+        try:
+            async with agent.send_lock:
+                await agent.stream.send_all(wire.encode_line(msg))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the reading task sees the end and closes the session
+
     async def _serve_agent(self, stream: trio.SocketStream) -> None:
         session = Session(
             self._feed.publish, self._feed.new_id, self._feed.to_feed_time, self._new_run
@@ -104,6 +154,8 @@ class Link:
         agent = _Agent(stream, session)
         self._agents.add(agent)
         self.processes += 1
+        if self._steps_demand > 0:
+            await self._send(agent, wire.StepsRequest(True))
         buffer = b""
         try:
             while chunk := await stream.receive_some(RECEIVE_SIZE):
@@ -178,10 +230,7 @@ class Link:
         agent.replies[req] = send
         try:
             with trio.move_on_after(REPLY_TIMEOUT):
-                async with agent.send_lock:
-                    await agent.stream.send_all(wire.encode_line(wire.TasksRequest(req, detail)))
+                await self._send(agent, wire.TasksRequest(req, detail))
                 runs.extend(await receive.receive())
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the process went away meanwhile
         finally:
             agent.replies.pop(req, None)

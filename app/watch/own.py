@@ -3,9 +3,10 @@
 The same parts as inside a watched program (:mod:`trio_echo_agent.probe`,
 :mod:`trio_echo_agent.snapshot`), wired to this process's feed:
 
-* a :class:`~trio_echo_agent.probe.StepClock` instrument and the watchdog
-  thread: a step over ``--stall-threshold`` is logged at once, from the
-  thread (logging is thread-safe), with the stuck task's innermost frame,
+* a :class:`~trio_echo_agent.probe.LoopClock` instrument (two hooks per
+  scheduler batch, none per step) and the watchdog thread: a step over
+  ``--stall-threshold`` is logged at once, from the thread (logging is
+  thread-safe), with the stuck task's innermost frame,
   and published as a ``stall`` event through ``TrioToken.run_sync_soon``.
   While the loop is stuck nobody can read this server's page anyway, so
   the events arrive when the step returns; the log line is the live part.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ import trio
 from app.feed.events import StackFrame, Stall
 from app.feed.live import Feed
 from app.tracer import TaskWatcher
-from trio_echo_agent.probe import StepClock, Watchdog
+from trio_echo_agent.probe import LoopClock, Watchdog
 from trio_echo_agent.snapshot import take
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class OwnLoop:
         self._tracer = tracer
         self._ids: weakref.WeakKeyDictionary[trio.lowlevel.Task, int] = weakref.WeakKeyDictionary()
         self._nurseries: weakref.WeakKeyDictionary[trio.Nursery, int] = weakref.WeakKeyDictionary()
-        self.clock = StepClock(0)
+        self.clock = LoopClock(0)
         self.watchdog = Watchdog(lambda: (self.clock,), stall_threshold, self._on_stall)
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -55,6 +57,8 @@ class OwnLoop:
         """Watch the current loop while the block runs.  Must run inside Trio; not a checkpoint."""
         self._token = trio.lowlevel.current_trio_token()
         self.clock.thread = threading.get_ident()
+        self.clock.root = trio.lowlevel.current_root_task()
+        self.clock.batch_start = time.perf_counter()  # this batch: the one installing it
         trio.lowlevel.add_instrument(self.clock)
         self.watchdog.start()
         try:
@@ -102,27 +106,28 @@ class OwnLoop:
 
     def _on_stall(
         self,
-        clock: StepClock,
-        task: trio.lowlevel.Task,
+        clock: LoopClock,
+        task: trio.lowlevel.Task | None,
         start: float,
         held: float,
         frames: list[dict[str, Any]],
     ) -> None:
         # Runs in the watchdog thread.
         where = frames[-1] if frames else {"file": "?", "line": 0, "function": "?"}
+        name = task.name if task is not None else "?"
         log.warning(
             "stall: task %r has held the loop %.1f s, now at %s:%d in %s",
-            task.name,
+            name,
             held,
             where["file"],
             where["line"],
             where["function"],
         )
-        lane = self._tracer.lane_of(task)
+        lane = self._tracer.lane_of(task) if task is not None else None
         event = Stall(
             task=lane.id if lane else 0,
             run=lane.run if lane else "",
-            name=task.name,
+            name=name,
             seconds=round(held, 3),
             frames=[StackFrame(f["file"], f["line"], f["function"]) for f in frames],
         )

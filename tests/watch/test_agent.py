@@ -14,7 +14,7 @@ import trio
 
 from trio_echo_agent import wire
 from trio_echo_agent.exporter import CAPACITY, Exporter
-from trio_echo_agent.probe import Probe, StepClock, Watchdog
+from trio_echo_agent.probe import LoopClock, Probe, Watchdog
 from trio_echo_agent.snapshot import take
 from trio_echo_agent.tee import MAX_LINE_CHARS, LineTee
 
@@ -23,11 +23,12 @@ def run_probed(async_fn: Any) -> list[tuple[Any, ...]]:
     """Run *async_fn* under a fresh trio.run with a Probe; return its records."""
     records: list[tuple[Any, ...]] = []
     probe = Probe(1, records.append, block_threshold=0.05)
+    probe.steps_on = True
 
     async def main() -> None:
         await async_fn(probe)
 
-    trio.run(main, instruments=[probe])
+    trio.run(main, instruments=[probe, probe.step_hooks])
     return records
 
 
@@ -86,12 +87,18 @@ def test_in_loop_snapshot_names_tasks_scopes_and_lines() -> None:
     assert any(s.startswith("cancel scope, deadline in") for s in detail["scopes"])
 
 
-def test_watchdog_names_the_stuck_line_while_stuck() -> None:
+@pytest.mark.parametrize("steps", [True, False], ids=["step-hooks", "sampled"])
+def test_watchdog_names_the_stuck_line_while_stuck(steps: bool) -> None:
     seen: list[tuple[str, float, list[dict[str, Any]]]] = []
-    clock = StepClock(1)
+    # With the step hooks the clock knows the step exactly; without, the watchdog samples.
+    records: list[tuple[Any, ...]] = []
+    clock = Probe(1, records.append, block_threshold=0.05)
+    instruments: list[trio.abc.Instrument] = [clock]
+    if steps:
+        instruments.append(clock.step_hooks)
 
-    def on_stall(c: StepClock, task: Any, start: float, held: float, frames: list[Any]) -> None:
-        seen.append((task.name, held, frames))
+    def on_stall(c: LoopClock, task: Any, start: float, held: float, frames: list[Any]) -> None:
+        seen.append((task.name if task else "?", held, frames))
 
     watchdog = Watchdog(lambda: [clock], 0.1, on_stall)
 
@@ -104,7 +111,7 @@ def test_watchdog_names_the_stuck_line_while_stuck() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stuck, name="stuck")
 
-    trio.run(main, instruments=[clock])
+    trio.run(main, instruments=instruments)
     assert seen, "the watchdog reported nothing"
     name, held, frames = seen[0]
     assert name == "stuck" and held >= 0.1
@@ -114,6 +121,9 @@ def test_watchdog_names_the_stuck_line_while_stuck() -> None:
     assert frames[-1]["line"] == line
     # One report per STALL_REPEAT (1 s): a 0.5 s stall is reported once.
     assert len(seen) == 1
+    # Then the block with the full duration closes it (measured to within a poll if sampled).
+    (block,) = [r for r in records if r[0] == "block"]
+    assert block[3] == "stuck" and block[5] >= 0.5
 
 
 def test_tee_passes_through_and_attributes_lines() -> None:
@@ -140,7 +150,7 @@ def test_tee_passes_through_and_attributes_lines() -> None:
 
 
 def test_exporter_buffer_is_bounded_and_counts_drops() -> None:
-    exporter = Exporter("/nonexistent/agent.sock", lambda detail: [])
+    exporter = Exporter("/nonexistent/agent.sock", lambda request: None)
     for i in range(CAPACITY + 25):
         exporter.put(("out", 1, 0, "stdout", str(i), 0.0))
     assert exporter.dropped == 25
