@@ -73,7 +73,8 @@ def bench(session: nox.Session) -> None:
 
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
-    gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
+    gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws``
+    (/ws/echo against websockets' asyncio server, Node client),
     ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2),
     ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched) and
     ``watch`` (trio_naive.py under echoload s2 and a 1,000-task relay: plain, under
@@ -95,6 +96,8 @@ def bench(session: nox.Session) -> None:
         runs = [
             ("default", serve, ["asyncio_uvloop_proto", "gevent_seed", "trio_naive"]),
             ("tasks", f"{serve} --engine tasks", ["gevent_seed"]),
+            # The portable engine (issue 15's target: at or above idiomatic Trio).
+            ("trio", f"{serve} --engine trio", ["trio_naive", "gevent_seed"]),
         ]
         for name, command, peers in runs:
             out = work / f"tcp-{name}"

@@ -27,7 +27,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -36,7 +36,8 @@ from app.feed.chrome_trace import chrome_trace
 from app.feed.events import Event
 from app.feed.live import Feed
 from app.hub import Hub
-from app.net import bound_port, named_error, open_listener
+from app.net import bound_port, open_listener
+from app.ready import bracket
 from app.watch.link import Link, PageDemand
 from app.watch.supervisor import Child, child_env
 
@@ -139,6 +140,7 @@ def _start_web(
     # Imported here: --no-web runs pay for neither Hypercorn nor Starlette.
     from app.web.asgi import build_app, websocket_endpoints
     from app.web.front import WebFront
+    from app.web.ws_events import FeedChannel
 
     serve_settings = Settings(
         host=settings.host,
@@ -149,18 +151,30 @@ def _start_web(
         trace=False,  # no scenario runs here: nothing of watch's own loop to trace
     )
     hub = Hub.create(serve_settings, feed)
-    hub.task_source = link.tasks
+    # A page watching asks the child for every step (instead of tracing watch's own loop).
     hub.tracer = PageDemand(feed, link)
-    try:
-        listener = open_listener(settings.host, settings.http_port, serve_settings.backlog)
-    except OSError as exc:
-        raise named_error(exc, "web", settings.host, settings.http_port) from None
+    listener = open_listener(settings.host, settings.http_port, serve_settings.backlog, "web")
     if not is_loopback(settings.host):
         log.warning("watch: the page is on %s: reachable from the network", settings.host)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{host}:{bound_port(listener)}"
+    url = f"http://{bracket(settings.host)}:{bound_port(listener)}"
     hub.listeners.update(web=url)
-    front = WebFront([listener], build_app(hub), hub, websocket_endpoints(hub), None)
+    channel = FeedChannel(feed, hub.runner, hub.tracer, serve_settings.origins, hub.hello)
+    endpoints = websocket_endpoints(hub.ws, channel)
+    fronts: list[WebFront] = []
+
+    def health() -> dict[str, Any]:
+        front = fronts[0]
+        return hub.health(front.connections, front.refusals.total)
+
+    app = build_app(
+        health=health,
+        find_run=hub.runner.get,
+        websockets=endpoints,
+        draining=hub.draining,
+        tasks=link.tasks,
+    )
+    front = WebFront([listener], app, serve_settings, hub.draining, endpoints, None)
+    fronts.append(front)
     nursery.start_soon(front.run, name="web front")
     return url, hub, front
 

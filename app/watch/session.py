@@ -165,7 +165,7 @@ class Session:
                 )
             )
 
-    def _end_run(self, run: int, state: str, error: str, at: float | None) -> None:
+    def _end_run(self, run: int, state: ev.RunState, error: str, at: float | None) -> None:
         feed_run = self.runs.pop(run, None)
         if feed_run is None:
             return
