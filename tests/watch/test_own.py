@@ -9,6 +9,7 @@ import time
 import pytest
 import trio
 
+from app.child import self_command
 from app.feed.events import Event, Stall
 
 from conftest import start_server
@@ -53,3 +54,26 @@ async def test_a_stall_of_the_servers_loop_is_logged_and_published(
         stalls[0].frames[-1].function == "test_a_stall_of_the_servers_loop_is_logged_and_published"
     )
     assert any("stall: task" in r.getMessage() for r in caplog.records)
+
+
+async def test_pstree_of_a_running_serve(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery)
+    url = f"http://127.0.0.1:{running.ports.http}"
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            self_command("pstree", url), capture_stdout=True, capture_stderr=True
+        )
+    tree = result.stdout.decode().splitlines()
+    assert tree[0].startswith("run serve (pid ")
+    ticker = next(line for line in tree if " ticker [" in line)
+    assert "run_ticker" in ticker and "ticker.py:" in ticker
+
+
+async def test_ps_of_nothing_is_one_line_and_exit_1() -> None:
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            self_command("ps", "http://127.0.0.1:9"), capture_stderr=True, check=False
+        )
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith("trio-echo: http://127.0.0.1:9/api/tasks: ")
