@@ -229,7 +229,10 @@ class Agent:
                 except Exception:
                     pass  # the program may have closed it
         self.watchdog.stop()
-        self.exporter.close()
+        try:
+            self.exporter.close()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C while the last records go out: the program exits as it would have
 
 
 class _PatchTrioOnImport(importlib.abc.MetaPathFinder):

@@ -145,13 +145,13 @@ class Exporter:
                     sock.shutdown(socket.SHUT_WR)
                 return
 
-    def _send_batch(self, sock: socket.socket) -> None:
+    def _send_batch(self, sock: socket.socket, limit: int = BATCH) -> None:
         out = bytearray()
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
             out += _encode(["dropped", dropped]) + b"\n"
         records = self._records
-        for _ in range(min(BATCH, len(records))):
+        for _ in range(min(limit, len(records))):
             out += _encode(records.popleft()) + b"\n"
         if out:
             sock.sendall(out)
@@ -165,4 +165,7 @@ class Exporter:
         except (ValueError, TypeError, IndexError):
             return  # a request we do not understand gets no answer; the parent times out
         if reply is not None:
+            # Records queued before the reply go first: the parent must know every task
+            # a snapshot names (its spawn) before the snapshot arrives.
+            self._send_batch(sock, limit=CAPACITY)
             sock.sendall(_encode(reply) + b"\n")

@@ -36,10 +36,13 @@ import trio
 
 #: Frames kept per stack (the innermost ones; deeper recursion is cut from the outside).
 MAX_FRAMES: Final = 64
+#: Frames per task in the list (the innermost; one task asked by id gets MAX_FRAMES).
+LIST_FRAMES: Final = 16
 #: Frames walked down a thread's stack to find the scheduler (Python's default recursion limit).
 MAX_DEPTH: Final = 1_000
-#: Tasks listed in one snapshot (~5 us each, inside the loop); more are left out and counted.
-MAX_TASKS: Final = 10_000
+#: Tasks listed in one snapshot (~20 us each, inside the loop: 20,000 hold it ~0.4 s); more
+#: are left out and counted.
+MAX_TASKS: Final = 20_000
 
 # Frames from this folder down are Trio's scheduler and traps (cut from stacks read outside).
 _TRIO_CORE: Final = os.path.join("trio", "_core", "")
@@ -104,7 +107,7 @@ def take(
         if only:
             _extract(task, entry)
         else:
-            entry["where"] = coroutine_frames(task.coro)
+            entry["where"] = coroutine_frames(task.coro)[-LIST_FRAMES:]
             entry["scopes"] = [_describe(n) for n in task.child_nurseries]
         entries.append(entry)
     entries.sort(key=lambda e: int(e["id"]))  # child_tasks is a set: give a stable order

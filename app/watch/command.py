@@ -95,13 +95,17 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
                 nursery.cancel_scope.cancel()
 
             done = trio.Event()
+            quit_asked = False
 
             async def pass_signals() -> None:
+                nonlocal quit_asked
                 async for signum in signals:
                     if done.is_set():
                         await stop()  # the page was kept up; now stop
                         return
-                    child.signal(signum)
+                    if not child.signal(signum):
+                        # The child is gone and watch is summing up: quit once that is done.
+                        quit_asked = True
 
             nursery.start_soon(pass_signals, name="signals")
             try:
@@ -123,7 +127,7 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
                 )
             if recorded is not None:
                 await _write_trace(Path(settings.trace_file), recorded, argv)
-            if settings.exit or settings.no_web:
+            if settings.exit or settings.no_web or quit_asked:
                 await stop()
             else:
                 print(

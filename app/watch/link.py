@@ -156,10 +156,19 @@ class Link:
         self.processes += 1
         if self._steps_demand > 0:
             await self._send(agent, wire.StepsRequest(True))
-        buffer = b""
+        buffer = bytearray()
         try:
             while chunk := await stream.receive_some(RECEIVE_SIZE):
-                *lines, buffer = (buffer + chunk).split(b"\n")
+                # Only the new bytes are searched: a big reply (a snapshot of thousands of
+                # tasks) arrives in many chunks and is not rescanned for each.
+                scan = len(buffer)
+                buffer += chunk
+                lines = []
+                start = 0
+                while (end := buffer.find(b"\n", scan)) >= 0:
+                    lines.append(bytes(buffer[start:end]))
+                    start = scan = end + 1
+                del buffer[:start]
                 if len(buffer) > wire.MAX_LINE:
                     raise ValueError(f"a line over {wire.MAX_LINE} bytes")
                 for line in lines:

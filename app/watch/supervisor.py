@@ -100,11 +100,14 @@ class Child:
         self.exited.set()
         return self.code
 
-    def signal(self, signum: int) -> None:
-        """Pass a signal that ``watch`` received on to the child, as the module docstring says."""
+    def signal(self, signum: int) -> bool:
+        """Pass a signal that ``watch`` received on to the child, as the module docstring says.
+
+        Returns False when there is no child (any more) to pass it to.
+        """
         process = self.process
         if process is None or process.returncode is not None:
-            return
+            return False
         if signum == signal.SIGINT:
             self._interrupts += 1
             if self._interrupts >= 2:
@@ -114,3 +117,4 @@ class Child:
                 process.send_signal(signal.SIGINT)
         else:
             process.send_signal(signum)
+        return True

@@ -315,3 +315,19 @@ async def test_a_command_that_cannot_start_is_one_line_and_127(tmp_path: Path) -
     assert result.returncode == 127
     (line,) = result.stderr.decode().splitlines()
     assert line.startswith(f"trio-echo watch: cannot run {missing}: ")
+
+
+async def test_a_snapshot_of_ten_thousand_tasks(nursery: trio.Nursery) -> None:
+    watched = await start_watch(nursery, "ten_thousand.py", "10000", "wait")
+    with trio.fail_after(120):
+        await watched.wait_output(b"all waiting")
+        body = await get_json(watched.url, "/api/tasks")
+        (run,) = body["runs"]
+        workers = [t for t in run["tasks"] if t["name"].startswith("worker-")]
+        assert len(workers) == 10_000  # one reply of several MB, over the same link
+        assert all(t["where"] and t["state"] == "waiting" for t in workers[:10])
+        assert watched.proc.stdin is not None
+        await watched.proc.stdin.aclose()
+        await watched.wait_output(b"exited with code 0")  # the page stays: Ctrl-C quits
+        watched.proc.send_signal(signal.SIGINT)
+        assert await watched.proc.wait() == 0
