@@ -6,6 +6,7 @@ Extra arguments go to the tool: ``nox -s tests -- -k tcp``.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "watch")
+BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate", "feed-redis", "watch")
 
 
 @nox.session
@@ -75,10 +76,16 @@ def bench(session: nox.Session) -> None:
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
     gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws``
     (/ws/echo against websockets' asyncio server, Node client),
-    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2),
-    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched) and
-    ``watch`` (trio_naive.py under echoload s2 and a 1,000-task relay: plain, under
-    ``trio-echo watch``, and with its page open; docs/watch.md).
+    ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
+    ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched),
+    ``wsdeflate`` (/ws/echo with permessage-deflate, compressible JSON, against
+    websockets' asyncio server with and without its default deflate:
+    run_ws_deflate.sh; then the feed's fan-out with and without deflate:
+    sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
+    ``DURATION=1 ROUNDS=1`` is a smoke run), ``feed-redis`` (two instances on
+    one Redis Stream: fan-out lag, an outage, echo ratio) and ``watch`` (trio_naive.py
+    under echoload s2 and a 1,000-task relay: plain, under ``trio-echo watch``, and with
+    its page open; then 20 stalls in a row; docs/watch.md).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -144,5 +151,42 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+    if "wsdeflate" in parts:
+        # issue 12: the runner picks the ports; the project serves /ws/echo on {port}.
+        web = f"{Path(session.bin) / 'trio-echo'} serve --tcp-port 0 --http-port {{port}}"
+        session.run(
+            "bash",
+            str(tools / "ws/run_ws_deflate.sh"),
+            "project",
+            "websockets_deflate",
+            "websockets_nodeflate",
+            env={
+                "PY": python,
+                "ROUNDS": os.environ.get("ROUNDS", "2"),
+                "WORK": str(work / "wsdeflate"),
+                "PROJECT_CMD": f"{web} --log-level warning",
+            },
+            external=True,
+        )
+        # The feed's fan-out with and without deflate (100 subscribers, 10k events/s).
+        rounds = ["--rounds", os.environ.get("ROUNDS", "2")]
+        duration = ["--duration", os.environ["DURATION"]] if "DURATION" in os.environ else []
+        session.run("python", "-P", "tools/sidebyside.py", "feed", *rounds, *duration)
+    if "feed-redis" in parts:
+        # Issue 13: the shared feed on a local redis-server (tools/feed_redis.py says what).
+        echoload = work / "echoload"
+        echoload.parent.mkdir(parents=True, exist_ok=True)
+        session.run(
+            "gcc",
+            "-O2",
+            "-o",
+            str(echoload),
+            str(tools / "bench/echoload.c"),
+            "-lpthread",
+            external=True,
+        )
+        # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
+        extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
+        session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)
     if "watch" in parts:
         session.run("python", "-P", "tools/watch_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})

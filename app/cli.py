@@ -34,6 +34,7 @@ from app.config import (
     add_options,
     resolve,
 )
+from app.feed.redis_url import BadFeedURL, parse_feed
 from app.ready import ready_lines
 from app.scenarios import SCENARIOS
 from app.scenarios.catalog import Param
@@ -222,7 +223,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
+    try:
+        parse_feed(settings.feed)
+    except BadFeedURL as exc:
+        _die(str(exc))
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
     if settings.workers > 1 and not portability.CURRENT.reuse_port:
         _die(
@@ -293,12 +298,15 @@ def _client(args: argparse.Namespace) -> int:
     return client_main(settings, sys.stdin, sys.stdout, sys.stderr)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from app.logjson import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _raise_fd_limit(wanted: int) -> None:

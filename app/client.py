@@ -17,13 +17,20 @@ import stat
 from typing import BinaryIO, Final, TextIO
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from app import portability
 from app.config import ClientSettings
 from app.errors import PEER_GONE
 
 PROMPT: Final = ">>: "
+#: What ``--ws`` accepts (the websocket client refuses anything else with a traceback).
+WS_SCHEMES: Final = ("ws://", "wss://")
 # Read stdin and the socket in chunks of this size.
 CHUNK: Final = 64 * 1024
 
@@ -211,38 +218,79 @@ async def _ws_client(
         async with open_websocket_url(
             settings.ws, connect_timeout=settings.connect_timeout, disconnect_timeout=1
         ) as ws:
-            while True:
-                if interactive:
-                    line = await _prompt(stdin, stdout)
-                else:
-                    line = await stdin.readline() or None
-                if line is None:
-                    return
-                try:
-                    await ws.send_message(line.decode())
-                except UnicodeDecodeError:
-                    await ws.send_message(line)  # not text: binary, so every byte comes back
-                reply = await ws.get_message()
-                stdout.write(reply.encode() if isinstance(reply, str) else reply)
-                stdout.flush()
+            await _ws_session(ws, stdin, stdout, interactive)
     except ConnectionClosed as exc:
         raise ClientError(f"websocket closed: {exc.reason}") from None
     except (OSError, HandshakeError) as exc:
-        raise ClientError(f"cannot connect to {settings.ws}: {exc}") from None
+        raise ClientError(f"cannot connect to {settings.ws}: {_reason(exc)}") from None
+
+
+async def _ws_session(
+    ws: WebSocketConnection, stdin: Stdin, stdout: BinaryIO, interactive: bool
+) -> None:
+    """Send each line of *stdin* as a message and print its echo, until stdin ends.
+
+    Replies are read by a task of their own, so that a server that closes the
+    websocket (a shutdown's 1001) is noticed at once, also while the user is
+    still typing or stdin is held open, instead of at the next line.
+
+    Raises:
+        ConnectionClosed: the server closed the websocket.
+    """
+    replies_in, replies = trio.open_memory_channel[str | bytes](1)
+    closed: list[ConnectionClosed] = []
+    async with trio.open_nursery() as nursery:
+
+        async def read_replies() -> None:
+            async with replies_in:
+                try:
+                    while True:
+                        await replies_in.send(await ws.get_message())
+                except ConnectionClosed as exc:
+                    closed.append(exc)
+                    nursery.cancel_scope.cancel()
+
+        nursery.start_soon(read_replies)
+        while True:
+            line = await _prompt(stdin, stdout) if interactive else await stdin.readline()
+            if not line:
+                break
+            try:
+                await ws.send_message(line.decode())
+            except UnicodeDecodeError:
+                await ws.send_message(line)  # not text: binary, so every byte comes back
+            reply = await replies.receive()
+            stdout.write(reply.encode() if isinstance(reply, str) else reply)
+            stdout.flush()
+        nursery.cancel_scope.cancel()
+    if closed:
+        raise closed[0]
 
 
 def _reason(exc: BaseException) -> str:
-    """The first underlying OS error's text (Trio groups one error per address tried)."""
-    cause = exc.__cause__
-    while isinstance(cause, BaseExceptionGroup):
-        cause = cause.exceptions[0]
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+    """The deepest OS error's text under *exc*, else *exc*'s own.
+
+    Trio groups one error per address tried, and trio-websocket wraps the connect
+    failure in a bare ``HandshakeError``: the reason worth a line is underneath.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        while isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__
+    return str(exc) or type(exc).__name__  # some errors carry no message at all
 
 
 def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Run the client; return the exit code."""
+    if settings.ws and not settings.ws.startswith(WS_SCHEMES):
+        print(
+            f"trio-echo client: --ws: expected a ws:// or wss:// URL, got {settings.ws!r}",
+            file=stderr,
+        )
+        return 2
     interactive = stdin.isatty()
     reader = Stdin(stdin.fileno())
     try:

@@ -33,6 +33,12 @@ WsEngine = Literal["epoll", "fast", "asgi"]
 LOG_LEVELS: Final[tuple[str, ...]] = get_args(LogLevel)
 ECHO_ENGINES: Final[tuple[str, ...]] = get_args(EchoEngine)
 WS_ENGINES: Final[tuple[str, ...]] = get_args(WsEngine)
+# issue 12: permessage-deflate (RFC 7692) on every websocket path, or never.
+WsCompression = Literal["deflate", "off"]
+WS_COMPRESSIONS: Final[tuple[str, ...]] = get_args(WsCompression)
+#: ``--log-format`` (issue 13): human lines, or one JSON object per line.
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 
 # A step that holds the loop longer than this is a block: ~3 frames of a 60 Hz page, far
 # above scheduling noise (a millisecond or two), well below a time.sleep(0.2) lesson.
@@ -72,6 +78,18 @@ class Settings:
     trace: bool = True
     workers: int = 1
     log_level: LogLevel = "info"
+    # -- issue 14 (the web front against odd HTTP) --
+    # Hypercorn's default: an idle HTTP keep-alive connection is closed after this.
+    keep_alive_timeout: float = 5.0
+    # issue 12: permessage-deflate.  12 / 12 / memLevel 5 is the websockets author's
+    # advice: ~50 KiB of zlib state per compressed connection (docs/limits.md).
+    ws_compression: WsCompression = "deflate"
+    ws_deflate_window_bits: int = 12
+    ws_deflate_mem_level: int = 5
+    # -- issue 13: one feed on Redis Streams, metrics and logs ------------------------------
+    feed: str = "memory"
+    feed_outbox: int = 10_000
+    log_format: LogFormat = "text"
     # -- issue 10 (watch): the stall watchdog of serve's own loop --
     stall_threshold: float = 1.0
 
@@ -192,6 +210,45 @@ SERVE_OPTIONS: Final = (
     Option("trace", "follow scenario and echo tasks with the scheduler tracer (on/off)"),
     Option("workers", "server processes sharing the ports with SO_REUSEPORT", 1, 64),
     Option("log_level", "logging threshold", choices=LOG_LEVELS),
+    # -- issue 14 (the web front against odd HTTP) --
+    Option(
+        "keep_alive_timeout",
+        "seconds an idle HTTP keep-alive connection (or an unfinished request) is kept",
+        0.1,
+        3600,
+    ),
+    # issue 12: permessage-deflate (RFC 7692) on /ws/echo and /ws/events, every --ws-engine.
+    Option(
+        "ws_compression",
+        "permessage-deflate on websockets when the client offers it (deflate), or never (off)",
+        choices=WS_COMPRESSIONS,
+    ),
+    Option(
+        "ws_deflate_window_bits",
+        "largest LZ77 window (2**bits bytes) either side may use; bounds memory per connection",
+        9,
+        15,
+    ),
+    Option(
+        "ws_deflate_mem_level",
+        "zlib memLevel of our compressor: 2**(level+9) bytes of hash state per connection",
+        1,
+        9,
+    ),
+    # -- issue 13: one feed on Redis Streams, metrics and logs ----------------------------------
+    Option(
+        "feed",
+        "where the feed lives: memory (this process), or redis://HOST[:PORT][/DB][?stream=NAME], "
+        "one Redis Stream shared by every instance and worker that names it",
+    ),
+    Option(
+        "feed_outbox",
+        "events an instance queues for Redis while it is slow or away; older ones are dropped "
+        "and readers see the gap",
+        100,
+        1_000_000,
+    ),
+    Option("log_format", "log lines as text, or one JSON object per line", choices=LOG_FORMATS),
     # -- issue 10 (watch) --
     Option(
         "stall_threshold",

@@ -23,6 +23,8 @@ from app.echo.conns import ConnTable
 from app.feed.events import ECHO_RUN, FINAL_RUN_STATES, Transport
 from app.feed.live import Feed
 from app.feed.protocol import Hello
+from app.feed.redis_url import parse_feed
+from app.lagstats import LagHistogram
 from app.scenarios.runner import KEEP_RUNS, Runner
 from app.tracer import StepTracer, TaskWatcher
 
@@ -50,11 +52,14 @@ class Hub:
     peers: list[dict[str, Any]] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
+    # -- issue 13: what /metrics reads ---------------------------------------------------------
+    #: The ticker's loop-lag probes.
+    lag: LagHistogram = field(default_factory=LagHistogram)
 
     @classmethod
     def create(cls, settings: Settings, feed: Feed | None = None, worker: int = 0) -> Hub:
         """A hub with fresh tables sharing *feed* (a new one if not given)."""
-        feed = feed or Feed(settings.feed_capacity)
+        feed = feed or make_feed(settings, worker)
 
         def table(transport: Transport, limit: int) -> ConnTable:
             return ConnTable(
@@ -105,6 +110,8 @@ class Hub:
             },
             listeners=dict(self.listeners),
             peers=list(self.peers),
+            feed=self.feed.backend,
+            instances=self.feed.instances(),
         )
 
     def health(self, web_connections: int, web_refused: int) -> dict[str, Any]:
@@ -130,3 +137,18 @@ class Hub:
             "ws_echo": {"connections": len(self.ws), "refused": self.ws.refusals.total},
             "feed": {"seq": self.feed.last_seq, "subscribers": self.feed.subscribers},
         }
+
+
+def make_feed(settings: Settings, worker: int = 0) -> Feed:
+    """The feed ``--feed`` asks for: the in-process ring, or the shared Redis Stream.
+
+    Raises:
+        BadFeedURL: ``--feed`` is not a feed URL (the CLI checks it first).
+    """
+    url = parse_feed(settings.feed)
+    if url is None:
+        return Feed(settings.feed_capacity)
+    # Imported only when asked for: the in-process feed does not load a Redis client.
+    from app.feed.redis import RedisFeed
+
+    return RedisFeed(url, settings.feed_capacity, outbox=settings.feed_outbox, worker=worker)

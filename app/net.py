@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -32,6 +34,9 @@ ACCEPT_BATCH: Final = 256
 ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 # Back-off after a capacity error, as trio's serve_listeners does.
 ACCEPT_CAPACITY_SLEEP: Final = 0.1
+# While accept(2) keeps failing for want of a resource, the count of failures
+# is logged at most this often (seconds): the first at once, like LimitLog.
+CAPACITY_LOG_EVERY: Final = 1.0
 # A connection that died in the backlog before we took it: skip it.
 ACCEPT_GONE_ERRNOS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
@@ -101,6 +106,93 @@ def address_text(addr: Any) -> str:
     return f"{bracket(addr[0])}:{addr[1]}"
 
 
+class CapacityLog:
+    """accept(2) out of a resource (file descriptors, memory), told in a few lines, not a flood.
+
+    Each capacity error pauses accepting for :data:`ACCEPT_CAPACITY_SLEEP`, so
+    a process out of descriptors meets one ten times a second for as long as
+    it lasts.  Like the connection-limit refusals (:class:`app.echo.conns.LimitLog`):
+    the first error of a spell is logged at once, then a count at most once
+    per :data:`CAPACITY_LOG_EVERY`, and one line when accepting works again.
+    Not a trio object: *clock* is any monotonic clock in seconds.
+    """
+
+    def __init__(self, where: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._where = where
+        self._clock = clock
+        self._since: float | None = None
+        self._last_failure = 0.0
+        self._logged_at = 0.0
+        self._unlogged = 0
+        #: Capacity errors in total.
+        self.total = 0
+
+    def failed(self, exc: OSError) -> None:
+        """Count one capacity error; log it if it starts a spell, or a count if one is due."""
+        self.total += 1
+        now = self._last_failure = self._clock()
+        if self._since is None:
+            self._since = self._logged_at = now
+            log.error(
+                "accept on %s: %s; pausing %.1f s at a time until connections close",
+                self._where,
+                exc.strerror or exc,
+                ACCEPT_CAPACITY_SLEEP,
+            )
+            return
+        self._unlogged += 1
+        if now - self._logged_at >= CAPACITY_LOG_EVERY:
+            self._flush(now, exc)
+
+    def succeeded(self) -> None:
+        """A connection was accepted: the spell ends once none failed for a log interval.
+
+        (A single descriptor freed in a spell lets one accept through before
+        the next error; that is still the same spell.)
+        """
+        if self._since is None:
+            return
+        now = self._clock()
+        if now - self._last_failure < CAPACITY_LOG_EVERY:
+            return
+        if self._unlogged:
+            self._flush(now, None)
+        log.warning(
+            "accept on %s: accepting again after %.1f s",
+            self._where,
+            self._last_failure - self._since,
+        )
+        self._since = None
+
+    def _flush(self, now: float, exc: OSError | None) -> None:
+        what = f" ({exc.strerror or exc})" if exc is not None else ""
+        log.warning(
+            "accept on %s: %d more failures for want of resources%s in the last %.1f s",
+            self._where,
+            self._unlogged,
+            what,
+            now - self._logged_at,
+        )
+        self._unlogged = 0
+        self._logged_at = now
+
+
+# One CapacityLog per listening socket, made on its first capacity error.
+_capacity_logs: weakref.WeakKeyDictionary[socket.socket, CapacityLog] = weakref.WeakKeyDictionary()
+
+
+def capacity_log(listener: socket.socket) -> CapacityLog:
+    """The :class:`CapacityLog` of *listener* (one per socket, for as long as it lives)."""
+    found = _capacity_logs.get(listener)
+    if found is None:
+        try:
+            where = address_text(listener.getsockname())
+        except OSError:
+            where = "a closed listener"
+        found = _capacity_logs[listener] = CapacityLog(where)
+    return found
+
+
 def accept_batch(listener: socket.socket, on_accept: Callable[[socket.socket, str], None]) -> bool:
     """Accept up to :data:`ACCEPT_BATCH` waiting connections, handing each to *on_accept*.
 
@@ -111,23 +203,24 @@ def accept_batch(listener: socket.socket, on_accept: Callable[[socket.socket, st
     Returns:
         True when accept(2) ran out of a resource (file descriptors, memory):
         the caller should stop accepting for :data:`ACCEPT_CAPACITY_SLEEP`.
+        Logged through the listener's :class:`CapacityLog`.
     """
-    for _ in range(ACCEPT_BATCH):
+    for i in range(ACCEPT_BATCH):
         try:
             sock, addr = listener.accept()
         except BlockingIOError:
             return False
         except OSError as exc:
             if exc.errno in ACCEPT_CAPACITY_ERRNOS:
-                log.error(
-                    "accept: %s; pausing %.1f s for connections to close",
-                    exc,
-                    ACCEPT_CAPACITY_SLEEP,
-                )
+                capacity_log(listener).failed(exc)
                 return True
             if exc.errno in ACCEPT_GONE_ERRNOS:
                 continue
             raise
+        if i == 0 and _capacity_logs:
+            spell = _capacity_logs.get(listener)
+            if spell is not None:
+                spell.succeeded()
         sock.setblocking(False)
         on_accept(sock, address_text(addr))
     return False

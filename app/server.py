@@ -4,6 +4,7 @@
 
     Server.run
     └── root nursery
+        ├── feed link          --feed redis://...: outbox flusher and stream mirror (else none)
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
@@ -32,9 +33,11 @@ import trio
 from app import portability
 from app.config import EchoEngine, Settings, WsEngine, is_loopback
 from app.echo.tasks import TaskEngine
+from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
+from app.metrics import HubCollector
 from app.net import bound_port, open_listener
 from app.ready import bracket
 from app.ticker import run_ticker
@@ -42,6 +45,7 @@ from app.watch.own import OwnLoop
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
 from app.web.ws_events import FeedChannel
+from app.web.wsasgi import DeflateLimits
 
 if TYPE_CHECKING:
     # Imported where they run: they need epoll, which not every system has.
@@ -91,9 +95,13 @@ class Server:
         """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
         return self._front.connections if self._front is not None else 0
 
-    def _health(self) -> dict[str, Any]:
+    def _web_counts(self) -> tuple[int, int]:
+        """Web connections open now and refused so far (the front keeps both)."""
         refused = self._front.refusals.total if self._front is not None else 0
-        return self.hub.health(self.web_connections, refused)
+        return self.web_connections, refused
+
+    def _health(self) -> dict[str, Any]:
+        return self.hub.health(*self._web_counts())
 
     def set_peers(self, peers: list[dict[str, Any]]) -> None:
         """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
@@ -150,6 +158,8 @@ class Server:
                 find_run=hub.runner.get,
                 websockets=endpoints,
                 draining=hub.draining,
+                deflate=DeflateLimits(DeflateSettings.from_settings(s), s.max_message_size),
+                metrics=HubCollector(hub, self._web_counts),
                 tasks=own.tasks,
             )
             ws_echo = _ws_engine(choice.ws_engine, hub)
@@ -161,6 +171,7 @@ class Server:
             listeners.enter_context(own.installed())  # issue 10: the stall watchdog
             try:
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(hub.feed.run, name="feed link")
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
                     if ws_echo is not None:
@@ -205,4 +216,5 @@ def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:
         hub.draining,
         ping_interval=s.ws_ping_interval,
         write_timeout=s.write_timeout,
+        deflate=DeflateSettings.from_settings(s),
     )

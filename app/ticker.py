@@ -71,6 +71,7 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
         now = trio.current_time()
         lag = now - next_probe
         lags.append(round(lag, 6))
+        hub.lag.observe(lag)
         if lag > block_threshold and not hub.tracer.steps_installed:
             watched = feed.subscribers > 0
             _report_stall(hub, lag, notify=watched and notices.take(now))

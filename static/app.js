@@ -60,6 +60,9 @@ const controls = new Controls($("#controls"), {
 // handler would otherwise fill the messages with the same line 20 times a second.
 let handlerFailed = false;
 
+/** On a shared feed (--feed redis://...): whether *e* is this server's own event. */
+const mine = (e) => !e.inst || e.inst === timeline.selfInst;
+
 function dispatch(e) {
   if (e.t) clock.observe(e.t);
   switch (e.kind) {
@@ -87,13 +90,14 @@ function dispatch(e) {
       break;
     case "run_start":
       timeline.onRunStart(e);
-      controls.onRunStart(e);
+      // Only this server's runs can be cancelled from here; other instances' are shown.
+      if (mine(e)) controls.onRunStart(e);
       consoleView.note(e, `${e.run} ${e.scenario} started (${Object.entries(e.params || {})
         .map(([k, v]) => `${k}=${fmtValue(v)}`).join(" ")})`);
       break;
     case "run_end":
       timeline.onRunEnd(e);
-      controls.onRunEnd(e);
+      if (mine(e)) controls.onRunEnd(e);
       consoleView.note(e, `${e.run} ${e.state}${e.error ? `: ${e.error}` : ""}`);
       break;
     case "conn_open":
@@ -104,11 +108,13 @@ function dispatch(e) {
       timeline.onConnClose(e);
       echo.onConnClose(e);
       break;
+    // The echo totals and the loop-lag chart are this server's own (each instance has its
+    // loop); other instances' connections still appear as lanes and in the echo list.
     case "echo_stats":
-      echo.onEchoStats(e);
+      if (mine(e)) echo.onEchoStats(e);
       break;
     case "stats":
-      lag.onStats(e);
+      if (mine(e)) lag.onStats(e);
       break;
     case "notice":
       notices.notice(e.level, e.text);
@@ -121,7 +127,9 @@ function dispatch(e) {
 
 function showHello(hello) {
   clock.set(hello.now);
+  timeline.selfInst = hello.instances?.[0]?.inst || "";
   $("#server-info").textContent = `trio-echo ${hello.version} · pid ${hello.pid}`;
+  showInstances(hello);
   const tcp = hello.listeners?.tcp;
   $("#tcp-address").textContent = tcp ? tcp : "?";
   showPeers(hello);
@@ -132,6 +140,22 @@ function showHello(hello) {
   controls.setScenarios(hello.scenarios || []);
   controls.setRuns(hello.runs || []);
   for (const run of hello.runs || []) timeline.upsertRun(run);
+}
+
+/** On a shared feed: which instances the page shows (their lanes are grouped by instance). */
+function showInstances(hello) {
+  const info = $("#server-info");
+  const instances = Array.isArray(hello.instances) ? hello.instances : [];
+  info.dataset.instances = String(instances.length);
+  if (!instances.length) return;
+  const names = instances.map((i) => `${i.host} pid ${i.pid}${i.worker ? ` w${i.worker}` : ""}`);
+  info.append(
+    el(
+      "span",
+      { dataset: { testid: "instances" }, title: names.join("\n") },
+      ` · shared feed: ${instances.length} instance${instances.length === 1 ? "" : "s"}`,
+    ),
+  );
 }
 
 /** "worker X of N" with links to the others, when the server runs several workers. */

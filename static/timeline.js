@@ -72,12 +72,18 @@ class Lane {
   }
 }
 
+/** Echo connections' group: "echo" for this instance, "echo@host/pid/worker" for another. */
+const isEchoId = (id) => id === "echo" || id.startsWith("echo@");
+
 class Group {
   constructor(id) {
     this.id = id;
-    this.scenario = id === "echo" ? "echo" : "";
+    /** On a shared feed: the instance whose run (or echo connections) this is; "" for ours. */
+    this.inst = id.includes("@") ? id.slice(id.indexOf("@") + 1) : "";
+    this.echo = isEchoId(id);
+    this.scenario = this.echo ? "echo" : "";
     this.params = {};
-    this.state = id === "echo" ? "running" : "";
+    this.state = this.echo ? "running" : "";
     this.start = null;
     this.end = null;
     this.summary = {};
@@ -149,6 +155,8 @@ export class Timeline {
     this.lastPrune = -Infinity; // prune (and count what is kept) on the first frame
     this.rows = [];
     this.rowOfTask = new Map();
+    /** This server's instance (hello.instances[0].inst) on a shared feed; "" otherwise. */
+    this.selfInst = "";
     this.reset();
     this.bindControls();
     new ResizeObserver(() => this.resize()).observe(this.scroll);
@@ -173,6 +181,14 @@ export class Timeline {
 
   // -- the model: one method per event kind ------------------------------------------------
 
+  /**
+   * The group of *run* as published by instance *inst*: run ids ("r3", "echo") are only
+   * unique per instance, so on a shared feed another instance's are kept apart ("r3@inst").
+   */
+  groupId(run, inst) {
+    return inst && inst !== this.selfInst ? `${run}@${inst}` : run;
+  }
+
   group(id) {
     let group = this.groups.get(id);
     if (!group) {
@@ -194,7 +210,7 @@ export class Timeline {
   }
 
   onRunStart(e) {
-    const group = this.group(e.run);
+    const group = this.group(this.groupId(e.run, e.inst));
     group.scenario = e.scenario;
     group.params = e.params || {};
     group.start = e.t ?? 0;
@@ -204,7 +220,7 @@ export class Timeline {
   }
 
   onRunEnd(e) {
-    const group = this.group(e.run);
+    const group = this.group(this.groupId(e.run, e.inst));
     group.state = e.state;
     group.end = e.t ?? 0;
     group.summary = e.summary || {};
@@ -218,7 +234,7 @@ export class Timeline {
     this.layoutDirty = true;
   }
 
-  addLane(task, run, name, parent, t) {
+  addLane(task, run, name, parent, t, inst = "") {
     if (this.lanes.size >= MAX_LANES) {
       // Full: forget the oldest lane (Maps iterate in insertion order), so that what is
       // happening now is always drawn, even after hours of echo connections.
@@ -227,7 +243,7 @@ export class Timeline {
     }
     const lane = new Lane(task, run, name, parent, t);
     this.lanes.set(task, lane);
-    const group = this.group(run);
+    const group = this.group(this.groupId(run, inst));
     group.lanes.push(task);
     if (group.start === null || t < group.start) group.start = t;
     this.layoutDirty = true;
@@ -236,7 +252,7 @@ export class Timeline {
   }
 
   onSpawn(e) {
-    this.addLane(e.task, e.run || "", e.name, e.parent || 0, e.t ?? 0);
+    this.addLane(e.task, e.run || "", e.name, e.parent || 0, e.t ?? 0, e.inst);
   }
 
   onExit(e) {
@@ -275,7 +291,7 @@ export class Timeline {
   }
 
   onConnOpen(e) {
-    const lane = this.addLane(e.task, "echo", `${e.transport} ${e.peer}`, 0, e.t ?? 0);
+    const lane = this.addLane(e.task, "echo", `${e.transport} ${e.peer}`, 0, e.t ?? 0, e.inst);
     if (lane) lane.transport = e.transport;
   }
 
@@ -321,7 +337,7 @@ export class Timeline {
     marks += this.blocks.length;
     for (const [id, group] of this.groups) {
       group.lanes = group.lanes.filter((task) => this.lanes.has(task));
-      if (id !== "echo" && isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
+      if (!group.echo && isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
         this.groups.delete(id);
         this.layoutDirty = true;
       }
@@ -337,7 +353,7 @@ export class Timeline {
       const horizon = this.horizon;
       this.pruneBefore(horizon + Math.max((now - horizon) * 0.1, 0.001));
     }
-    const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
+    const finished = [...this.groups.values()].filter((g) => !g.echo && isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
     if (excess > 0) {
       finished.sort((a, b) => lastTime(a) - lastTime(b));
@@ -354,7 +370,7 @@ export class Timeline {
   buildRows() {
     const rows = [];
     const runs = [...this.groups.values()].filter(
-      (g) => g.id !== "echo" && (g.start !== null || g.lanes.length),
+      (g) => !g.echo && (g.start !== null || g.lanes.length),
     );
     // Newest run first: the live one stays at the top, where the eye is.
     runs.sort((a, b) => (b.start ?? 0) - (a.start ?? 0));
@@ -383,8 +399,10 @@ export class Timeline {
       };
       for (const lane of roots) visit(lane, 0);
     }
-    const echo = this.groups.get("echo");
-    if (echo && echo.lanes.length) {
+    // Echo connections last, one group per instance (ours first).
+    const echoes = [...this.groups.values()].filter((g) => g.echo && g.lanes.length);
+    echoes.sort((a, b) => (a.inst ? 1 : 0) - (b.inst ? 1 : 0) || a.id.localeCompare(b.id));
+    for (const echo of echoes) {
       const members = echo.lanes.map((task) => this.lanes.get(task)).filter(Boolean);
       const open = members.filter((lane) => lane.end === null);
       const closed = members.filter((lane) => lane.end !== null).reverse();
@@ -426,12 +444,13 @@ export class Timeline {
   labelFor(row) {
     const { group } = row;
     if (row.type === "group") {
-      if (group.id === "echo") {
+      if (group.echo) {
         return el(
           "div",
-          { class: "row group", dataset: { testid: "lane-group", run: "echo" } },
+          { class: "row group", dataset: { testid: "lane-group", run: group.id, inst: group.inst } },
           el("span", { class: "run-id" }, "echo"),
           ` ${row.open} open`,
+          group.inst ? el("span", { class: "inst" }, ` · ${group.inst}`) : "",
         );
       }
       const button = el(
@@ -440,7 +459,7 @@ export class Timeline {
           type: "button",
           class: "row group",
           title: "Zoom the timeline to this run",
-          dataset: { testid: "lane-group", run: group.id, state: group.state },
+          dataset: { testid: "lane-group", run: group.id, state: group.state, inst: group.inst },
         },
         el("span", { class: "run-id" }, group.id),
         ` ${group.scenario} `,
@@ -755,7 +774,7 @@ export class Timeline {
   drawGroupRow(ctx, group, y, now) {
     ctx.fillStyle = "rgba(255, 255, 255, 0.06)";
     ctx.fillRect(0, y, this.width, ROW_H);
-    if (group.start === null || group.id === "echo") return;
+    if (group.start === null || group.echo) return;
     const x0 = this.x(group.start);
     const x1 = this.x(group.end ?? now);
     ctx.fillStyle = STATE_COLOURS[group.state] || STATE_COLOURS.running;

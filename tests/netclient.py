@@ -42,13 +42,27 @@ async def http_request(
 
 async def ws_handshake(port: int, path: str = "/ws/echo") -> tuple[trio.SocketStream, bytes]:
     """Open a websocket by hand; returns the stream and any bytes read past the handshake."""
+    stream, _, rest = await ws_open(port, path)
+    return stream, rest
+
+
+async def ws_open(
+    port: int, path: str = "/ws/echo", headers: list[tuple[str, str]] | None = None
+) -> tuple[trio.SocketStream, dict[str, str], bytes]:
+    """:func:`ws_handshake` sending extra request *headers* (``Sec-WebSocket-Extensions``...);
+    also returns the 101's headers (names lower case)."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await stream.send_all(request.encode())
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers or []),
+    ]
+    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = await stream.receive_some(65536)
@@ -56,7 +70,11 @@ async def ws_handshake(port: int, path: str = "/ws/echo") -> tuple[trio.SocketSt
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    return stream, rest
+    response: dict[str, str] = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        response[name.strip().lower()] = value.strip()
+    return stream, response, rest
 
 
 def frame(

@@ -11,7 +11,7 @@ import trio
 
 from app.child import self_command
 
-from conftest import Running
+from conftest import Running, start_server
 
 CLIENT = self_command("client")
 
@@ -98,3 +98,51 @@ async def test_interactive_prompt_on_a_terminal(running: Running, tmp_path: Path
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_bad_websocket_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = await run_client(["--ws", "notaurl"], b"hi\n", tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        "trio-echo client: --ws: expected a ws:// or wss:// URL, got 'notaurl'"
+    ]
+
+
+async def test_a_refused_websocket_says_why(tmp_path: Path) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    done = await run_client(["--ws", f"ws://127.0.0.1:{port}/ws/echo"], b"hi\n", tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "refused" in lines[0].lower(), lines
+
+
+async def test_the_websocket_client_notices_a_shutdown_while_stdin_is_open(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Stdin held open with nothing to send: the server's 1001 must still end the client.
+    running = await start_server(nursery)
+    proc = await trio.lowlevel.open_process(
+        [*CLIENT, "--ws", running.url("/ws/echo")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        with trio.fail_after(20):
+            await proc.stdin.send_all(b"first\n")
+            assert await proc.stdout.receive_some(100) == b"first\n"
+            running.server.stop()
+            code = await proc.wait()
+        err = (await proc.stderr.receive_some(10_000)).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await proc.stdin.aclose()
+    assert code == 1
+    assert err.startswith("trio-echo client: websocket closed"), err

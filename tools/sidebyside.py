@@ -12,7 +12,11 @@ module does what that script does not:
 * ``startup``: seconds from spawning ``trio-echo serve`` to its two
   listening lines;
 * ``workers``: ``serve --workers 1`` against ``--workers 2`` under the C
-  ``echoload`` client (pinned to core 1; the servers are not pinned).
+  ``echoload`` client (pinned to core 1; the servers are not pinned);
+* ``feed`` (issue 12): the feed's fan-out with subscribers that offer
+  permessage-deflate against subscribers that do not (``trio-echo bench
+  --feed ... [--deflate]``, server on core 0, client on core 1): lag, gaps
+  and bytes on the wire per event.
 
 Ratios from one run are the figures to quote: the machine is shared, and
 absolute numbers move 10-30% from run to run.  Each cell records the load
@@ -225,6 +229,57 @@ def run_workers(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def run_feed(args: argparse.Namespace) -> list[str]:
+    """Feed fan-out without and with deflate; returns the report's lines."""
+    kinds = ("plain", "deflate")
+    cells: dict[str, list[dict[str, Any]]] = {}
+    port = BASE_PORT + 600
+    for r in range(args.rounds):
+        for kind in kinds if r % 2 == 0 else tuple(reversed(kinds)):
+            port = _free_port(port + 1)
+            server = ["taskset", "-c", "0"]
+            server += self_command("serve", "--tcp-port", "0", "--http-port", str(port))
+            server += ["--log-level", "warning"]
+            client = ["taskset", "-c", "1", *self_command("bench", "--json")]
+            client += ["--feed", f"ws://127.0.0.1:{port}/ws/events"]
+            client += ["--connections", str(args.subscribers), "--rate", str(args.rate)]
+            client += ["--duration", str(args.duration)]
+            client += ["--deflate"] if kind == "deflate" else []
+            result = _cell(server, port, client)
+            cells.setdefault(kind, []).append(result)
+            first = (result.get("phases") or [{}])[0]
+            print(
+                f"round {r + 1} {kind:8} lag p99 {first.get('lag_p99_median_us', '?')} us "
+                f"wire {first.get('wire_bytes_per_event', '?')} B/event "
+                f"load {result['loadavg_before']}",
+                file=sys.stderr,
+                flush=True,
+            )
+    lines = [
+        f"## Feed, {args.subscribers} subscribers at {args.rate} events/s, "
+        f"{args.rounds} rounds of {args.duration:g} s per phase, medians",
+        "",
+        "| subscribers | phase | events/s | lag p50 | lag p99 median / worst | gaps "
+        "| wire B/event |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        runs = [c.get("phases") or [] for c in cells[kind]]
+        for i in range(max((len(p) for p in runs), default=0)):
+            phase = [p[i] for p in runs if len(p) > i]
+
+            def med(key: str, phase: list[dict[str, Any]] = phase) -> float:
+                return _median([float(p.get(key, 0)) for p in phase])
+
+            lines.append(
+                f"| {kind} | {phase[0]['phase']} | {med('events_per_s'):.0f} | "
+                f"{med('lag_p50_us') / 1000:.1f} ms | {med('lag_p99_median_us') / 1000:.1f} / "
+                f"{med('lag_p99_worst_us') / 1000:.1f} ms | {med('gaps'):.0f} | "
+                f"{med('wire_bytes_per_event'):.1f} |"
+            )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one part of the side-by-side benchmark and print its Markdown table."""
     parser = argparse.ArgumentParser(prog="python -P tools/sidebyside.py", description=__doc__)
@@ -244,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers.add_argument("--rounds", type=int, default=2)
     workers.add_argument("--duration", type=float, default=5.0)
     workers.set_defaults(run=run_workers)
+    feed = parts.add_parser("feed", help="feed fan-out with and without deflate (issue 12)")
+    feed.add_argument("--subscribers", type=int, default=100)
+    feed.add_argument("--rate", type=int, default=10_000)
+    feed.add_argument("--rounds", type=int, default=2)
+    feed.add_argument("--duration", type=float, default=5.0)
+    feed.set_defaults(run=run_feed)
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     print("\n".join(args.run(args)), flush=True)

@@ -75,6 +75,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=10_000,
         help=f"feed: events a second to make the server publish (default: 10000; 1..{MAX_RATE})",
     )
+    bench.add_argument(
+        "--deflate",
+        action="store_true",
+        help="websocket and feed: offer permessage-deflate as a browser does (RFC 7692)",
+    )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     bench.set_defaults(command=run)
 
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         text=args.text,
         rate=args.rate,
+        deflate=args.deflate,
     )
 
     def progress(line: str) -> None:
@@ -106,11 +112,25 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = trio.run(partial(run_bench, plan, progress))
-    except (BenchError, OSError) as exc:
-        print(f"trio-echo bench: {exc}", file=sys.stderr)
+    except (BenchError, OSError, trio.TooSlowError) as exc:
+        print(f"trio-echo bench: {exc or 'no answer in time'}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # Client tasks fail together (say, every subscriber refused): one line for all.
+        cannot_start, other = group.split((BenchError, OSError, trio.TooSlowError))
+        if cannot_start is None or other is not None:
+            raise
+        first = _first_leaf(cannot_start)
+        print(f"trio-echo bench: {first or type(first).__name__}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary.as_json()), flush=True)
     else:
         print(table(summary), flush=True)
     return 1 if summary.errors else 0
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group

@@ -17,6 +17,10 @@ time from an event's ``t`` (the server's clock, lined up with ours through
 of the frame carrying it.  Events are not decoded one by one (a client that
 parses a million events a second would be the bottleneck): a frame's first
 and last ``t`` are read and the events between are spread evenly.
+
+``deflate`` (``--deflate``): websocket clients offer permessage-deflate as a
+browser does (RFC 7692; ``client_max_window_bits``, memLevel 5); each feed
+phase then also reports the bytes on the wire per event (issue 12).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from urllib.parse import urlsplit
 
 import trio
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN, Event
@@ -78,10 +83,40 @@ class Plan:
     text: bool = False
     #: Feed mode: events per second to make the server publish.
     rate: int = 10_000
+    #: Websocket and feed modes: offer permessage-deflate, as browsers do.
+    deflate: bool = False
 
 
 class BenchError(Exception):
     """The run could not start (nothing to connect to, a bad target)."""
+
+
+def tcp_address(target: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 hosts in brackets) as a connectable ``(host, port)``.
+
+    Raises:
+        BenchError: not ``host:port`` with a port in 1..65535.
+    """
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError(f"{target!r}: expected HOST:PORT with a port in 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def check_url(url: str) -> None:
+    """Refuse a websocket URL the clients cannot use, before any connection is tried.
+
+    Raises:
+        BenchError: not ``ws://`` or ``wss://`` with a host, or a port out of range.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise BenchError(f"{url!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise BenchError(f"{url!r}: expected a ws:// or wss:// URL with a host")
+    del port
 
 
 class Recorder:
@@ -145,8 +180,12 @@ async def _tcp_client(
     size = plan.size
     with trio.socket.socket() as sock:
         async with up:
-            with trio.move_on_after(CONNECT_TIMEOUT) as scope:
-                await sock.connect((host, port))
+            try:
+                with trio.move_on_after(CONNECT_TIMEOUT) as scope:
+                    await sock.connect((host, port))
+            except OSError:
+                rec.up("connect_failed")
+                return
         if scope.cancelled_caught:
             rec.up("connect_timeout")
             return
@@ -187,17 +226,23 @@ class _WsClient:
         self.protocol = protocol
         #: Events received but not consumed yet (frames that came with the handshake answer).
         self.pending: list[Event] = []
+        #: Bytes read from the socket after the handshake (compressed, if deflate).
+        self.wire_in = 0
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int | None = MAX_SIZE) -> _WsClient:
-        """Connect and do the opening handshake.
+    async def open(
+        cls, url: str, *, max_size: int | None = MAX_SIZE, deflate: bool = False
+    ) -> _WsClient:
+        """Connect and do the opening handshake; with *deflate*, offer permessage-deflate.
 
         Raises:
             OSError: no connection.
             BenchError: the handshake was refused.
         """
         parts = urlsplit(url)
-        client = cls(trio.socket.socket(), ClientProtocol(parse_uri(url), max_size=max_size))
+        extensions = enable_client_permessage_deflate(None) if deflate else None
+        protocol = ClientProtocol(parse_uri(url), extensions=extensions, max_size=max_size)
+        client = cls(trio.socket.socket(), protocol)
         sock, protocol = client.sock, client.protocol
         try:
             await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
@@ -251,6 +296,7 @@ class _WsClient:
             if not data:
                 protocol.receive_eof()
                 return None
+            self.wire_in += len(data)
             protocol.receive_data(data)
 
 
@@ -258,7 +304,7 @@ async def _ws_client(plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Sem
     async with up:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                client = await _WsClient.open(plan.target)
+                client = await _WsClient.open(plan.target, deflate=plan.deflate)
         except (OSError, BenchError, trio.TooSlowError):
             rec.up("connect_failed")
             return
@@ -297,6 +343,8 @@ class Subscriber:
         self.hists = [Histogram() for _ in range(phases)]
         self.gaps = [0] * phases
         self.events = [0] * phases
+        #: Bytes on the wire (after the handshake) per phase.
+        self.wire = [0] * phases
         self.offset = 0.0  # our perf_counter minus the server's feed time
         self.tcp = ""
 
@@ -333,9 +381,10 @@ async def _subscribe(
     rec: Recorder,
     up: trio.Semaphore,
     ready: trio.Event | None,
+    deflate: bool = False,
 ) -> None:
     async with up:
-        client = await _WsClient.open(url, max_size=None)
+        client = await _WsClient.open(url, max_size=None, deflate=deflate)
     with client.sock:
         hello = await client.receive()
         if hello is None:
@@ -346,6 +395,7 @@ async def _subscribe(
         if ready is not None:
             ready.set()
         while True:
+            wire = client.wire_in
             message = await client.receive()
             if message is None:
                 return
@@ -354,6 +404,7 @@ async def _subscribe(
             p = phase[0]
             if p < 0:
                 continue
+            sub.wire[p] += client.wire_in - wire
             if data.startswith(b'{"type":"gap"'):
                 sub.gaps[p] += 1
                 continue
@@ -383,8 +434,7 @@ async def _stalled_subscriber(url: str) -> None:
 
 async def _churn(tcp: str, rate: int, rec: Recorder) -> None:
     """Open and reset TCP echo connections, ``rate / 2`` a second: ``rate`` feed events."""
-    host, _, port = tcp.rpartition(":")
-    address = (host.strip("[]"), int(port))
+    address = tcp_address(tcp)
     linger = struct.pack("ii", 1, 0)
     per_second = rate / 2
     start = trio.current_time()
@@ -420,13 +470,14 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
     rec = Recorder(plan.connections)
     payloads = Payloads(plan.size, plan.text)
     up = trio.Semaphore(CONNECT_CONCURRENCY)
-    host, _, port = plan.target.rpartition(":")
+    if plan.mode == "tcp":
+        host, port = tcp_address(plan.target)
+    else:
+        check_url(plan.target)
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
             if plan.mode == "tcp":
-                nursery.start_soon(
-                    _tcp_client, host.strip("[]"), int(port), plan, rec, payloads, up
-                )
+                nursery.start_soon(_tcp_client, host, port, plan, rec, payloads, up)
             else:
                 nursery.start_soon(_ws_client, plan, rec, payloads, up)
         with trio.move_on_after(CONNECT_TIMEOUT + 1):
@@ -486,6 +537,7 @@ async def _window(plan: Plan, rec: Recorder, progress: Progress) -> float:
 
 async def _run_feed(plan: Plan, progress: Progress) -> Summary:
     """Subscribers, churn at ``plan.rate``, then the same again with one subscriber stalled."""
+    check_url(plan.target)
     phases = ("all reading", "one stalled")
     subs = [Subscriber(len(phases)) for _ in range(plan.connections)]
     phase = [-1]
@@ -494,9 +546,8 @@ async def _run_feed(plan: Plan, progress: Progress) -> Summary:
     async with trio.open_nursery() as nursery:
         first = trio.Event()
         for i, sub in enumerate(subs):
-            nursery.start_soon(
-                _subscribe, plan.target, sub, phase, rec, up, first if i == 0 else None
-            )
+            ready = first if i == 0 else None
+            nursery.start_soon(_subscribe, plan.target, sub, phase, rec, up, ready, plan.deflate)
         with trio.fail_after(CONNECT_TIMEOUT):
             await first.wait()
         if not subs[0].tcp:
@@ -540,6 +591,7 @@ def _phase_figures(name: str, subs: list[Subscriber], p: int, seconds: float) ->
     for s in subs:
         merged.merge(s.hists[p])
     events = statistics.median(s.events[p] for s in subs) if subs else 0
+    total_events = sum(s.events[p] for s in subs)
     return {
         "phase": name,
         "subscribers": len(p99s),
@@ -548,4 +600,7 @@ def _phase_figures(name: str, subs: list[Subscriber], p: int, seconds: float) ->
         "lag_p99_median_us": int(statistics.median(p99s)) if p99s else 0,
         "lag_p99_worst_us": max(p99s, default=0),
         "gaps": sum(s.gaps[p] for s in subs),
+        "wire_bytes_per_event": (
+            round(sum(s.wire[p] for s in subs) / total_events, 1) if total_events else 0
+        ),
     }

@@ -173,13 +173,14 @@ def table(summary: Summary) -> str:
         lines += [
             "",
             "| phase | subscribers | events/s | lag p50 | lag p99 (median subscriber) "
-            "| lag p99 (worst subscriber) | gaps |",
-            "|---|---|---|---|---|---|---|",
+            "| lag p99 (worst subscriber) | gaps | wire B/event |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for ph in s.phases:
             lines.append(
                 f"| {ph['phase']} | {ph['subscribers']} | {format_rate(ph['events_per_s'])} | "
                 f"{format_us(ph['lag_p50_us'])} | {format_us(ph['lag_p99_median_us'])} | "
-                f"{format_us(ph['lag_p99_worst_us'])} | {ph['gaps']} |"
+                f"{format_us(ph['lag_p99_worst_us'])} | {ph['gaps']} | "
+                f"{ph.get('wire_bytes_per_event', 0):g} |"
             )
     return "\n".join(lines)

@@ -137,6 +137,8 @@ class ConnTable:
         #: Totals of connections that have closed, so that rates survive closes.
         self.closed_bytes = 0
         self.closed_msgs = 0
+        #: Connections admitted so far (``/metrics``: ``trio_echo_connections_accepted_total``).
+        self.accepted = 0
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -158,6 +160,7 @@ class ConnTable:
             self.refusals.refuse(peer)
             return None
         conn = Conn(self._new_id(), peer, self._now(), abort)
+        self.accepted += 1
         self._conns[conn.id] = conn
         self._publish(ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer))
         return conn
@@ -192,9 +195,21 @@ class ConnTable:
         level; any other error is a warning.  The engine closes the socket.
         """
         if gone:
-            log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
+            log.debug(
+                "%s echo: %s went away: %s",
+                self.transport,
+                conn.peer,
+                exc,
+                extra=_fields(self, conn),
+            )
             return "reset"
-        log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)
+        log.warning(
+            "%s echo: connection from %s failed: %s",
+            self.transport,
+            conn.peer,
+            exc,
+            extra=_fields(self, conn),
+        )
         return "error"
 
     def abort(self, conn: Conn, reason: str) -> None:
@@ -224,6 +239,7 @@ class ConnTable:
                     self.transport,
                     conn.peer,
                     now - conn.last_active,
+                    extra=_fields(self, conn),
                 )
                 self.abort(conn, "idle")
                 expired += 1
@@ -248,3 +264,8 @@ class ConnTable:
         busy.sort(key=lambda item: item[0], reverse=True)
         samples = [ConnSample(c.id, c.bytes_in, c.bytes_out, c.msgs) for _, c in busy[:MAX_SAMPLES]]
         return samples, total_bytes, total_msgs
+
+
+def _fields(table: ConnTable, conn: Conn) -> dict[str, object]:
+    """The connection's fields for a log record (``--log-format json`` prints them)."""
+    return {"conn": conn.id, "peer": conn.peer, "transport": table.transport}

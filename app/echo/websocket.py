@@ -18,8 +18,14 @@ Who does what:
   engine and ends; from then on the connection has no task of its own.
 * The engine echoes each message as one frame, text as text, binary as
   binary: fragments are put together first, bounded as a whole by
-  ``--max-message-size`` (1009 beyond it).  Text must be UTF-8 (1007 if
-  not).  Pings are answered and close frames echoed by the protocol object.
+  ``--max-message-size`` (1009 beyond it, counted after inflating).  Text
+  must be UTF-8 (1007 if not; a fragmented message is checked fragment by
+  fragment as it arrives).  Pings are answered and close frames echoed by
+  the protocol object, also between fragments
+  (:class:`~app.echo.wsprotocol.StrictServerProtocol`).
+* permessage-deflate (RFC 7692) is accepted when the client offers it and
+  ``--ws-compression deflate``, within :class:`~app.echo.wsprotocol.DeflateSettings`;
+  the protocol object inflates and deflates, so the echo sees plain messages.
 * Limits and counters are the ``ws`` :class:`~app.echo.conns.ConnTable`'s:
   connection limit (503 at the handshake), idle sweep (closed with 1000
   ``idle``), feed events on open and close.  When the server drains, every
@@ -57,6 +63,7 @@ from websockets.typing import BytesLike
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
 from app.echo.multiplex import MAX_EVENTS, Link, Multiplexed
+from app.echo.wsprotocol import DeflateSettings, StrictServerProtocol
 from app.errors import describe
 
 log = logging.getLogger(__name__)
@@ -125,9 +132,11 @@ class WsEchoEngine(Multiplexed[_Link]):
         *,
         ping_interval: float,
         write_timeout: float,
+        deflate: DeflateSettings | None = None,
     ) -> None:
         super().__init__(table)
         self._max_size = max_message_size
+        self._deflate = deflate if deflate is not None else DeflateSettings()
         self._draining = draining
         self._ping_interval = ping_interval
         self._write_timeout = write_timeout
@@ -156,9 +165,10 @@ class WsEchoEngine(Multiplexed[_Link]):
 
         Cancellation: safe; nothing is handed over, the caller closes the socket.
         """
-        protocol = ServerProtocol(max_size=self._max_size, logger=_protocol_log)
+        protocol = StrictServerProtocol(
+            max_size=self._max_size, extensions=self._deflate.factories(), logger=_protocol_log
+        )
         request: Request | None = None
-        early: list[Event] = []
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
             while request is None:
                 data = await stream.receive_some(RECV_SIZE)
@@ -167,9 +177,8 @@ class WsEchoEngine(Multiplexed[_Link]):
                 protocol.receive_data(data)
                 events = protocol.events_received()
                 if events:
-                    first, *early = events
-                    assert isinstance(first, Request)
-                    request = first
+                    assert isinstance(events[0], Request)  # frames wait for the answer
+                    request = events[0]
                 elif protocol.handshake_exc is not None:
                     await _send_queued(stream, protocol)
                     return False
@@ -187,15 +196,19 @@ class WsEchoEngine(Multiplexed[_Link]):
             await _send_queued(stream, protocol)
             return False
         try:
+            # Frames that came with the request are parsed now, after the 101:
+            # their answers (pong, close) are queued behind it.
             protocol.send_response(protocol.accept(request))
             await _send_queued(stream, protocol)
         except BaseException:
             self._table.close(conn, "handshake failed")
             raise
         if protocol.state is not OPEN:
-            # Not a valid upgrade: websockets answered 400 or 426.
-            self._table.close(conn, "handshake failed")
+            # Not a valid upgrade (websockets answered 400 or 426), or a close
+            # frame came with the request and is answered already: either way, done.
+            self._table.close(conn, self._reason_before_adopt(protocol))
             return False
+        early = protocol.events_received()
         link = _Link(sock, protocol, conn, on_close, trio.current_time() + self._ping_interval)
         self._adopt(link, early)
         return True
@@ -327,20 +340,23 @@ class WsEchoEngine(Multiplexed[_Link]):
                 opcode, parts = link.parts
                 link.parts = None
                 data = b"".join(parts)
+                # The protocol checked a fragmented text message's UTF-8 as it came.
             elif opcode is OP_BINARY or opcode is OP_TEXT:
                 if not frame.fin:
                     link.parts = (opcode, [data])
                     continue
+                if opcode is OP_TEXT:
+                    try:
+                        codecs.utf_8_decode(data, "strict", True)
+                    except UnicodeDecodeError as exc:
+                        reason = f"{exc.reason} at position {exc.start}"
+                        protocol.fail(CloseCode.INVALID_DATA, reason)
+                        break
             else:
                 if opcode is OP_PONG:
                     link.pinged = False
                 continue  # ping, close: the protocol has answered them
             if opcode is OP_TEXT:
-                try:
-                    codecs.utf_8_decode(data, "strict", True)
-                except UnicodeDecodeError as exc:
-                    protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-                    break
                 protocol.send_text(data)
             else:
                 protocol.send_binary(data)
@@ -421,6 +437,11 @@ class WsEchoEngine(Multiplexed[_Link]):
         scope = self._wait_scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+
+    @staticmethod
+    def _reason_before_adopt(protocol: ServerProtocol) -> str:
+        close = protocol.close_rcvd
+        return f"closed {close.code}" if close is not None else "handshake failed"
 
     @staticmethod
     def _reason(link: _Link) -> str:

@@ -55,6 +55,9 @@ class Event(
     task: int = 0
     #: Scenario run id, :data:`ECHO_RUN`, or "" for the server.
     run: str = ""
+    #: The instance that published it, ``host/pid/worker``, on a shared (Redis) feed;
+    #: "" on the in-process feed, where every event is this process's own.
+    inst: str = ""
 
 
 class Spawn(Event, tag="spawn", frozen=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import msgspec
@@ -23,6 +24,23 @@ E = TypeVar("E", bound=Event)
 
 # Events a new reader gets replayed before live ones, when it gives no ?since.
 REPLAY: Final = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """A shared feed's link to Redis, for ``/metrics`` (see :mod:`app.feed.redis`)."""
+
+    #: Whether events go through the stream now.
+    online: bool
+    #: Events waiting in the outbox, and how many it holds at most.
+    outbox_depth: int
+    outbox_capacity: int
+    #: Events the outbox dropped (full, or a batch cut in flight), in total.
+    outbox_dropped: int
+    #: Events other instances published that never reached this ring (readers' gaps).
+    lost: int
+    #: Times the link came back after it was lost.
+    reconnects: int
 
 
 class Feed:
@@ -45,6 +63,8 @@ class Feed:
         self.subscribers = 0
         #: Events readers were told they missed, in total.
         self.dropped = 0
+        #: Events published by this process, in total.
+        self.published = 0
         #: Wall-clock time the feed started, for the page's clock.
         self.started_at = time.time()
         self._taps: list[Callable[[Event], None]] = []
@@ -77,14 +97,39 @@ class Feed:
         """
         t = self.now() if at is None else at
         msgspec.structs.force_setattr(event, "t", round(t, 6))
+        self.published += 1
         self._ring.append(event)
         for tap in self._taps:
             tap(event)
+        self._wake()
+        return event
+
+    def _wake(self) -> None:
+        """Wake every parked reader (if any): the ring moved."""
         if self._parked:
             self._parked = False
             self._wakeup.set()
             self._wakeup = trio.Event()
-        return event
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The feed's own background work, if any: none for the in-process ring (returns at once).
+
+        A shared feed (:class:`app.feed.redis.RedisFeed`) keeps its Redis link here.
+        """
+        task_status.started()
+
+    def link_statistics(self) -> LinkStats | None:
+        """The Redis link's numbers; None for the in-process feed, which has no link."""
+        return None
+
+    @property
+    def backend(self) -> str:
+        """What keeps the feed: ``memory`` here, a redis URL on a shared feed."""
+        return "memory"
+
+    def instances(self) -> list[dict[str, object]]:
+        """The instances whose events this feed shows (none listed: only this process)."""
+        return []
 
     async def wait_new(self, cursor: int) -> None:
         """Wait until an event newer than *cursor* exists.
@@ -105,6 +150,18 @@ class Feed:
         if isinstance(batch, Gap):
             self.dropped += batch.missed
         return batch
+
+    def resume(self, since: int | None) -> tuple[int, int]:
+        """A new reader's ``(cursor, missed)``: :meth:`start_cursor`, and nothing missed.
+
+        A shared feed resumes by the stream-wide ``seq`` instead, and may have
+        to say that some events after *since* are gone.
+        """
+        return self.start_cursor(since), 0
+
+    def resume_seq(self, gap: Gap) -> int:
+        """The ``seq`` the page resumes after, for a gap (the ring's cursor, here)."""
+        return gap.resume
 
     def start_cursor(self, since: int | None) -> int:
         """Where a new reader starts: after *since* if given, else a replay of recent history."""

@@ -45,6 +45,11 @@ class Hello(msgspec.Struct, kw_only=True, tag_field="type", tag="hello"):
     #: With ``serve --workers N``: every worker's own web URL,
     #: ``[{"worker": 1, "url": "http://127.0.0.1:40123"}, ...]``; empty when alone.
     peers: list[dict[str, Any]] = []
+    #: Where the feed lives: ``memory`` (this process), or the shared Redis Stream's URL.
+    feed: str = "memory"
+    #: On a shared feed: every instance seen, this one first,
+    #: ``[{"inst": "host/pid/worker", "host", "pid", "worker", "started_at"}, ...]``.
+    instances: list[dict[str, Any]] = []
 
 
 class GapMessage(msgspec.Struct, kw_only=True, tag_field="type", tag="gap"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -122,6 +122,8 @@ class Runner:
         self._nursery: trio.Nursery | None = None
         self._ids = itertools.count(1)
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
+        #: Runs ended so far, by final state (``done``, ``cancelled``, ``timeout``, ``error``).
+        self.ended: Counter[str] = Counter()
         feed.add_tap(self._record)
 
     @property
@@ -212,6 +214,7 @@ class Runner:
             record.error = describe(exc)
             log.warning("run %s (%s) failed: %s", record.id, record.scenario, record.error)
         finally:
+            self.ended[record.state] += 1
             feed.publish(
                 RunEnd(
                     run=record.id, state=record.state, error=record.error, summary=record.summary

@@ -27,7 +27,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -142,6 +142,7 @@ def _start_web(
     nursery: trio.Nursery, settings: WatchSettings, feed: Feed, link: Link
 ) -> tuple[str, Hub, WebFront]:
     # Imported here: --no-web runs pay for neither Hypercorn nor Starlette.
+    from app.metrics import HubCollector
     from app.web.asgi import build_app, websocket_endpoints
     from app.web.front import WebFront
     from app.web.ws_events import FeedChannel
@@ -166,15 +167,17 @@ def _start_web(
     endpoints = websocket_endpoints(hub.ws, channel)
     fronts: list[WebFront] = []
 
-    def health() -> dict[str, Any]:
-        front = fronts[0]
-        return hub.health(front.connections, front.refusals.total)
+    def web_counts() -> tuple[int, int]:
+        if not fronts:
+            return 0, 0  # asked while the app is built (the metrics registry's first look)
+        return fronts[0].connections, fronts[0].refusals.total
 
     app = build_app(
-        health=health,
+        health=lambda: hub.health(*web_counts()),
         find_run=hub.runner.get,
         websockets=endpoints,
         draining=hub.draining,
+        metrics=HubCollector(hub, web_counts),
         tasks=link.tasks,
     )
     front = WebFront([listener], app, serve_settings, hub.draining, endpoints, None)

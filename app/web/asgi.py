@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,10 +25,11 @@ from starlette.staticfiles import StaticFiles
 from app.echo.conns import ConnTable
 from app.feed.chrome_trace import chrome_trace
 from app.scenarios.runner import RunRecord
+from app.web.metrics import metrics_endpoint
 from app.web.ws_echo import echo
 from app.web.ws_events import FeedChannel, events
 from app.web.wsapi import Endpoint, WebSocket
-from app.web.wsasgi import AsgiEndpoint
+from app.web.wsasgi import AsgiEndpoint, DeflateLimits
 
 
 def static_dir() -> Path:
@@ -64,13 +66,17 @@ def build_app(
     find_run: Callable[[str], RunRecord | None],
     websockets: Mapping[str, Endpoint],
     draining: trio.Event,
+    metrics: Collector,
+    deflate: DeflateLimits | None = None,
     tasks: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> Starlette:
     """The ASGI app of one server.
 
     *health* gives the ``/healthz`` body, *find_run* a recent run for its trace
     download, *websockets* the endpoints mounted as ASGI routes (closed with
-    1001 once *draining* is set), *tasks* the task snapshot of ``/api/tasks``
+    1001 once *draining* is set), their permessage-deflate bounded by *deflate*
+    (default: on, 12 window bits, memLevel 5, 1 MiB messages), *metrics* what
+    ``GET /metrics`` reports, *tasks* the task snapshot of ``/api/tasks``
     (``(task id or 0) -> runs``: this loop's under ``serve``, the watched
     program's under ``watch``; none: an empty list).
     """
@@ -90,6 +96,8 @@ def build_app(
             headers={"Content-Disposition": f'attachment; filename="trio-echo-{record.id}.json"'},
         )
 
+    metrics_route = metrics_endpoint(metrics)
+
     # -- issue 10 (watch): the task tree with stacks, of this loop or of the watched child --
     async def tasks_source(lane: int) -> list[dict[str, Any]]:
         return [] if tasks is None else await tasks(lane)
@@ -106,12 +114,13 @@ def build_app(
         return JSONResponse({"error": f"no live task {lane}"}, status_code=404)
 
     sockets = [
-        WebSocketRoute(path, AsgiEndpoint(endpoint, draining))
+        WebSocketRoute(path, AsgiEndpoint(endpoint, draining, deflate))
         for path, endpoint in websockets.items()
     ]
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics_route),
             Route("/api/runs/{run:str}/trace.json", trace),
             Route("/api/tasks", all_tasks),
             Route("/api/tasks/{task:int}", one_task),

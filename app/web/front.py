@@ -8,8 +8,8 @@ Hypercorn's protocol handling (h11, h2, wsproto, the ASGI glue) and adds:
 * a bound on open web connections (``--max-web-connections``): one more is
   answered ``503`` and closed, with one log line per burst;
 * greedy accepting (see :mod:`app.net`);
-* routing of websocket upgrades (``GET /ws/...``, peeked, not consumed) to
-  the websockets library's Trio connection (:mod:`app.web.wstrio`), which
+* routing of websocket upgrades (``GET /ws/...``, read, then handed on with
+  the request) to the websockets library's Trio connection (:mod:`app.web.wstrio`), which
   is RFC 6455-strict and fast, unless ``--ws-engine asgi``; with
   ``--ws-engine epoll`` (the default), ``GET /ws/echo`` goes to the
   multiplexed echo engine (:mod:`app.echo.websocket`) instead: this task
@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.echo.conns import LimitLog
+from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.net import accept_forever
+from app.web.hyper import HttpServer, shield_sends
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
 
@@ -57,12 +59,18 @@ CLOSED_LINGER: Final = 1.0
 WEBSOCKET_PREFIX: Final = b"GET /ws/"
 # ...except this one followed by " " or "?", which goes to the echo engine if there is one.
 ECHO_PREFIX: Final = b"GET /ws/echo"
-# Bytes peeked to tell the three apart.
+# Bytes needed to tell the three apart.
 PEEK_SIZE: Final = len(ECHO_PREFIX) + 1
 # A new connection must send its first bytes within this time.
 FIRST_BYTES_TIMEOUT: Final = 10.0
-# Poll interval while a request line trickles in byte by byte (rare).
-PEEK_RETRY: Final = 0.01
+# One read of a new connection's first bytes (they are handed on whole, so one
+# read usually holds the whole request).
+FIRST_READ: Final = 64 * 1024
+# Reads of unread bytes dropped before a close (see GuardedStream._discard_unread).
+DISCARD_READS: Final = 4
+# Empty lines before a request line (RFC 9112 section 2.2 says to ignore at
+# least one); more than this many bytes of them and the client is not an HTTP client.
+MAX_BLANK_PREFIX: Final = 1024
 # Answer to a connection over the limit; best effort, then close.
 BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -109,6 +117,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._eof = False
         self._on_eof = on_eof
         self._on_close = on_close
+        # Bytes read by the front to route the connection, handed on first.
+        self._unread = b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self._write_timeout) as scope:
@@ -126,6 +136,12 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         await self._stream.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._unread:
+            # Already counted in _received when the front first read them.
+            cut = len(self._unread) if max_bytes is None else max_bytes
+            data, self._unread = self._unread[:cut], self._unread[cut:]
+            await trio.lowlevel.checkpoint()
+            return data
         data = bytes(await self._stream.receive_some(max_bytes))
         self._received += len(data)
         if not data:
@@ -139,14 +155,34 @@ class GuardedStream(trio.abc.HalfCloseableStream):
             # its keep-alive timeout: a slowloris, or a very broken client.
             log.info("web: %s sent an incomplete request and stalled; closing it", self.peer)
             self._eof = True  # aclose() may come twice; say it once
+        self._discard_unread()
         try:
             await self._stream.aclose()
         finally:
             self._on_close()
 
+    def unread(self, data: bytes) -> None:
+        """Put *data* back in front of the stream: :meth:`receive_some` returns it first."""
+        self._unread = data + self._unread
+
     def abort(self) -> None:
         """Close the socket now; any task waiting on it gets ``ClosedResourceError``."""
+        self._discard_unread()
         self.socket.close()
+
+    def _discard_unread(self) -> None:
+        """Read and drop what the peer sent that nobody will read, without waiting.
+
+        Closing a socket with unread bytes makes the kernel send a reset
+        instead of a FIN, and a reset can destroy our last answer (a 400, a
+        404 to a refused upgrade) in the peer's buffers before it is read.
+        """
+        for _ in range(DISCARD_READS):
+            try:
+                if not self.raw.recv(FIRST_READ, socket.MSG_DONTWAIT):
+                    return
+            except OSError:
+                return  # nothing more now (EAGAIN), or already closed or reset
 
 
 class WebFront:
@@ -171,7 +207,9 @@ class WebFront:
         self._refusals = LimitLog("web", self._limit)
         self._config = hypercorn_config(settings)
         self._context = WorkerContext(None)
-        self._app = wrap_app(app, self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        self._app = wrap_app(shield_sends(app), self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        #: Paths where Hypercorn may accept a websocket upgrade (the rest get 404).
+        self._websocket_paths = websocket_paths(app)
         self._streams: set[GuardedStream] = set()
         self._accepting = trio.CancelScope()
         self._idle = trio.Event()
@@ -244,11 +282,24 @@ class WebFront:
                         max_message_size=self._settings.max_message_size,
                         ping_interval=self._settings.ws_ping_interval,
                         draining=self._draining,
+                        deflate=DeflateSettings.from_settings(self._settings),
                     )
                 else:
-                    await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
+                    await HttpServer(
+                        self._app,
+                        self._config,
+                        self._context,
+                        {},
+                        stream,
+                        websocket_paths=self._websocket_paths,
+                    )
             except Exception as exc:  # the per-connection boundary: only this one ends
-                log.error("web: connection from %s failed: %s", stream.peer, describe(exc))
+                log.error(
+                    "web: connection from %s failed: %s",
+                    stream.peer,
+                    describe(exc),
+                    extra={"peer": stream.peer, "transport": "web"},
+                )
                 log.debug("web: connection from %s failure", stream.peer, exc_info=True)
             finally:
                 if not handed_over:
@@ -280,11 +331,18 @@ class WebFront:
             stream.abort()
 
 
+def websocket_paths(app: ASGIApp) -> frozenset[str]:
+    """The paths of *app*'s websocket routes (a Starlette app's ``WebSocketRoute`` entries)."""
+    routes = getattr(app, "routes", ())
+    return frozenset(route.path for route in routes if isinstance(route, WebSocketRoute))
+
+
 def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's settings, derived from ours."""
     config = Config()
     config.websocket_max_message_size = settings.max_message_size
     config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("app.web.hypercorn")
     return config
@@ -311,22 +369,41 @@ def route_of(head: bytes) -> Route | None:
 
 
 async def _first_bytes(stream: GuardedStream) -> Route | None:
-    """Peek (without consuming) at the request's first bytes and say where it goes.
+    """Read the request's first bytes, say where it goes, and put them back for whoever serves it.
 
-    None: the client sent nothing within :data:`FIRST_BYTES_TIMEOUT`, or hung
-    up; the connection is closed without a word.
+    Waiting costs nothing while nothing arrives (a plain receive, no polling),
+    and a peer that hangs up is seen at once.  Empty lines before the request
+    line are dropped (RFC 9112 section 2.2), so that whoever serves the
+    connection sees the request line first.
+
+    None: the client sent nothing within :data:`FIRST_BYTES_TIMEOUT`, hung
+    up, reset, or sent only empty lines; the connection is closed without a word.
+
+    Cancellation: safe; the caller closes the stream.
     """
-    sock = stream.socket
+    head = b""
+    blank = 0
     with trio.move_on_after(FIRST_BYTES_TIMEOUT):
         while True:
-            head = await sock.recv(PEEK_SIZE, socket.MSG_PEEK)
-            if not head:
+            try:
+                data = await stream.receive_some(FIRST_READ)
+            except trio.BrokenResourceError:
+                return None  # reset before a word
+            if not data:
                 return None
-            route = route_of(head)
+            if not head:
+                stripped = data.lstrip(b"\r\n")
+                blank += len(data) - len(stripped)
+                if blank > MAX_BLANK_PREFIX:
+                    log.debug("web: %s sent only empty lines; closing it", stream.peer)
+                    return None
+                data = stripped
+            head += data
+            route = route_of(head) if head else None
             if route is not None:
+                stream.unread(head)
                 return route
             # Only part of the request line is in: wait for the rest.
-            await trio.sleep(PEEK_RETRY)
     log.debug("web: %s sent nothing for %.0f s; closing it", stream.peer, FIRST_BYTES_TIMEOUT)
     return None
 

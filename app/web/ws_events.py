@@ -5,19 +5,28 @@ after ``?since=SEQ`` that the ring still holds), then live events in batches.
 Its writer only ever holds a cursor into the ring; when it falls behind it
 gets a ``gap`` and jumps forward.  A stuck browser therefore costs no memory
 here; the front's write timeout cuts its connection.
+
+A subscriber whose connection can share compressed frames (permessage-deflate
+on the websockets shell) gets batches that end where the channel's
+:class:`~app.feed.batches.BatchGrid` says, the same for every such subscriber
+in a 50 ms period, so the ones that keep up send one frame, and a long one is
+compressed once for all of them (:func:`app.echo.wsprotocol.shared_text_frame`,
+docs/decisions.md).  Any other subscriber sends whatever is new, at its own
+pace, as before.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs
 
 import trio
 
 from app.feed import protocol
+from app.feed.batches import BATCH_INTERVAL, BatchGrid, SharedText
 from app.feed.bucket import TokenBucket
 from app.feed.control import BadControlMessage, Start, parse_control, request_id
 from app.feed.live import Feed
@@ -33,8 +42,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH: Final = 1_000
 # A subscriber sends at most one frame per this many seconds, so a busy feed
 # costs each browser ~20 frames/s, not one frame per event; it is also the
-# added latency, well under the 100 ms the page can notice.
-MIN_BATCH_INTERVAL: Final = 0.05
+# added latency, well under the 100 ms the page can notice.  (The grid's period.)
+MIN_BATCH_INTERVAL: Final = BATCH_INTERVAL
 # Control messages per connection: a burst of 20, then 10 a second.
 CONTROL_RATE: Final = 10.0
 CONTROL_BURST: Final = 20
@@ -68,6 +77,8 @@ class FeedChannel:
     origins: frozenset[str]
     #: The ``hello`` for a new subscriber, as of now.
     hello: Callable[[], protocol.Hello]
+    #: issue 12: where batches end, the same for every subscriber (one frame for all).
+    grid: BatchGrid = field(default_factory=BatchGrid)
 
 
 async def events(ws: WebSocket, channel: FeedChannel) -> None:
@@ -91,27 +102,53 @@ async def events(ws: WebSocket, channel: FeedChannel) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_control, ws, channel.runner, nursery.cancel_scope)
                 try:
-                    await _stream(ws, feed, feed.start_cursor(since))
+                    grid = channel.grid if ws.shares_frames else None
+                    cursor, missed = feed.resume(since)
+                    if missed:
+                        await _send_gap(ws, feed, Gap(missed=missed, resume=cursor))
+                    await _stream(ws, feed, cursor, grid)
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
         feed.subscribers -= 1
 
 
-async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
-    """Send events after *cursor* as they come, in batches, gaps announced."""
+async def _stream(ws: WebSocket, feed: Feed, cursor: int, grid: BatchGrid | None) -> None:
+    """Send events after *cursor* as they come, in batches, gaps announced.
+
+    Without *grid*: whatever is new (up to :data:`MAX_BATCH`), then a pause of
+    :data:`MIN_BATCH_INTERVAL`.  With it: up to the period's cut, then a wait
+    for the next period, so that every subscriber on the grid sends the same
+    batches (a subscriber caught up to the cut waits for the next period too).
+    """
     while True:
         await feed.wait_new(cursor)
-        batch = feed.read_encoded(cursor, MAX_BATCH)
-        if isinstance(batch, Gap):
-            await ws.send_utf8(
-                protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
-            )
-            cursor = batch.resume
-            continue
-        await ws.send_utf8(protocol.encode_events(batch))
-        cursor += len(batch)
-        await trio.sleep(MIN_BATCH_INTERVAL)
+        end = feed.last_seq if grid is None else grid.cut(trio.current_time(), feed.last_seq)
+        end = min(end, cursor + MAX_BATCH)
+        if end > cursor:
+            message = grid.shared(cursor, end) if grid is not None else None
+            if message is None:
+                batch = feed.read_encoded(cursor, end - cursor)
+                if isinstance(batch, Gap):
+                    await _send_gap(ws, feed, batch)
+                    cursor = batch.resume
+                    continue
+                message = SharedText(protocol.encode_events(batch))
+                end = cursor + len(batch)
+                if grid is not None:
+                    grid.keep(cursor, end, message)
+            await ws.send_shared(message)
+            cursor = end
+        if grid is None:
+            await trio.sleep(MIN_BATCH_INTERVAL)
+        else:
+            await trio.sleep_until(grid.next_tick(trio.current_time()))
+
+
+async def _send_gap(ws: WebSocket, feed: Feed, gap: Gap) -> None:
+    """Tell the page it missed ``gap.missed`` events; ``resume`` in the page's ``seq`` terms."""
+    message = protocol.GapMessage(missed=gap.missed, resume=feed.resume_seq(gap))
+    await ws.send_utf8(protocol.encode(message))
 
 
 async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -> None:

@@ -27,6 +27,7 @@ from typing import Final, Protocol
 import trio
 
 from app.errors import describe
+from app.feed.batches import SharedText
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,17 @@ class WebSocket(Protocol):
         """Start (and briefly wait for) the closing handshake.  Idempotent; never raises."""
         ...
 
+    # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        """After :meth:`accept`: whether :meth:`send_shared` can send one compressed frame
+        to many peers on this connection (permessage-deflate on a shell that can)."""
+        ...
+
+    async def send_shared(self, message: SharedText) -> None:
+        """Send *message* as text; compressed once for all peers with the same parameters."""
+        ...
+
 
 Endpoint = Callable[[WebSocket], Awaitable[None]]
 
@@ -133,7 +145,13 @@ async def run_endpoint(ws: WebSocket, endpoint: Endpoint, draining: trio.Event) 
             nursery.cancel_scope.cancel()
     except Exception as exc:  # the per-connection boundary: a bug ends this connection only
         code, reason = INTERNAL_ERROR, "internal error"
-        log.error("websocket %s %s failed: %s", ws.peer, ws.path, describe(exc))
+        log.error(
+            "websocket %s %s failed: %s",
+            ws.peer,
+            ws.path,
+            describe(exc),
+            extra={"peer": ws.peer, "path": ws.path, "transport": "ws"},
+        )
         log.debug("websocket %s %s failure", ws.peer, ws.path, exc_info=True)
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):

@@ -12,17 +12,38 @@ Why not use the ASGI callables directly:
   endpoint: the peer is gone.  This shell turns them into
   :class:`WebSocketClosed`, which endpoints expect, instead of a traceback in
   the log.
+
+permessage-deflate (issue 12): Hypercorn accepts wsproto's
+``PerMessageDeflate()`` with zlib's defaults (15-bit windows, memLevel 8:
+~300 KiB per connection) and inflates each received chunk without a bound (a
+64 KiB chunk of a compression bomb is ~64 MiB).  It builds that extension in
+``hypercorn.protocol.ws_stream`` by name, when the app sends
+``websocket.accept``, in the app's own task; so this module replaces that name
+with :class:`BoundedPerMessageDeflate`, which reads the route's limits from a
+context variable that :class:`AsgiEndpoint` sets in that task.  Hypercorn is
+pinned to 0.18 (pyproject.toml) and ``tests/web/test_ws_rfc.py`` checks the
+negotiated parameters on this path, so a Hypercorn that stops looking the name
+up fails a test instead of silently going back to unbounded zlib.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
+from hypercorn.protocol import ws_stream
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
+from app.echo.wsprotocol import DeflateSettings
 from app.errors import PEER_GONE
+from app.feed.batches import SharedText
+from app.units import MiB
 from app.web.wsapi import (
     ABNORMAL,
     NORMAL,
@@ -145,6 +166,16 @@ class AsgiWebSocket:
             pass
         self._closed = True
 
+    # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        """Never: Hypercorn compresses each connection's messages itself."""
+        return False
+
+    async def send_shared(self, message: SharedText) -> None:
+        """Send *message* as text; Hypercorn compresses it for this connection alone."""
+        await self.send_utf8(message.data)
+
     async def _raw_send(self, message: Message) -> None:
         if self._closed:
             raise WebSocketClosed(ABNORMAL, "already closed")
@@ -156,12 +187,148 @@ class AsgiWebSocket:
                 raise WebSocketClosed(ABNORMAL, type(exc).__name__) from None
 
 
-class AsgiEndpoint:
-    """The ASGI app of one websocket route: runs *endpoint* under :func:`run_endpoint`."""
+@dataclass(frozen=True, slots=True)
+class DeflateLimits:
+    """What :class:`BoundedPerMessageDeflate` may negotiate and inflate on one route."""
 
-    def __init__(self, endpoint: Endpoint, draining: trio.Event) -> None:
+    deflate: DeflateSettings
+    #: ``--max-message-size``: a compressed message inflating past it is refused (1009).
+    max_message_size: int = 1 * MiB
+
+
+# Set by AsgiEndpoint in the app's task, read when Hypercorn builds the extension there.
+# Unset (a Hypercorn connection that is not one of our routes): the defaults.
+_limits: ContextVar[DeflateLimits | None] = ContextVar("trio_echo_ws_deflate", default=None)
+
+
+class AsgiEndpoint:
+    """The ASGI app of one websocket route: runs *endpoint* under :func:`run_endpoint`.
+
+    *limits* bound permessage-deflate on this route (see the module docstring).
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, draining: trio.Event, limits: DeflateLimits | None = None
+    ) -> None:
         self._endpoint = endpoint
         self._draining = draining
+        self._limits = limits if limits is not None else DeflateLimits(DeflateSettings())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _limits.set(self._limits)  # this task's context only: Hypercorn spawned it for us
         await run_endpoint(AsgiWebSocket(scope, receive, send), self._endpoint, self._draining)
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate (RFC 7692) within :class:`DeflateLimits`.
+
+    * Declines the offer when ``--ws-compression off``.
+    * Answers ``server_max_window_bits`` and ``client_max_window_bits`` (when
+      the client can honour it) no larger than the configured bits; compresses
+      with the configured memLevel.
+    * Keeps a compressed message's state across control frames between its fragments.
+    * Inflates at most ``max_message_size`` + 1 bytes of a message: one more
+      and the message is refused with 1009 (``CloseReason.MESSAGE_TOO_BIG``;
+      Hypercorn 0.18 then drops the connection without a close frame, its
+      known deviation, docs/decisions.md), so a bomb costs what a legal
+      message does.
+    """
+
+    def __init__(self) -> None:
+        # No bound on the client's window unless it says it can honour one (RFC 7692 7.1.2.2).
+        super().__init__()
+        self._bounds = _limits.get() or DeflateLimits(DeflateSettings())
+        #: Bytes inflated so far of the compressed message being received.
+        self._inflated = 0
+
+    def accept(self, offer: str) -> bool | str | None:
+        deflate = self._bounds.deflate
+        if not deflate.enabled:
+            return None
+        # wsproto's own parser of the offer (it also sets the *_no_context_takeover flags).
+        client_bits, server_bits = self._parse_params(offer)
+        params = []
+        if self.client_no_context_takeover:
+            params.append("client_no_context_takeover")
+        if self.server_no_context_takeover:
+            params.append("server_no_context_takeover")
+        try:
+            if client_bits is not None:
+                self.client_max_window_bits = min(client_bits, deflate.window_bits)
+                params.append(f"client_max_window_bits={self.client_max_window_bits}")
+            self.server_max_window_bits = min(server_bits or 15, deflate.window_bits)
+        except ValueError:
+            return None  # 8 bits: zlib cannot deflate raw streams with it; decline
+        params.append(f"server_max_window_bits={self.server_max_window_bits}")
+        self._enabled = True
+        return "; ".join(params)
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if opcode.iscontrol():
+            # wsproto 1.3 lets a control frame reset the message's compression state, so a
+            # ping between the fragments of a compressed message garbles the rest of it
+            # (RFC 6455 5.4 allows it there): control frames leave that state alone.
+            if rsv.rsv1:
+                return CloseReason.PROTOCOL_ERROR
+            self._inbound_is_compressible = False
+            return RsvBits(True, False, False)
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data  # not compressed: Hypercorn's own buffer bounds it
+        assert self._decompressor is not None
+        room = self._bounds.max_message_size - self._inflated + 1
+        try:
+            out = self._decompressor.decompress(bytes(data), room)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > self._bounds.max_message_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not self._inbound_is_compressible:
+            return None  # a control frame (see frame_inbound_header)
+        result = super().frame_inbound_complete(proto, fin)
+        if fin:
+            self._inflated = 0  # the message is whole (its last few bytes are the flush)
+        return result
+
+    def frame_outbound(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        if self._compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
+            # wsproto would make it with zlib's default memLevel (8): make it ours first.
+            self._compressor = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION,
+                zlib.DEFLATED,
+                -self.server_max_window_bits,
+                self._bounds.deflate.mem_level,
+            )
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
+
+
+# Hypercorn builds the extension by this module-level name (see the module docstring).
+if ws_stream.PerMessageDeflate is not PerMessageDeflate:
+    raise ImportError(
+        "hypercorn.protocol.ws_stream.PerMessageDeflate is no longer wsproto's class: "
+        "app/web/wsasgi.py cannot bound permessage-deflate on --ws-engine asgi"
+    )
+setattr(ws_stream, "PerMessageDeflate", BoundedPerMessageDeflate)  # noqa: B010

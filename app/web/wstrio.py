@@ -6,7 +6,10 @@ RFC 6455 framing and validation (close codes 1002 / 1007 / 1009 for bad
 frames, bad UTF-8, oversized messages, fragment reassembly within the size
 limit), answers pings, sends keepalive pings and drops a peer that does not
 answer them, and runs its reader task in a nursery owned by this module's
-caller: still one tree of tasks.
+caller: still one tree of tasks.  Its protocol object is our
+:class:`~app.echo.wsprotocol.StrictServerProtocol` (close frames between
+fragments, UTF-8 checked fragment by fragment) and accepts permessage-deflate
+within :class:`~app.echo.wsprotocol.DeflateSettings` when offered.
 
 Bounds per connection: one message of ``--max-message-size`` being
 assembled, at most :data:`MAX_QUEUE` whole frames waiting for the endpoint
@@ -23,9 +26,15 @@ from urllib.parse import urlsplit
 import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 from websockets.trio.server import Server, ServerConnection
 
+from app.echo.wsprotocol import (
+    DeflateSettings,
+    StrictServerProtocol,
+    can_share,
+    shared_text_frame,
+)
+from app.feed.batches import SharedText
 from app.web.wsapi import (
     ABNORMAL,
     INTERNAL_ERROR,
@@ -93,7 +102,15 @@ class TrioWebSocket:
             await conn.handshake()
         except ConnectionClosed as exc:
             raise WebSocketClosed(_code(exc)) from None
+        # Frames that came with the request were parsed after the 101 was
+        # queued (AnswerFirstProtocol); nobody else reads their events until
+        # more bytes arrive, so hand them to the connection now.
+        for event in conn.protocol.events_received():
+            conn.process_event(event)
         if conn.protocol.state is not OPEN:
+            close = conn.protocol.close_rcvd
+            if close is not None:
+                raise WebSocketClosed(close.code, close.reason)  # answered already
             # Not a valid upgrade: websockets has answered 400 or 426 already.
             raise WebSocketClosed(ABNORMAL, "handshake failed")
         conn.start_keepalive()
@@ -132,6 +149,28 @@ class TrioWebSocket:
         if self._conn.protocol.state is OPEN:
             await self._conn.aclose(code, reason)
 
+    # issue 12: one frame for many peers.
+    @property
+    def shares_frames(self) -> bool:
+        return can_share(self._conn.protocol)
+
+    async def send_shared(self, message: SharedText) -> None:
+        conn = self._conn
+        frame = shared_text_frame(conn.protocol, message)
+        if frame is None:
+            await self.send_utf8(message.data)
+            return
+        try:
+            # websockets has no call for a frame compressed elsewhere: queue its bytes as
+            # the protocol's own send_frame() would, and let send_context() check the
+            # state and write them (websockets 17, pinned; tests/web/test_ws_rfc.py).
+            # No checkpoint between the compressor's reset above and this append, so no
+            # other message of this connection can be compressed in between.
+            async with conn.send_context():
+                conn.protocol.writes.append(frame)
+        except ConnectionClosed as exc:
+            raise WebSocketClosed(_code(exc)) from None
+
 
 def _code(exc: ConnectionClosed) -> int:
     frame = exc.rcvd or exc.sent
@@ -146,6 +185,7 @@ async def serve_websocket(
     max_message_size: int,
     draining: trio.Event,
     ping_interval: float = 20.0,
+    deflate: DeflateSettings | None = None,
 ) -> None:
     """Serve one websocket connection on *stream*: handshake, route by path, run the endpoint.
 
@@ -154,8 +194,12 @@ async def serve_websocket(
 
     An unknown path is answered 404; a request that does not arrive within
     :data:`HANDSHAKE_TIMEOUT` is dropped.  The stream is closed on return.
+    *deflate* bounds permessage-deflate (default: on, 12 window bits, memLevel 5).
     """
-    protocol = ServerProtocol(max_size=max_message_size, logger=_protocol_log)
+    deflate = deflate or DeflateSettings()
+    protocol = StrictServerProtocol(
+        max_size=max_message_size, extensions=deflate.factories(), logger=_protocol_log
+    )
     try:
         async with trio.open_nursery() as nursery:
             conn = ServerConnection(

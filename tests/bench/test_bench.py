@@ -6,6 +6,7 @@ Behaviour, not speed: nothing here asserts how fast anything is.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import trio
 from app.bench.load import Plan, add_lags, parse_batch, run_bench
 from app.bench.stats import BUCKETS, Histogram, Summary, bucket_of, bucket_top, table
 from app.child import self_command
+from app.cli import main
 from app.ready import parse_ready
 
 from conftest import start_server
@@ -95,6 +97,24 @@ async def test_feed_bench_measures_lag_in_both_phases(nursery: trio.Nursery) -> 
         assert 0 < phase["lag_p99_median_us"] <= phase["lag_p99_worst_us"]
 
 
+async def test_feed_bench_with_deflate_counts_3x_fewer_bytes_per_event(
+    nursery: trio.Nursery,
+) -> None:
+    """issue 12: subscribers offering deflate as browsers do see the feed ~4x smaller."""
+    running = await start_server(nursery)
+    wire = {}
+    for deflate in (False, True):
+        plan = Plan(
+            "feed", running.url("/ws/events"), connections=3, duration=1, rate=1000, deflate=deflate
+        )
+        with trio.fail_after(30):
+            summary = await run_bench(plan, lambda line: None)
+        await check(summary, 3)
+        wire[deflate] = summary.phases[0]["wire_bytes_per_event"]
+        assert "wire B/event" in table(summary)
+    assert 0 < wire[True] * 3 <= wire[False], wire
+
+
 def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     serve = subprocess.Popen(
         self_command("serve", "--tcp-port", "0", "--http-port", "0"),
@@ -125,3 +145,31 @@ def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     assert result["mode"] == "tcp" and result["established"] == 100
     assert result["msgs_per_s"] > 0 and result["errors"] == {}
     assert "connections up" in bench.stderr  # progress went to stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--tcp", "127.0.0.1:"], "expected HOST:PORT"),
+        (["--tcp", "127.0.0.1:abc"], "expected HOST:PORT"),
+        (["--tcp", "127.0.0.1"], "expected HOST:PORT"),
+        (["--tcp", "127.0.0.1:70000"], "expected HOST:PORT"),
+        (["--ws", "http://x"], "expected a ws:// or wss:// URL"),
+        (["--feed", "ws://127.0.0.1:99999/ws/events"], "out of range"),
+        (["--tcp", "127.0.0.1:{closed}"], "no connection to"),
+        (["--ws", "ws://127.0.0.1:{closed}/ws/echo"], "no connection to"),
+        (["--feed", "ws://127.0.0.1:{closed}/ws/events"], "refused"),
+    ],
+)
+def test_a_target_that_cannot_work_is_one_line_and_exit_2(
+    flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens there once the probe closes
+    args = [flag.format(closed=closed) for flag in flags]
+    assert main(["bench", *args, "--duration", "0.2", "--connections", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in err if not line.startswith("bench: ")]  # progress lines
+    assert len(lines) == 1 and lines[0].startswith("trio-echo bench: "), err
+    assert says in lines[0], lines[0]

@@ -17,7 +17,7 @@ import app.feed
 FEED = Path(app.feed.__file__).parent
 
 # Modules of the feed that await or do I/O on purpose: the only ones allowed to.
-WAKING = {"live.py"}
+WAKING = {"live.py", "redis.py"}
 
 # Top-level modules that mean I/O, a loop, or a network library.
 IMPURE = {

@@ -175,17 +175,8 @@ async def test_fragmented_message_over_the_limit_in_total_closes_1009(
                 assert await read_close_code(stream, rest) == 1009, engine
 
 
-async def test_frame_sent_with_the_handshake_is_echoed(
-    ws_server: Running, request: pytest.FixtureRequest
-) -> None:
+async def test_frame_sent_with_the_handshake_is_echoed(ws_server: Running) -> None:
     """A client may send its first frame before it has read the 101 answer."""
-    if ws_server.hub.settings.ws_engine == "asgi":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Hypercorn 0.18's h11 answers 400 to bytes pipelined after the upgrade",
-            )
-        )
     port = ws_server.ports.http
     upgrade = (
         f"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
