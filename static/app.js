@@ -3,7 +3,8 @@
 //
 // Module map (each file's top comment says its rules):
 //   feed.js      /ws/events: hello, batches, gaps, replies; reconnect with ?since=
-//   timeline.js  lanes per task (nursery tree), step bars, output marks, blocks
+//   timeline.js  lanes per task (nursery tree), step bars, output marks, blocks: the shell
+//                over timeline-model.js (pure), -layout.js (pure), -labels.js, -draw.js, -input.js
 //   console.js   interleaved output lines in seq order
 //   controls.js  scenario form, Run, the runs list with Cancel and trace download
 //   echo.js      echo connections and the /ws/echo box

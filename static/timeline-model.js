@@ -1,0 +1,304 @@
+// The timeline's model: runs (groups), task lanes as their nurseries hold them, step windows,
+// output times and blocks, kept within fixed bounds.
+//
+// Rules of this module:
+// * Pure: no DOM, no timers, no network. Events go in through one method per kind; the
+//   shell (timeline.js) reads the result and the two flags that say what changed
+//   (`layoutDirty`: rows appear or go; `dirty`: something to redraw). Tests import it alone.
+// * Times are feed times (seconds since the server started); an event's mark goes where its
+//   `t` says, not where it arrived: a `step` carries the time its window *started*.
+// * Memory is bounded (see MAX_MARKS, HISTORY_SECONDS, MAX_LANES, MAX_GROUPS); the oldest
+//   history goes first, and `horizon` says how far back the model still remembers.
+
+import { fmtDuration } from "./util.js";
+
+// Bounded history: at most 20,000 marks (step bars + output marks + blocks) and at most the
+// last 10 minutes, whichever is smaller; beyond that the oldest marks are forgotten. 20,000
+// marks are ~2 MB of small objects and still draw in a few ms when all are in view.
+export const MAX_MARKS = 20_000;
+export const HISTORY_SECONDS = 600;
+// Lanes kept at most (scenario tasks + echo connections); more are counted, not drawn.
+export const MAX_LANES = 5_000;
+// Run groups kept: the server keeps 8 recent runs (and at most 4 run at once).
+export const MAX_GROUPS = 16;
+
+export class Lane {
+  constructor(task, run, name, parent, start) {
+    this.task = task;
+    this.run = run;
+    this.name = name;
+    this.parent = parent;
+    this.start = start;
+    this.end = null;
+    /** Step windows, sorted by t: {t, dur, busy, count}. */
+    this.steps = [];
+    /** Output times, sorted. */
+    this.outputs = [];
+    /** Longest step kept, so that a search by t can reach back to a long step still in view. */
+    this.maxDur = 0;
+    this.detail = "";
+  }
+}
+
+export class Group {
+  constructor(id) {
+    this.id = id;
+    this.scenario = id === "echo" ? "echo" : "";
+    this.params = {};
+    this.state = id === "echo" ? "running" : "";
+    this.start = null;
+    this.end = null;
+    this.summary = {};
+    this.error = "";
+    /** Lane ids in spawn order. */
+    this.lanes = [];
+  }
+}
+
+/** Insert *item* into *list* sorted by key(item); items arrive nearly sorted, so scan back. */
+export function insertSorted(list, item, key) {
+  const k = key(item);
+  let i = list.length;
+  while (i > 0 && key(list[i - 1]) > k) i -= 1;
+  if (i === list.length) list.push(item);
+  else list.splice(i, 0, item);
+}
+
+/** First index in sorted *list* whose key is >= k. */
+export function lowerBound(list, k, key) {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (key(list[mid]) < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const FINAL_STATES = new Set(["done", "cancelled", "timeout", "error"]);
+/** The run has ended (known from run_end, or from hello.runs for a run seen only there). */
+export const isOver = (group) => FINAL_STATES.has(group.state);
+/** The latest time known of a run; -Infinity for one known only from hello.runs. */
+const lastTime = (group) => group.end ?? group.start ?? -Infinity;
+
+export const stepT = (s) => s.t;
+export const blockT = (b) => b.t;
+export const same = (x) => x;
+
+export class TimelineModel {
+  constructor() {
+    this.reset();
+  }
+
+  /** Forget everything (a different server answered). */
+  reset() {
+    this.lanes = new Map();
+    this.groups = new Map();
+    /** Every block, sorted by t: {t, dur, task, run, name}. */
+    this.blocks = [];
+    this.maxBlockDur = 0;
+    this.marks = 0;
+    /** Earliest time any kept data was seen at, and the last prune's cutoff. */
+    this.oldestSeen = null;
+    this.cutoff = -Infinity;
+    this.layoutDirty = true;
+    this.dirty = true;
+  }
+
+  // -- one method per event kind ------------------------------------------------------------
+
+  group(id) {
+    let group = this.groups.get(id);
+    if (!group) {
+      group = new Group(id);
+      this.groups.set(id, group);
+      this.layoutDirty = true;
+    }
+    return group;
+  }
+
+  /** A run as the server describes it (hello.runs, a reply's result). */
+  upsertRun(run) {
+    const group = this.group(run.id);
+    group.scenario = run.scenario;
+    group.params = run.params || {};
+    // A reply can be older than the run_end that already arrived: never un-finish a run.
+    if (!group.state || group.state === "running") group.state = run.state;
+    this.layoutDirty = true;
+  }
+
+  onRunStart(e) {
+    const group = this.group(e.run);
+    group.scenario = e.scenario;
+    group.params = e.params || {};
+    group.start = e.t ?? 0;
+    if (!group.state || group.state === "running") group.state = "running";
+    this.layoutDirty = true;
+    this.noteTime(group.start);
+  }
+
+  onRunEnd(e) {
+    const group = this.group(e.run);
+    group.state = e.state;
+    group.end = e.t ?? 0;
+    group.summary = e.summary || {};
+    group.error = e.error || "";
+    // The run's nursery has exited, so every task in it has: a lane whose exit was lost in
+    // a gap must not stay "alive" (and unprunable) forever.
+    for (const task of group.lanes) {
+      const lane = this.lanes.get(task);
+      if (lane && lane.end === null) lane.end = group.end;
+    }
+    this.layoutDirty = true;
+  }
+
+  addLane(task, run, name, parent, t) {
+    if (this.lanes.size >= MAX_LANES) {
+      // Full: forget the oldest lane (Maps iterate in insertion order), so that what is
+      // happening now is always drawn, even after hours of echo connections.
+      this.lanes.delete(this.lanes.keys().next().value);
+      this.layoutDirty = true;
+    }
+    const lane = new Lane(task, run, name, parent, t);
+    this.lanes.set(task, lane);
+    const group = this.group(run);
+    group.lanes.push(task);
+    if (group.start === null || t < group.start) group.start = t;
+    this.layoutDirty = true;
+    this.noteTime(t);
+    return lane;
+  }
+
+  onSpawn(e) {
+    this.addLane(e.task, e.run || "", e.name, e.parent || 0, e.t ?? 0);
+  }
+
+  onExit(e) {
+    const lane = this.lanes.get(e.task);
+    if (!lane) return;
+    lane.end = e.t ?? 0;
+    lane.detail = `${e.steps ?? 0} steps, ${fmtDuration(e.busy ?? 0)} running`;
+    this.layoutDirty = true;
+  }
+
+  onOutput(e) {
+    const lane = this.lanes.get(e.task);
+    if (!lane) return;
+    insertSorted(lane.outputs, e.t ?? 0, same);
+    this.marks += 1;
+    this.dirty = true;
+  }
+
+  onStep(e) {
+    const lane = this.lanes.get(e.task);
+    if (!lane) return;
+    const step = { t: e.t ?? 0, dur: e.dur, busy: e.busy, count: e.count ?? 1 };
+    insertSorted(lane.steps, step, stepT);
+    if (step.dur > lane.maxDur) lane.maxDur = step.dur;
+    this.marks += 1;
+    this.dirty = true;
+  }
+
+  onBlock(e) {
+    const block = { t: e.t ?? 0, dur: e.dur, task: e.task || 0, run: e.run || "", name: e.name };
+    insertSorted(this.blocks, block, blockT);
+    if (block.dur > this.maxBlockDur) this.maxBlockDur = block.dur;
+    this.marks += 1;
+    this.noteTime(block.t);
+    this.dirty = true;
+  }
+
+  onConnOpen(e) {
+    const lane = this.addLane(e.task, "echo", `${e.transport} ${e.peer}`, 0, e.t ?? 0);
+    if (lane) lane.transport = e.transport;
+  }
+
+  onConnClose(e) {
+    const lane = this.lanes.get(e.task);
+    if (!lane) return;
+    lane.end = e.t ?? 0;
+    lane.detail = `${e.msgs} msgs, closed: ${e.reason}`;
+    this.layoutDirty = true;
+  }
+
+  /** How far back the kept history reaches (feed seconds), null before any data. */
+  get horizon() {
+    return this.oldestSeen === null ? null : Math.max(this.oldestSeen, this.cutoff);
+  }
+
+  noteTime(t) {
+    if (this.oldestSeen === null || t < this.oldestSeen) this.oldestSeen = t;
+  }
+
+  /** The blocks that overlap [start, end], oldest first. */
+  blocksIn(start, end) {
+    const lo = lowerBound(this.blocks, start - this.maxBlockDur, blockT);
+    const hi = lowerBound(this.blocks, end, blockT);
+    const out = [];
+    for (let i = lo; i < hi; i += 1) {
+      const b = this.blocks[i];
+      if (b.t + b.dur >= start) out.push(b);
+    }
+    return out;
+  }
+
+  /** The name of a task's lane ("" if the lane is not known or gone). */
+  laneName(task) {
+    return this.lanes.get(task)?.name ?? "";
+  }
+
+  // -- bounds ------------------------------------------------------------------------------
+
+  /** Forget marks, lanes and runs that ended before *cutoff*. */
+  pruneBefore(cutoff) {
+    let marks = 0;
+    for (const [task, lane] of this.lanes) {
+      if (lane.end !== null && lane.end < cutoff) {
+        this.lanes.delete(task);
+        this.layoutDirty = true;
+        continue;
+      }
+      if (lane.steps.length && lane.steps[0].t < cutoff) {
+        lane.steps = lane.steps.filter((s) => s.t + s.dur >= cutoff);
+      }
+      if (lane.outputs.length && lane.outputs[0] < cutoff) {
+        lane.outputs = lane.outputs.slice(lowerBound(lane.outputs, cutoff, same));
+      }
+      marks += lane.steps.length + lane.outputs.length;
+    }
+    if (this.blocks.length && this.blocks[0].t < cutoff) {
+      this.blocks = this.blocks.filter((b) => b.t + b.dur >= cutoff);
+    }
+    marks += this.blocks.length;
+    for (const [id, group] of this.groups) {
+      group.lanes = group.lanes.filter((task) => this.lanes.has(task));
+      if (id !== "echo" && isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
+        this.groups.delete(id);
+        this.layoutDirty = true;
+      }
+    }
+    this.marks = marks;
+    this.cutoff = Math.max(this.cutoff, cutoff);
+  }
+
+  /** Apply every bound, as of feed time *now*. */
+  prune(now) {
+    this.pruneBefore(now - HISTORY_SECONDS);
+    // Over the mark budget: give up the oldest tenth of what is kept, until under it.
+    while (this.marks > MAX_MARKS && this.horizon !== null && this.horizon < now) {
+      const horizon = this.horizon;
+      this.pruneBefore(horizon + Math.max((now - horizon) * 0.1, 0.001));
+    }
+    const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
+    const excess = this.groups.size - MAX_GROUPS;
+    if (excess > 0) {
+      finished.sort((a, b) => lastTime(a) - lastTime(b));
+      for (const group of finished.slice(0, excess)) {
+        for (const task of group.lanes) this.lanes.delete(task);
+        this.groups.delete(group.id);
+      }
+      this.layoutDirty = true;
+    }
+  }
+}
