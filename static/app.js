@@ -10,6 +10,8 @@
 //   echo.js      echo connections and the /ws/echo box
 //   lag.js       loop lag chart and task count
 //   notices.js   errors, server notices, the gap notice
+//   stalls.js    the stall banner: which task holds the loop now, and its stack
+//   tasks.js     the task panel: where a clicked task is suspended (GET /api/tasks/{id})
 //   util.js      DOM and formatting helpers
 
 import { Console } from "./console.js";
@@ -18,6 +20,8 @@ import { EchoPanel } from "./echo.js";
 import { Feed, Status } from "./feed.js";
 import { LagChart } from "./lag.js";
 import { Notices } from "./notices.js";
+import { Stalls } from "./stalls.js";
+import { TaskPanel } from "./tasks.js";
 import { Timeline } from "./timeline.js";
 import { el, fmtValue } from "./util.js";
 
@@ -46,7 +50,11 @@ const clock = {
 };
 
 const notices = new Notices($("#notices"));
-const timeline = new Timeline($("#timeline"), () => clock.now());
+const stalls = new Stalls($("#stalls"));
+const taskPanel = new TaskPanel($("#task-detail"));
+const timeline = new Timeline($("#timeline"), () => clock.now(), {
+  onTask: (lane) => taskPanel.show(lane),
+});
 const consoleView = new Console($("#console"), (task) => timeline.laneName(task));
 const echo = new EchoPanel($("#echo"));
 const lag = new LagChart($("#loop"));
@@ -75,8 +83,13 @@ function dispatch(e) {
     case "step":
       timeline.onStep(e);
       break;
+    case "stall":
+      timeline.onStall(e);
+      stalls.onStall(e);
+      break;
     case "block":
       timeline.onBlock(e);
+      stalls.onBlock(e);
       // In the console only when a scenario did it: that is the lesson. A block elsewhere in
       // the server (rare) is shown on the timeline, not between the tutorial's lines.
       if (e.run && e.run !== "echo") {
@@ -92,6 +105,7 @@ function dispatch(e) {
       break;
     case "run_end":
       timeline.onRunEnd(e);
+      stalls.onRunEnd(e);
       controls.onRunEnd(e);
       consoleView.note(e, `${e.run} ${e.state}${e.error ? `: ${e.error}` : ""}`);
       break;
@@ -159,6 +173,8 @@ function resetAll() {
   echo.reset();
   lag.reset();
   notices.reset();
+  stalls.reset();
+  taskPanel.reset();
 }
 
 const feed = new Feed({
@@ -185,6 +201,8 @@ const feed = new Feed({
   },
   onGap(gap, total) {
     notices.showGap(gap.missed, total);
+    // The block that closes a stall may be in the hole; a stall still going is reported again.
+    stalls.reset();
   },
   onReply(reply) {
     controls.onReply(reply);

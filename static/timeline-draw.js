@@ -26,6 +26,8 @@ const STATE_COLOURS = {
 const BLOCK_BAND = "rgba(255, 90, 90, 0.16)";
 const BLOCK_EDGE = "rgba(255, 120, 120, 0.55)";
 export const BLOCK_MARK = "#ff6b6b";
+const STALL_BAND = "rgba(255, 90, 90, 0.22)";
+const NURSERY_STRIP = "#6fb3ff";
 
 export class Painter {
   /**
@@ -96,15 +98,19 @@ export class Painter {
       return c;
     };
     let bars = 0;
-    for (const row of rows) {
-      if (row.type !== "lane") continue;
-      const { steps } = row.lane;
-      const lo = lowerBound(steps, viewStart - row.lane.maxDur, stepT);
+    const countLane = (lane) => {
+      const { steps } = lane;
+      const lo = lowerBound(steps, viewStart - lane.maxDur, stepT);
       const hi = lowerBound(steps, end, stepT);
       let n = 0;
       for (let i = lo; i < hi; i += 1) if (steps[i].t + steps[i].dur >= viewStart) n += 1;
-      count(row.lane.run).bars += n;
+      count(lane.run).bars += n;
       bars += n;
+    };
+    for (const row of rows) {
+      if (row.type === "lane") countLane(row.lane);
+      // A collapsed nursery's children are drawn (as its strip) and counted too.
+      else if (row.type === "nursery" && row.collapsed) for (const lane of row.lanes) countLane(lane);
     }
 
     for (let i = first; i < last; i += 1) {
@@ -112,6 +118,7 @@ export class Painter {
       const y = i * ROW_H - top;
       if (row.type === "group") this.drawGroupRow(ctx, row.group, y, now);
       else if (row.type === "summary") this.drawSummaryRow(ctx, row.group, y);
+      else if (row.type === "nursery") this.drawNurseryRow(ctx, row, y, end);
       else {
         if (i % 2) this.stripe(ctx, y);
         if (row.type === "lane") this.drawLane(ctx, row.lane, y, now, end);
@@ -131,6 +138,22 @@ export class Painter {
       const index = rowOfTask.get(block.task) ?? -1;
       if (index >= first && index < last) {
         this.drawBlockMarker(ctx, x, index * ROW_H - top, w, block);
+      }
+    }
+
+    // A step that still holds its loop (a `stall` not yet closed by its block): a band that
+    // grows until now, so the stall is on the timeline while it lasts, not only afterwards.
+    for (const stall of model.stalls.values()) {
+      const x = this.x(stall.since);
+      const w = Math.max(MIN_BAR_PX, this.x(now) - x);
+      ctx.fillStyle = STALL_BAND;
+      ctx.fillRect(x, 0, w, this.height);
+      const index = rowOfTask.get(stall.task) ?? -1;
+      if (index >= first && index < last) {
+        this.drawBlockMarker(ctx, x, index * ROW_H - top, w, {
+          dur: now - stall.since,
+          label: "stalled",
+        });
       }
     }
 
@@ -161,6 +184,43 @@ export class Painter {
     ctx.textBaseline = "middle";
     const label = `${group.id} ${group.scenario}`;
     ctx.fillText(label, Math.max(4, x0 + 4), y + ROW_H / 2);
+  }
+
+  /**
+   * A nursery's row: collapsed, its children's steps as one density strip (one column per
+   * pixel, brighter where more of them ran), so 10,000 tasks cost one row and ~width rects.
+   */
+  drawNurseryRow(ctx, row, y, end) {
+    ctx.fillStyle = "rgba(255, 255, 255, 0.035)";
+    ctx.fillRect(0, y, this.width, ROW_H);
+    if (!row.collapsed) return;
+    const width = Math.ceil(this.width);
+    const density = new Uint32Array(width + 1);
+    const { viewStart } = this;
+    for (const lane of row.lanes) {
+      const { steps } = lane;
+      const hi = lowerBound(steps, end, stepT);
+      for (let i = lowerBound(steps, viewStart - lane.maxDur, stepT); i < hi; i += 1) {
+        const s = steps[i];
+        if (s.t + s.dur < viewStart) continue;
+        const x0 = Math.max(0, Math.floor(this.x(s.t)));
+        const x1 = Math.min(width, Math.max(x0, Math.floor(this.x(s.t + s.dur))));
+        for (let x = x0; x <= x1; x += 1) density[x] += 1;
+      }
+    }
+    let peak = 0;
+    for (const n of density) if (n > peak) peak = n;
+    if (!peak) return;
+    ctx.fillStyle = NURSERY_STRIP;
+    // Four levels of opacity: few fillStyle changes, and the eye tells no more apart.
+    for (let level = 1; level <= 4; level += 1) {
+      ctx.globalAlpha = 0.2 * level;
+      for (let x = 0; x <= width; x += 1) {
+        const n = density[x];
+        if (n && Math.ceil((n / peak) * 4) === level) ctx.fillRect(x, y + 5, 1, ROW_H - 10);
+      }
+    }
+    ctx.globalAlpha = 1;
   }
 
   drawSummaryRow(ctx, group, y) {
@@ -235,7 +295,7 @@ export class Painter {
       ctx.fillStyle = "#1b0c0c";
       ctx.font = "bold 11px system-ui, sans-serif";
       ctx.textBaseline = "middle";
-      ctx.fillText(`blocked ${fmtDuration(block.dur)}`, x + 4, y + ROW_H / 2);
+      ctx.fillText(`${block.label ?? "blocked"} ${fmtDuration(block.dur)}`, x + 4, y + ROW_H / 2);
     }
   }
 

@@ -25,6 +25,7 @@ export function bindInput(tl) {
     tl.setSpan(Number(tl.spanSelect.value));
   });
   tl.followButton.addEventListener("click", () => tl.setFollowing(!tl.following));
+  tl.filterInput.addEventListener("input", () => tl.setFilter(tl.filterInput.value));
   tl.scrub.addEventListener("input", () => {
     const now = tl.clock();
     const oldest = Math.min(tl.model.horizon ?? now, now - tl.span);
@@ -38,13 +39,14 @@ export function bindInput(tl) {
   let drag = null;
   const { canvas } = tl;
   canvas.addEventListener("pointerdown", (event) => {
-    drag = { x: event.clientX, end: tl.currentEnd() };
+    drag = { x: event.clientX, end: tl.currentEnd(), moved: false };
     canvas.setPointerCapture(event.pointerId);
   });
   canvas.addEventListener("pointermove", (event) => {
     if (drag && event.buttons) {
       const dx = event.clientX - drag.x;
       if (Math.abs(dx) > DRAG_MIN_PX) {
+        drag.moved = true;
         tl.setFollowing(false);
         tl.viewEnd = drag.end - (dx / tl.painter.width) * tl.span;
         tl.dirty = true;
@@ -52,7 +54,12 @@ export function bindInput(tl) {
     }
     hover(tl, event);
   });
-  canvas.addEventListener("pointerup", () => {
+  canvas.addEventListener("pointerup", (event) => {
+    // A press that did not drag is a click: on a task's lane, it asks where the task is.
+    if (drag && !drag.moved) {
+      const lane = tl.laneAt(event.clientY - canvas.getBoundingClientRect().top);
+      if (lane) tl.actions.onTask(lane);
+    }
     drag = null;
   });
   canvas.addEventListener("pointerleave", () => {
@@ -117,6 +124,8 @@ function hover(tl, event) {
       const steps = step.count > 1 ? `${step.count} steps, ` : "";
       lines.push(`ran ${steps}${fmtDuration(step.busy)} of ${fmtDuration(step.dur)}`);
     }
+  } else if (row.type === "nursery") {
+    lines.push(`nursery: ${row.lanes.length} tasks, ${row.alive} alive`);
   } else if (row.type === "group") {
     lines.push(`${row.group.id} ${row.group.scenario} (${row.group.state})`);
   }

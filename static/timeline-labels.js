@@ -3,15 +3,16 @@
 // Rules of this module:
 // * Labels are real DOM (readable, selectable, testable by data-testid); the marks are on the
 //   canvas. Row i of the layout is label i, ROW_H tall, so both line up.
-// * It only draws what the layout says; a click is handed back to the shell (`onFit`), which
-//   owns the view.
+// * It only draws what the layout says; a click is handed back to the shell (`onFit` on a
+//   run, `onToggle` on a nursery, `onTask` on a task), which owns the view.
 
 import { el, taskColour } from "./util.js";
 
 export class Labels {
   /**
    * @param {HTMLElement} node the label column (#tl-labels)
-   * @param {{onFit(group): void}} actions what a click on a run's header does
+   * @param {{onFit(group), onToggle(row), onTask(lane)}} actions what a click on a run's
+   *   header, a nursery or a task does
    */
   constructor(node, actions) {
     this.node = node;
@@ -63,6 +64,14 @@ export class Labels {
     if (row.type === "summary") {
       return el("div", { class: "row summary", style: "--depth:1" }, "summary");
     }
+    if (row.type === "nursery") return this.nurseryLabel(row);
+    if (row.type === "more" && group.id !== "echo") {
+      return el(
+        "div",
+        { class: "row more", style: `--depth:${row.depth}`, dataset: { testid: "nursery-more" } },
+        `+${row.hidden.toLocaleString("en")} more: the filter finds one by name`,
+      );
+    }
     if (row.type === "more") {
       return el(
         "div",
@@ -71,9 +80,13 @@ export class Labels {
       );
     }
     const { lane } = row;
-    return el(
-      "div",
+    // A task of a run is a button (it opens where the task is suspended); an echo connection
+    // is only a name.
+    const isTask = group.id !== "echo";
+    const label = el(
+      isTask ? "button" : "div",
       {
+        type: isTask ? "button" : null,
         class: lane.end === null ? "row lane" : "row lane ended",
         style: `--depth:${row.depth}`,
         title: lane.detail ? `${lane.name}: ${lane.detail}` : lane.name,
@@ -83,11 +96,45 @@ export class Labels {
           run: lane.run,
           parent: lane.parent,
           depth: row.depth,
+          nursery: lane.nursery || null,
         },
       },
       el("span", { class: "swatch", style: `background:${taskColour(lane.task)}` }),
       el("span", { class: "lane-name" }, lane.name),
     );
+    if (isTask) label.addEventListener("click", () => this.actions.onTask(lane));
+    return label;
+  }
+
+  /** A nursery: its size and how many of its tasks are alive; a click collapses or expands. */
+  nurseryLabel(row) {
+    const total = row.lanes.length;
+    const name = row.nursery ? `nursery ${row.nursery}` : "nursery";
+    const button = el(
+      "button",
+      {
+        type: "button",
+        class: "row nursery",
+        style: `--depth:${row.depth}`,
+        "aria-expanded": String(!row.collapsed),
+        title: row.collapsed ? "Show its tasks" : "Collapse into one row",
+        dataset: {
+          testid: "nursery",
+          run: row.group.id,
+          parent: row.parent,
+          nursery: row.key,
+          count: total,
+          alive: row.alive,
+          depth: row.depth,
+        },
+      },
+      el("span", { class: "twisty", "aria-hidden": "true" }, row.collapsed ? "▸" : "▾"),
+      ` ${name} · `,
+      el("span", { class: "count" }, `${total.toLocaleString("en")} task${total === 1 ? "" : "s"}`),
+      total === row.alive ? "" : `, ${row.alive.toLocaleString("en")} alive`,
+    );
+    button.addEventListener("click", () => this.actions.onToggle(row));
+    return button;
   }
 
   /** Put the counts the last frame drew on each run's header (data-bars, data-blocks). */

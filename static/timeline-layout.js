@@ -1,60 +1,161 @@
-// The timeline's layout: which rows exist, in which order, from the model.
+// The timeline's layout: which rows exist, in which order, from the model and the view's
+// choices (which nurseries are collapsed, the name filter).
 //
 // Rules of this module:
-// * Pure: model in, rows out (no DOM). A row is {type: "group" | "lane" | "summary" |
-//   "more", group, ...}; the label column and the canvas both draw `rows[i]` at y = i * ROW_H,
-//   so they line up by construction.
-// * Newest run first, its tasks as the nursery tree holds them (children under the task whose
-//   nursery holds them, in spawn order); echo connections last, capped.
+// * Pure: model and choices in, rows out (no DOM). A row is {type: "group" | "lane" |
+//   "nursery" | "summary" | "more", group, ...}; the label column and the canvas both draw
+//   `rows[i]` at y = i * ROW_H, so they line up by construction.
+// * Newest run first, its tasks as Trio holds them: a task, then the nurseries it opened (in
+//   the order their first child was seen), then each nursery's children in spawn order.
+//   Echo connections last, capped.
+// * Rows stay few whatever the task count: a nursery with more than COLLAPSE_ABOVE children
+//   starts collapsed into one row with counts (its children's steps drawn as one density
+//   strip), and an expanded one shows at most MAX_EXPANDED children; the filter finds the rest.
+// * A nursery gets its own row only when it says something: its task opened more than one, it
+//   is big (collapsible), or the person toggled it. One small nursery is shown by indenting
+//   its children under its task, as before nurseries were reported.
 
 // Echo connections drawn as lanes at most; the rest are one summary row.
 export const MAX_ECHO_LANES = 50;
+// A nursery with more children than this starts collapsed: ~30 rows fit on a screen, and 200
+// still scroll; 10,000 would be a wall nobody reads (and 10,000 label nodes).
+export const COLLAPSE_ABOVE = 200;
+// An expanded nursery lists at most this many children, then a "+N more" row.
+export const MAX_EXPANDED = 500;
 // Scenarios whose tasks run in a quiet nursery (not traced): their group shows the summary.
 const SUMMARY_ONLY = new Set(["many-tasks"]);
 
-/** The rows to draw for *model* (a TimelineModel). */
-export function buildRows(model) {
+/** The key of the nursery that holds *lane*, unique within its run. */
+export function nurseryKey(lane) {
+  // Without a nursery id (an older server, serve's scenarios), the parent's one nursery.
+  return lane.nursery ? `n${lane.nursery}` : `p${lane.parent}`;
+}
+
+/** The key under which the view remembers a nursery's collapsed state. */
+export const toggleKey = (run, key) => `${run}/${key}`;
+
+/**
+ * The rows to draw.
+ * @param {TimelineModel} model
+ * @param {{collapsed?: Map<string, boolean>, filter?: string}} choices `collapsed`: nurseries the
+ *   person toggled (toggleKey -> collapsed); `filter`: show only tasks whose name contains it
+ *   (case-insensitive), with the tasks and nurseries that hold them
+ * @returns {{rows: object[], matches: number}} matches: tasks the filter found (0 without one)
+ */
+export function buildRows(model, choices = {}) {
+  const collapsed = choices.collapsed ?? new Map();
+  const filter = (choices.filter ?? "").trim().toLowerCase();
   const rows = [];
+  let matches = 0;
   const runs = [...model.groups.values()].filter(
     (g) => g.id !== "echo" && (g.start !== null || g.lanes.length),
   );
   // Newest run first: the live one stays at the top, where the eye is.
   runs.sort((a, b) => (b.start ?? 0) - (a.start ?? 0));
   for (const group of runs) {
-    rows.push({ type: "group", group });
     if (SUMMARY_ONLY.has(group.scenario)) {
+      if (filter) continue;
+      rows.push({ type: "group", group });
       rows.push({ type: "summary", group });
       continue;
     }
-    // The nursery tree: children under their parent, in spawn order.
     const members = group.lanes.map((task) => model.lanes.get(task)).filter(Boolean);
-    const children = new Map();
-    const roots = [];
-    const inGroup = new Set(members.map((lane) => lane.task));
-    for (const lane of members) {
-      if (lane.parent && inGroup.has(lane.parent)) {
-        if (!children.has(lane.parent)) children.set(lane.parent, []);
-        children.get(lane.parent).push(lane);
-      } else {
-        roots.push(lane);
-      }
+    const keep = filter ? kept(members, filter) : null;
+    if (keep) {
+      matches += keep.matches;
+      if (!keep.matches) continue;
     }
-    const visit = (lane, depth) => {
-      rows.push({ type: "lane", lane, depth, group });
-      for (const child of children.get(lane.task) || []) visit(child, depth + 1);
-    };
-    for (const lane of roots) visit(lane, 0);
+    rows.push({ type: "group", group });
+    treeRows(rows, group, members, keep?.lanes ?? null, collapsed);
   }
   const echo = model.groups.get("echo");
   if (echo && echo.lanes.length) {
-    const members = echo.lanes.map((task) => model.lanes.get(task)).filter(Boolean);
+    let members = echo.lanes.map((task) => model.lanes.get(task)).filter(Boolean);
     const open = members.filter((lane) => lane.end === null);
-    const closed = members.filter((lane) => lane.end !== null).reverse();
-    const shown = [...open.slice(-MAX_ECHO_LANES), ...closed].slice(0, MAX_ECHO_LANES);
-    rows.push({ type: "group", group: echo, open: open.length });
-    for (const lane of shown) rows.push({ type: "lane", lane, depth: 0, group: echo });
-    const hidden = members.length - shown.length;
-    if (hidden > 0) rows.push({ type: "more", group: echo, hidden, open: open.length });
+    if (filter) {
+      members = members.filter((lane) => lane.name.toLowerCase().includes(filter));
+      matches += members.length;
+    }
+    if (members.length) {
+      const alive = members.filter((lane) => lane.end === null);
+      const closed = members.filter((lane) => lane.end !== null).reverse();
+      const shown = [...alive.slice(-MAX_ECHO_LANES), ...closed].slice(0, MAX_ECHO_LANES);
+      rows.push({ type: "group", group: echo, open: open.length });
+      for (const lane of shown) rows.push({ type: "lane", lane, depth: 0, group: echo });
+      const hidden = members.length - shown.length;
+      if (hidden > 0) rows.push({ type: "more", group: echo, hidden, open: open.length });
+    }
   }
-  return rows;
+  return { rows, matches };
+}
+
+/** The lanes the filter keeps: the matches and every task above them. */
+function kept(members, filter) {
+  const byTask = new Map(members.map((lane) => [lane.task, lane]));
+  const lanes = new Set();
+  let matches = 0;
+  for (const lane of members) {
+    if (!lane.name.toLowerCase().includes(filter)) continue;
+    matches += 1;
+    for (let up = lane; up && !lanes.has(up); up = byTask.get(up.parent)) lanes.add(up);
+  }
+  return { lanes, matches };
+}
+
+/** Push the rows of one run's task tree; *keep* (a Set of lanes) when a filter is on. */
+function treeRows(rows, group, members, keep, collapsed) {
+  const inGroup = new Set(members.map((lane) => lane.task));
+  // parent task (0: the run's top) -> nursery key -> children, in first-seen order.
+  const families = new Map();
+  for (const lane of members) {
+    if (keep && !keep.has(lane)) continue;
+    const parent = lane.parent && inGroup.has(lane.parent) ? lane.parent : 0;
+    let nurseries = families.get(parent);
+    if (!nurseries) families.set(parent, (nurseries = new Map()));
+    const key = parent ? nurseryKey(lane) : lane.nursery ? `n${lane.nursery}` : "top";
+    let kids = nurseries.get(key);
+    if (!kids) nurseries.set(key, (kids = []));
+    kids.push(lane);
+  }
+  const visitTask = (lane, depth) => {
+    rows.push({ type: "lane", lane, depth, group });
+    visitLevel(lane.task, depth + 1);
+  };
+  const visitLevel = (parent, depth) => {
+    const nurseries = families.get(parent);
+    if (!nurseries) return;
+    const several = nurseries.size > 1;
+    let index = 0;
+    for (const [key, kids] of nurseries) {
+      index += 1;
+      const toggled = collapsed.get(toggleKey(group.id, key));
+      const big = kids.length > COLLAPSE_ABOVE;
+      if (!several && !big && toggled === undefined) {
+        for (const kid of kids) visitTask(kid, depth);
+        continue;
+      }
+      // The filter opens every nursery it found something in.
+      const isCollapsed = keep ? false : (toggled ?? big);
+      let alive = 0;
+      for (const kid of kids) if (kid.end === null) alive += 1;
+      rows.push({
+        type: "nursery",
+        group,
+        key,
+        parent,
+        index,
+        nursery: kids[0].nursery || 0,
+        depth,
+        lanes: kids,
+        alive,
+        collapsed: isCollapsed,
+      });
+      if (isCollapsed) continue;
+      for (const kid of kids.slice(0, MAX_EXPANDED)) visitTask(kid, depth + 1);
+      if (kids.length > MAX_EXPANDED) {
+        rows.push({ type: "more", group, hidden: kids.length - MAX_EXPANDED, depth: depth + 1 });
+      }
+    }
+  };
+  visitLevel(0, 0);
 }

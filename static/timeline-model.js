@@ -17,17 +17,24 @@ import { fmtDuration } from "./util.js";
 // marks are ~2 MB of small objects and still draw in a few ms when all are in view.
 export const MAX_MARKS = 20_000;
 export const HISTORY_SECONDS = 600;
-// Lanes kept at most (scenario tasks + echo connections); more are counted, not drawn.
-export const MAX_LANES = 5_000;
+// Lanes kept at most (tasks + echo connections): a watched program's 10,000 tasks, twice over;
+// past it the oldest lane is forgotten. The layout collapses big nurseries, so this bounds
+// memory (~300 B a lane plus its marks), not rows.
+export const MAX_LANES = 20_000;
+// Exited tasks stay (greyed) while their history is kept, but at most this many: a program
+// that churns through short tasks would otherwise fill the lane budget with the dead.
+export const MAX_EXITED_LANES = 2_000;
 // Run groups kept: the server keeps 8 recent runs (and at most 4 run at once).
 export const MAX_GROUPS = 16;
 
 export class Lane {
-  constructor(task, run, name, parent, start) {
+  constructor(task, run, name, parent, start, nursery = 0) {
     this.task = task;
     this.run = run;
     this.name = name;
     this.parent = parent;
+    /** The id of the nursery that holds the task (0: not said; see the layout). */
+    this.nursery = nursery;
     this.start = start;
     this.end = null;
     /** Step windows, sorted by t: {t, dur, busy, count}. */
@@ -98,6 +105,8 @@ export class TimelineModel {
     /** Every block, sorted by t: {t, dur, task, run, name}. */
     this.blocks = [];
     this.maxBlockDur = 0;
+    /** Steps still holding a loop, by run: the last `stall` event of each, until its block. */
+    this.stalls = new Map();
     this.marks = 0;
     /** Earliest time any kept data was seen at, and the last prune's cutoff. */
     this.oldestSeen = null;
@@ -144,6 +153,7 @@ export class TimelineModel {
     group.end = e.t ?? 0;
     group.summary = e.summary || {};
     group.error = e.error || "";
+    this.stalls.delete(e.run);
     // The run's nursery has exited, so every task in it has: a lane whose exit was lost in
     // a gap must not stay "alive" (and unprunable) forever.
     for (const task of group.lanes) {
@@ -153,14 +163,14 @@ export class TimelineModel {
     this.layoutDirty = true;
   }
 
-  addLane(task, run, name, parent, t) {
+  addLane(task, run, name, parent, t, nursery = 0) {
     if (this.lanes.size >= MAX_LANES) {
       // Full: forget the oldest lane (Maps iterate in insertion order), so that what is
       // happening now is always drawn, even after hours of echo connections.
       this.lanes.delete(this.lanes.keys().next().value);
       this.layoutDirty = true;
     }
-    const lane = new Lane(task, run, name, parent, t);
+    const lane = new Lane(task, run, name, parent, t, nursery);
     this.lanes.set(task, lane);
     const group = this.group(run);
     group.lanes.push(task);
@@ -171,7 +181,7 @@ export class TimelineModel {
   }
 
   onSpawn(e) {
-    this.addLane(e.task, e.run || "", e.name, e.parent || 0, e.t ?? 0);
+    this.addLane(e.task, e.run || "", e.name, e.parent || 0, e.t ?? 0, e.nursery || 0);
   }
 
   onExit(e) {
@@ -206,6 +216,27 @@ export class TimelineModel {
     if (block.dur > this.maxBlockDur) this.maxBlockDur = block.dur;
     this.marks += 1;
     this.noteTime(block.t);
+    // The block closes the stall of its loop: the step returned after block.dur.
+    for (const [run, stall] of this.stalls) {
+      if (run === block.run || stall.task === block.task) this.stalls.delete(run);
+    }
+    this.dirty = true;
+  }
+
+  /** A step still holds the loop: the latest word of the watchdog ({task, name, seconds, frames}). */
+  onStall(e) {
+    const t = e.t ?? 0;
+    const seconds = e.seconds ?? 0;
+    this.stalls.set(e.run || "", {
+      task: e.task || 0,
+      run: e.run || "",
+      name: e.name || "",
+      since: t - seconds,
+      t,
+      seconds,
+      frames: Array.isArray(e.frames) ? e.frames : [],
+    });
+    this.noteTime(t - seconds);
     this.dirty = true;
   }
 
@@ -282,6 +313,21 @@ export class TimelineModel {
     this.cutoff = Math.max(this.cutoff, cutoff);
   }
 
+  /** Over MAX_EXITED_LANES exited lanes: forget those that exited first. */
+  pruneExited() {
+    const exited = [];
+    for (const lane of this.lanes.values()) if (lane.end !== null) exited.push(lane);
+    if (exited.length <= MAX_EXITED_LANES) return;
+    exited.sort((a, b) => a.end - b.end);
+    for (const lane of exited.slice(0, exited.length - MAX_EXITED_LANES)) {
+      this.lanes.delete(lane.task);
+    }
+    for (const group of this.groups.values()) {
+      group.lanes = group.lanes.filter((task) => this.lanes.has(task));
+    }
+    this.layoutDirty = true;
+  }
+
   /** Apply every bound, as of feed time *now*. */
   prune(now) {
     this.pruneBefore(now - HISTORY_SECONDS);
@@ -290,6 +336,7 @@ export class TimelineModel {
       const horizon = this.horizon;
       this.pruneBefore(horizon + Math.max((now - horizon) * 0.1, 0.001));
     }
+    this.pruneExited();
     const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
     if (excess > 0) {

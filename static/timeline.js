@@ -17,7 +17,7 @@
 //   without reading pixels.
 
 import { Labels } from "./timeline-labels.js";
-import { buildRows } from "./timeline-layout.js";
+import { buildRows, toggleKey } from "./timeline-layout.js";
 import { Painter, ROW_H } from "./timeline-draw.js";
 import { bindInput, SPANS } from "./timeline-input.js";
 import { TimelineModel } from "./timeline-model.js";
@@ -33,16 +33,20 @@ export class Timeline {
   /**
    * @param {HTMLElement} root the timeline section, holding the elements looked up below
    * @param {() => number} clock the server's feed time now, in seconds
+   * @param {{onTask(lane)}} actions what a click on a task's lane does
    */
-  constructor(root, clock) {
+  constructor(root, clock, actions) {
     this.root = root;
     this.clock = clock;
+    this.actions = actions;
     this.scroll = root.querySelector("#tl-scroll");
     this.canvas = root.querySelector("#tl-canvas");
     this.tip = root.querySelector("#tl-tip");
     this.followButton = root.querySelector("#tl-follow");
     this.spanSelect = root.querySelector("#tl-span");
     this.scrub = root.querySelector("#tl-scrub");
+    this.filterInput = root.querySelector("#tl-filter");
+    this.matchCount = root.querySelector("#tl-matches");
     this.legend = {
       lanes: root.querySelector("#tl-count-lanes"),
       bars: root.querySelector("#tl-count-bars"),
@@ -53,7 +57,12 @@ export class Timeline {
     this.painter = new Painter(this.canvas, root.querySelector("#tl-axis"));
     this.labels = new Labels(root.querySelector("#tl-labels"), {
       onFit: (group) => this.fit(group),
+      onToggle: (row) => this.toggle(row),
+      onTask: (lane) => this.actions.onTask(lane),
     });
+    /** Nurseries the person collapsed or expanded (toggleKey -> collapsed), and the filter. */
+    this.collapsed = new Map();
+    this.filter = "";
     this.span = DEFAULT_SPAN;
     this.following = true;
     this.viewEnd = 0;
@@ -72,6 +81,7 @@ export class Timeline {
   /** Forget everything (a different server answered). */
   reset() {
     this.model.reset();
+    this.collapsed.clear();
   }
 
   // -- events: handed to the model ---------------------------------------------------------
@@ -108,6 +118,10 @@ export class Timeline {
     this.model.onBlock(e);
   }
 
+  onStall(e) {
+    this.model.onStall(e);
+  }
+
   onConnOpen(e) {
     this.model.onConnOpen(e);
   }
@@ -121,7 +135,31 @@ export class Timeline {
     return this.model.laneName(task);
   }
 
-  // -- the view: which time window is drawn ------------------------------------------------
+  // -- the view: which rows, which time window ---------------------------------------------
+
+  /** Collapse an expanded nursery row, or expand a collapsed one. */
+  toggle(row) {
+    this.collapsed.set(toggleKey(row.group.id, row.key), !row.collapsed);
+    this.relayout();
+  }
+
+  /** Show only the tasks whose name contains *text* (and what holds them); "" shows all. */
+  setFilter(text) {
+    this.filter = text;
+    this.relayout();
+  }
+
+  /** Lay out again at the next frame (a choice changed, not the model). */
+  relayout() {
+    this.model.layoutDirty = true;
+    this.lastLayout = -Infinity;
+  }
+
+  /** The task whose lane is drawn at canvas y (CSS px, unscrolled), or null. */
+  laneAt(y) {
+    const row = this.rows[Math.floor((y + this.scroll.scrollTop) / ROW_H)];
+    return row?.type === "lane" && row.group.id !== "echo" ? row.lane : null;
+  }
 
   currentEnd() {
     return this.following ? this.clock() + this.span * LIVE_MARGIN : this.viewEnd;
@@ -194,7 +232,13 @@ export class Timeline {
   }
 
   layout() {
-    this.rows = buildRows(this.model);
+    const { rows, matches } = buildRows(this.model, {
+      collapsed: this.collapsed,
+      filter: this.filter,
+    });
+    this.rows = rows;
+    this.matchCount.textContent = this.filter ? `${matches.toLocaleString("en")} found` : "";
+    this.matchCount.dataset.matches = String(matches);
     this.rowOfTask = new Map();
     this.rows.forEach((row, index) => {
       if (row.type === "lane") this.rowOfTask.set(row.lane.task, index);
