@@ -110,7 +110,7 @@ export class Painter {
     for (const row of rows) {
       if (row.type === "lane") countLane(row.lane);
       // A collapsed nursery's children are drawn (as its strip) and counted too.
-      else if (row.type === "nursery" && row.collapsed) for (const lane of row.lanes) countLane(lane);
+      else if (row.type === "nursery") for (const lane of row.within) countLane(lane);
     }
 
     for (let i = first; i < last; i += 1) {
@@ -197,7 +197,7 @@ export class Painter {
     const width = Math.ceil(this.width);
     const density = new Uint32Array(width + 1);
     const { viewStart } = this;
-    for (const lane of row.lanes) {
+    for (const lane of row.within) {
       const { steps } = lane;
       const hi = lowerBound(steps, end, stepT);
       for (let i = lowerBound(steps, viewStart - lane.maxDur, stepT); i < hi; i += 1) {

@@ -9,8 +9,10 @@
 //   the order their first child was seen), then each nursery's children in spawn order.
 //   Echo connections last, capped.
 // * Rows stay few whatever the task count: a nursery with more than COLLAPSE_ABOVE children
-//   starts collapsed into one row with counts (its children's steps drawn as one density
-//   strip), and an expanded one shows at most MAX_EXPANDED children; the filter finds the rest.
+//   (CROWDED_COLLAPSE_ABOVE in a run of more than CROWDED_RUN tasks) starts collapsed into one
+//   row with counts (its children's steps drawn as one density strip), an expanded one shows
+//   at most MAX_EXPANDED children, and a run at most MAX_RUN_ROWS rows; the filter finds the
+//   rest.
 // * A nursery gets its own row only when it says something: its task opened more than one, it
 //   is big (collapsible), or the person toggled it. One small nursery is shown by indenting
 //   its children under its task, as before nurseries were reported.
@@ -22,6 +24,12 @@ export const MAX_ECHO_LANES = 50;
 export const COLLAPSE_ABOVE = 200;
 // An expanded nursery lists at most this many children, then a "+N more" row.
 export const MAX_EXPANDED = 500;
+// A run with more tasks than this is crowded: there, every nursery with more than
+// CROWDED_COLLAPSE_ABOVE children starts collapsed too (50 nurseries of 200 are also 10,000).
+export const CROWDED_RUN = 1_000;
+export const CROWDED_COLLAPSE_ABOVE = 8;
+// Rows of one run's tree at most, whatever the shapes and the clicks; then one "+N more" row.
+export const MAX_RUN_ROWS = 2_000;
 // Scenarios whose tasks run in a quiet nursery (not traced): their group shows the summary.
 const SUMMARY_ONLY = new Set(["many-tasks"]);
 
@@ -108,7 +116,6 @@ function treeRows(rows, group, members, keep, collapsed) {
   // parent task (0: the run's top) -> nursery key -> children, in first-seen order.
   const families = new Map();
   for (const lane of members) {
-    if (keep && !keep.has(lane)) continue;
     const parent = lane.parent && inGroup.has(lane.parent) ? lane.parent : 0;
     let nurseries = families.get(parent);
     if (!nurseries) families.set(parent, (nurseries = new Map()));
@@ -117,21 +124,41 @@ function treeRows(rows, group, members, keep, collapsed) {
     if (!kids) nurseries.set(key, (kids = []));
     kids.push(lane);
   }
+  const collapseAbove = members.length > CROWDED_RUN ? CROWDED_COLLAPSE_ABOVE : COLLAPSE_ABOVE;
+  const start = rows.length;
+  let cut = 0; // tasks left out over MAX_RUN_ROWS
   const visitTask = (lane, depth) => {
+    if (rows.length - start >= MAX_RUN_ROWS) {
+      cut += subtreeLanes(lane).length;
+      return;
+    }
     rows.push({ type: "lane", lane, depth, group });
     visitLevel(lane.task, depth + 1);
+  };
+  const subtreeLanes = (lane) => {
+    const out = [lane];
+    for (let i = 0; i < out.length; i += 1) {
+      for (const kids of families.get(out[i].task)?.values() ?? []) out.push(...kids);
+    }
+    return out;
   };
   const visitLevel = (parent, depth) => {
     const nurseries = families.get(parent);
     if (!nurseries) return;
     const several = nurseries.size > 1;
-    let index = 0;
     for (const [key, kids] of nurseries) {
-      index += 1;
+      if (rows.length - start >= MAX_RUN_ROWS) {
+        for (const kid of kids) cut += subtreeLanes(kid).length;
+        continue;
+      }
+      // The tree's shape (which nurseries get a row) does not change with the filter; only
+      // which tasks are listed does.
+      const shown = keep ? kids.filter((kid) => keep.has(kid)) : kids;
+      if (!shown.length) continue;
       const toggled = collapsed.get(toggleKey(group.id, key));
-      const big = kids.length > COLLAPSE_ABOVE;
+      const big = kids.length > collapseAbove;
       if (!several && !big && toggled === undefined) {
-        for (const kid of kids) visitTask(kid, depth);
+        for (const kid of shown) visitTask(kid, depth);
         continue;
       }
       // The filter opens every nursery it found something in.
@@ -143,19 +170,21 @@ function treeRows(rows, group, members, keep, collapsed) {
         group,
         key,
         parent,
-        index,
         nursery: kids[0].nursery || 0,
         depth,
         lanes: kids,
+        // Collapsed, its whole subtree is drawn (one strip) and counted in the run's bars.
+        within: isCollapsed ? kids.flatMap((kid) => subtreeLanes(kid)) : [],
         alive,
         collapsed: isCollapsed,
       });
       if (isCollapsed) continue;
-      for (const kid of kids.slice(0, MAX_EXPANDED)) visitTask(kid, depth + 1);
-      if (kids.length > MAX_EXPANDED) {
-        rows.push({ type: "more", group, hidden: kids.length - MAX_EXPANDED, depth: depth + 1 });
+      for (const kid of shown.slice(0, MAX_EXPANDED)) visitTask(kid, depth + 1);
+      if (shown.length > MAX_EXPANDED) {
+        rows.push({ type: "more", group, hidden: shown.length - MAX_EXPANDED, depth: depth + 1 });
       }
     }
   };
   visitLevel(0, 0);
+  if (cut) rows.push({ type: "more", group, hidden: cut, depth: 0 });
 }

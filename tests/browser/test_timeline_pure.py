@@ -1,0 +1,193 @@
+"""The timeline's pure modules (static/timeline-model.js, timeline-layout.js) on their own.
+
+They import no DOM, so they are tested like the server's pure core: events in, rows out, no
+loop, no drawing. Chromium runs them (it is the one JavaScript engine every test machine has
+here); each test imports the modules the page itself serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+# Builds a model from a list of events and lays it out; `shape` is one line per row.
+SETUP = """
+const { TimelineModel } = await import("/timeline-model.js");
+const layout = await import("/timeline-layout.js");
+const model = new TimelineModel();
+const shape = (rows) => rows.map((r) =>
+    r.type === "lane" ? `${r.depth} ${r.lane.name}`
+    : r.type === "nursery" ? `${r.depth} [${r.key} ${r.lanes.length} ${r.collapsed ? "+" : "-"}]`
+    : r.type === "more" ? `${r.depth ?? ""} +${r.hidden}`
+    : r.type);
+const spawn = (run, task, name, parent, nursery = 0) =>
+    model.onSpawn({ run, task, name, parent, nursery, t: 1 });
+model.onRunStart({ run: "w1", scenario: "app.py", t: 0 });
+"""
+
+
+def run_js(page: Page, body: str, arg: Any = None) -> Any:
+    """Run *body* (an async function body after SETUP, given `arg`) in the page."""
+    return page.evaluate(f"async (arg) => {{ {SETUP}\n{body} }}", arg)
+
+
+def test_tasks_without_nursery_ids_are_indented_under_their_parent(page: Page) -> None:
+    """serve's scenarios say only `parent`: one implied nursery per task, no nursery rows."""
+    shape = run_js(
+        page,
+        """
+        spawn("w1", 1, "spawn-join", 99);  // 99: the runner's task, not in the run
+        for (const k of [1, 2, 3]) spawn("w1", 1 + k, `f(4) #${k}`, 1);
+        spawn("w1", 5, "inner", 3);
+        return shape(layout.buildRows(model).rows);
+        """,
+    )
+    assert shape == ["group", "0 spawn-join", "1 f(4) #1", "1 f(4) #2", "2 inner", "1 f(4) #3"]
+
+
+@pytest.mark.parametrize(("children", "collapsed"), [(200, False), (201, True)])
+def test_a_nursery_over_the_threshold_starts_collapsed(
+    page: Page, children: int, collapsed: bool
+) -> None:
+    """COLLAPSE_ABOVE = 200: a nursery of 201 is one row with its count; 200 are lanes."""
+    result = run_js(
+        page,
+        """
+        spawn("w1", 1, "main", 0);
+        for (let k = 0; k < arg; k += 1) spawn("w1", 10 + k, `w${k}`, 1, 5);
+        const { rows } = layout.buildRows(model);
+        return { limit: layout.COLLAPSE_ABOVE, shape: shape(rows).slice(0, 4), rows: rows.length };
+        """,
+        children,
+    )
+    assert result["limit"] == 200
+    if collapsed:
+        assert result["shape"] == ["group", "0 main", "1 [n5 201 +]"]
+    else:
+        assert result["shape"] == ["group", "0 main", "1 w0", "1 w1"]
+        assert result["rows"] == 2 + children
+
+
+def test_toggles_and_the_expanded_cap(page: Page) -> None:
+    """A click expands a collapsed nursery (at most MAX_EXPANDED lanes) or collapses one."""
+    result = run_js(
+        page,
+        """
+        spawn("w1", 1, "main", 0);
+        for (let k = 0; k < 1200; k += 1) spawn("w1", 10 + k, `w${k}`, 1, 5);
+        const open = new Map([[layout.toggleKey("w1", "n5"), false]]);
+        const expanded = shape(layout.buildRows(model, { collapsed: open }).rows);
+        const shut = new Map([[layout.toggleKey("w1", "n5"), true]]);
+        return {
+            cap: layout.MAX_EXPANDED,
+            expanded: [expanded.length, ...expanded.slice(0, 3), expanded.at(-1)],
+            shut: shape(layout.buildRows(model, { collapsed: shut }).rows),
+        };
+        """,
+    )
+    cap = result["cap"]
+    assert cap == 500
+    assert result["expanded"] == [3 + cap + 1, "group", "0 main", "1 [n5 1200 -]", "2 +700"]
+    assert result["shut"] == ["group", "0 main", "1 [n5 1200 +]"]
+
+
+def test_a_crowded_run_collapses_its_small_nurseries(page: Page) -> None:
+    """Over CROWDED_RUN tasks, nurseries over CROWDED_COLLAPSE_ABOVE (8) start collapsed.
+
+    main's nursery of 111 pools, each pool's nursery of 9 workers: 1,111 tasks. Opened by
+    hand, main's nursery lists the pools, each with its workers folded.
+    """
+    shape = run_js(
+        page,
+        """
+        spawn("w1", 1, "main", 0);
+        let task = 2;
+        for (let pool = 0; pool < 111; pool += 1) {
+            const owner = task++;
+            spawn("w1", owner, `pool ${pool}`, 1, 1);
+            for (let k = 0; k < 9; k += 1) spawn("w1", task++, `p${pool} w${k}`, owner, 100 + pool);
+        }
+        const folded = shape(layout.buildRows(model).rows);
+        const open = new Map([[layout.toggleKey("w1", "n1"), false]]);
+        return [folded, shape(layout.buildRows(model, { collapsed: open }).rows)];
+        """,
+    )
+    folded, opened = shape
+    assert folded == ["group", "0 main", "1 [n1 111 +]"]
+    assert opened[:6] == ["group", "0 main", "1 [n1 111 -]", "2 pool 0", "3 [n100 9 +]", "2 pool 1"]
+    assert len(opened) == 3 + 2 * 111
+
+
+def test_one_runs_rows_are_capped(page: Page) -> None:
+    """3,000 one-task nurseries under one task: MAX_RUN_ROWS rows, then one "+N more"."""
+    result = run_js(
+        page,
+        """
+        spawn("w1", 1, "main", 0);
+        for (let k = 0; k < 3000; k += 1) spawn("w1", 10 + k, `w${k}`, 1, 10 + k);
+        const { rows } = layout.buildRows(model);
+        const lanes = rows.filter((r) => r.type === "lane").length;
+        return { cap: layout.MAX_RUN_ROWS, rows: rows.length, lanes, last: shape(rows).at(-1) };
+        """,
+    )
+    # The run's rows: main, then (nursery, lane) pairs until the cap; the header and the
+    # "+N more" row are outside it.
+    assert result["rows"] == 1 + result["cap"] + 1
+    assert result["last"] == f"0 +{3001 - result['lanes']}"
+
+
+def test_the_filter_keeps_the_path_to_each_match_and_opens_its_nursery(page: Page) -> None:
+    """Matches (case-insensitive) with every task above them; other runs' rows go."""
+    result = run_js(
+        page,
+        """
+        model.onRunStart({ run: "w2", scenario: "other.py", t: 5 });
+        spawn("w2", 900, "unrelated", 0);
+        spawn("w1", 1, "main", 0);
+        spawn("w1", 2, "server", 1, 1);
+        spawn("w1", 3, "ticker", 1, 2);
+        for (let k = 0; k < 300; k += 1) spawn("w1", 10 + k, `Handler ${k}`, 2, 3);
+        const found = layout.buildRows(model, { filter: "handler 29" });
+        const none = layout.buildRows(model, { filter: "nothing like it" });
+        return {
+            shape: shape(found.rows),
+            matches: found.matches,
+            none: [none.matches, none.rows.length],
+        };
+        """,
+    )
+    assert result["matches"] == 11  # handler 29 and 290..299
+    # main opened two nurseries (one row each; the ticker's has no match, so it goes), and
+    # the server's nursery of 300 is open, with its count, listing the matches only.
+    assert result["shape"][:5] == ["group", "0 main", "1 [n1 1 -]", "2 server", "3 [n3 300 -]"]
+    assert result["shape"][5:7] == ["4 Handler 29", "4 Handler 290"]
+    assert len(result["shape"]) == 5 + 11
+    assert result["none"] == [0, 0]
+
+
+def test_a_stall_lasts_until_its_block_or_the_runs_end(page: Page) -> None:
+    """The model keeps the last `stall` of each loop until the `block` that closes it."""
+    result = run_js(
+        page,
+        """
+        const frames = [{ file: "a.py", line: 3, function: "spin" }];
+        model.onStall({ run: "w1", task: 7, name: "spin", seconds: 1.5, t: 10, frames });
+        const during = { ...model.stalls.get("w1") };
+        model.onStall({ run: "w1", task: 7, name: "spin", seconds: 2.5, t: 11, frames });
+        const later = model.stalls.get("w1").seconds;
+        model.onBlock({ run: "w1", task: 7, name: "spin", t: 8.5, dur: 3.0 });
+        const afterBlock = model.stalls.size;
+        model.onStall({ run: "w1", task: 8, name: "spin2", seconds: 1, t: 20, frames });
+        model.onRunEnd({ run: "w1", state: "error", t: 21 });
+        return { during, later, afterBlock, afterEnd: model.stalls.size };
+        """,
+    )
+    assert result["during"]["since"] == pytest.approx(8.5)
+    assert result["during"]["frames"] == [{"file": "a.py", "line": 3, "function": "spin"}]
+    assert result["later"] == 2.5
+    assert result["afterBlock"] == 0
+    assert result["afterEnd"] == 0
