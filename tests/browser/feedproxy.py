@@ -76,3 +76,85 @@ class FeedProxy:
             event["seq"] = self.seq
             event.setdefault("t", now)
         self.route.send(json.dumps({"type": "events", "events": events}))
+
+
+# -- a watched run of many stepping tasks (the issue 10 load: test and bench) ------------------
+
+# Task ids far above what a test server hands out, so that added lanes never take a real one.
+BASE_ID: Final = 10_000_000
+# The tracer's cap for a whole process is 5,000 steps a second; the feed sends a batch at most
+# every 50 ms: 250 steps a batch.
+STEPS_PER_BATCH: Final = 250
+BATCH_SECONDS: Final = 0.05
+SPAWN_BATCH: Final = 2_500
+
+# Records the time between animation frames (the page draws in requestAnimationFrame, so a
+# long frame, or a long event handler before it, is a long gap).
+FRAME_PROBE: Final = """() => {
+    window.frameProbe = {gaps: [], last: performance.now(), on: true};
+    const tick = (t) => {
+        const probe = window.frameProbe;
+        probe.gaps.push(t - probe.last);
+        probe.last = t;
+        if (probe.on) requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+}"""
+
+
+def spawn(run: str, task: int, name: str, parent: int, nursery: int) -> dict[str, Any]:
+    """A ``spawn`` event of the contract: task ids offset by :data:`BASE_ID`."""
+    return {
+        "kind": "spawn",
+        "run": run,
+        "task": BASE_ID + task,
+        "name": name,
+        "parent": BASE_ID + parent if parent else 0,
+        "nursery": nursery,
+    }
+
+
+def start_pool(feed: FeedProxy, run: str, tasks: int, program: str = "pool.py") -> None:
+    """A watched run: ``main`` (task 1) and *tasks* workers (tasks 10...) in nursery 7."""
+    feed.send([{"kind": "run_start", "run": run, "scenario": program, "params": {}}])
+    feed.send([spawn(run, 1, "main", 0, 0)])
+    for first in range(0, tasks, SPAWN_BATCH):
+        last = min(first + SPAWN_BATCH, tasks)
+        feed.send([spawn(run, 10 + i, f"worker {i}", 1, 7) for i in range(first, last)])
+
+
+def step_pool(feed: FeedProxy, run: str, tasks: int, seconds: float) -> list[float]:
+    """Step the pool's workers round robin at the tracer's cap for *seconds*.
+
+    Returns the page's frame times meanwhile (ms, sorted).
+    """
+    page = feed.page
+    page.evaluate(FRAME_PROBE)
+    for round_ in range(round(seconds / BATCH_SECONDS)):
+        now = feed.now()
+        feed.send(
+            [
+                {
+                    "kind": "step",
+                    "run": run,
+                    "task": BASE_ID + 10 + (round_ * STEPS_PER_BATCH + k) % tasks,
+                    "t": now - 0.02,
+                    "dur": 0.02,
+                    "busy": 0.0004,
+                    "count": 2,
+                }
+                for k in range(STEPS_PER_BATCH)
+            ]
+        )
+        page.wait_for_timeout(BATCH_SECONDS * 1000)
+    gaps: list[float] = page.evaluate(
+        "() => { window.frameProbe.on = false; return window.frameProbe.gaps; }"
+    )
+    return sorted(gaps)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The value below which *fraction* of *sorted_values* lie (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from .feedproxy import FeedProxy
+from .feedproxy import BASE_ID, FeedProxy, percentile, spawn, start_pool, step_pool
 from .harness import start_run
 
 pytestmark = pytest.mark.browser
@@ -31,9 +31,6 @@ SOME = re.compile(r"^[1-9]\d*$")
 # static/timeline-layout.js: COLLAPSE_ABOVE, MAX_EXPANDED.
 COLLAPSE_ABOVE = 200
 MAX_EXPANDED = 500
-# Task ids far above what the shared server hands out in these tests, so that the injected
-# lanes never take over a real one.
-BASE_ID = 10_000_000
 
 
 @pytest.fixture
@@ -56,17 +53,6 @@ def label_rows(page: Page, run: str) -> list[dict[str, str]]:
         run,
     )
     return rows
-
-
-def spawn(run: str, task: int, name: str, parent: int, nursery: int) -> dict[str, Any]:
-    return {
-        "kind": "spawn",
-        "run": run,
-        "task": BASE_ID + task,
-        "name": name,
-        "parent": BASE_ID + parent if parent else 0,
-        "nursery": nursery,
-    }
 
 
 def start_watched_run(feed: FeedProxy, run: str, program: str = "app.py") -> None:
@@ -116,18 +102,6 @@ def test_watched_run_shows_nested_nurseries(page: Page, feed: FeedProxy) -> None
     expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(5)
 
 
-FRAME_PROBE = """() => {
-    window.frameProbe = {gaps: [], last: performance.now(), on: true};
-    const tick = (t) => {
-        const probe = window.frameProbe;
-        probe.gaps.push(t - probe.last);
-        probe.last = t;
-        if (probe.on) requestAnimationFrame(tick);
-    };
-    requestAnimationFrame(tick);
-}"""
-
-
 def test_ten_thousand_stepping_tasks_collapse_expand_and_filter(
     page: Page, feed: FeedProxy, record_property: Any
 ) -> None:
@@ -139,12 +113,9 @@ def test_ten_thousand_stepping_tasks_collapse_expand_and_filter(
     nursery collapses with its counts, expands on click, and the filter finds one task.
     """
     run = "w902"
-    real = start_run(page, "many-tasks", tasks=10_000)
-    start_watched_run(feed, run, "pool.py")
     tasks = 10_000
-    feed.send([spawn(run, 1, "main", 0, 0)])
-    for first in range(0, tasks, 2_500):
-        feed.send([spawn(run, 10 + i, f"worker {i}", 1, 7) for i in range(first, first + 2_500)])
+    real = start_run(page, "many-tasks", tasks=tasks)
+    start_pool(feed, run, tasks)
     nursery = page.locator(f'[data-testid="nursery"][data-run="{run}"]')
     expect(nursery).to_have_attribute("data-count", str(tasks))
     expect(nursery).to_have_attribute("aria-expanded", "false")
@@ -152,32 +123,9 @@ def test_ten_thousand_stepping_tasks_collapse_expand_and_filter(
     lanes = page.locator(f'[data-testid="lane"][data-run="{run}"]')
     expect(lanes).to_have_count(1)  # main; its 10,000 children are one row
 
-    # Step them: 5,000 steps a second (the tracer's cap for a whole process), in batches of
-    # 250 every 50 ms (the feed's pace), round robin over the tasks, for ~3 s.
-    page.evaluate(FRAME_PROBE)
-    batch = 250
-    for round_ in range(60):
-        now = feed.now()
-        feed.send(
-            [
-                {
-                    "kind": "step",
-                    "run": run,
-                    "task": BASE_ID + 10 + (round_ * batch + k) % tasks,
-                    "t": now - 0.02,
-                    "dur": 0.02,
-                    "busy": 0.0004,
-                    "count": 2,
-                }
-                for k in range(batch)
-            ]
-        )
-        page.wait_for_timeout(50)
-    gaps: list[float] = page.evaluate(
-        "() => { window.frameProbe.on = false; return window.frameProbe.gaps; }"
-    )
-    gaps.sort()
-    p95 = gaps[int(len(gaps) * 0.95)] if gaps else float("nan")
+    # Step them at the tracer's cap (5,000 steps a second) for ~3 s.
+    gaps = step_pool(feed, run, tasks, seconds=3.0)
+    p95 = percentile(gaps, 0.95)
     record_property("frame_p95_ms", round(p95, 1))
     record_property("frames", len(gaps))
     print(f"10,000 stepping tasks: {len(gaps)} frames, p95 {p95:.1f} ms")
