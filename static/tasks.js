@@ -29,6 +29,13 @@ export class TaskPanel {
     this.lane = null;
     this.asked = 0;
     root.querySelector("#task-detail-close").addEventListener("click", () => this.close());
+    // Escape closes it wherever the focus is (the click that opened it may have been on the
+    // canvas), unless a field is being edited.
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || root.hidden) return;
+      if (event.target instanceof HTMLInputElement) return;
+      this.close();
+    });
     root.querySelector("#task-detail-refresh").addEventListener("click", () => {
       if (this.lane) this.show(this.lane);
     });

@@ -131,6 +131,9 @@ function hover(tl, event) {
   }
   const block = tl.model.blocks.find((b) => b.t - slack <= t && t <= b.t + b.dur + slack);
   if (block) lines.push(`${block.name} held the loop ${fmtDuration(block.dur)}`);
+  for (const stall of tl.model.stalls.values()) {
+    if (t >= stall.since - slack) lines.push(`${stall.name} is holding the loop (stalled)`);
+  }
   lines.push(`t = ${t.toFixed(3)} s`);
   tl.tip.textContent = lines.join("\n");
   tl.tip.hidden = false;

@@ -243,6 +243,14 @@ export class Timeline {
     this.rows.forEach((row, index) => {
       if (row.type === "lane") this.rowOfTask.set(row.lane.task, index);
     });
+    // A task folded into a collapsed nursery is drawn on the nursery's row: a block or a stall
+    // of one of 10,000 workers still lands on a row in view.
+    this.rows.forEach((row, index) => {
+      if (row.type !== "nursery") return;
+      for (const lane of row.within) {
+        if (!this.rowOfTask.has(lane.task)) this.rowOfTask.set(lane.task, index);
+      }
+    });
     this.labels.render(this.rows);
     const lanes = this.rows.filter((r) => r.type === "lane").length;
     this.legend.lanes.textContent = String(lanes);

@@ -320,6 +320,18 @@ def test_click_a_task_shows_where_it_is_suspended(page: Page, feed: FeedProxy) -
     page.get_by_role("button", name="Close the task's details").click()
     expect(panel).to_be_hidden()
 
+    # A click (not a drag) on the task's lane on the canvas asks the same.
+    lane.scroll_into_view_if_needed()
+    label = lane.bounding_box()
+    canvas = page.get_by_test_id("tl-canvas").bounding_box()
+    assert label is not None and canvas is not None
+    page.mouse.click(canvas["x"] + canvas["width"] / 2, label["y"] + label["height"] / 2)
+    expect(panel).to_be_visible()
+    expect(panel).to_have_attribute("data-task", str(BASE_ID + 4))
+    expect(page.get_by_test_id("task-where").locator("li")).to_have_count(2)
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+
 
 def test_a_failing_task_request_is_explained(page: Page, feed: FeedProxy) -> None:
     """MOCKED ``GET /api/tasks/{id}`` answering 500: the panel says so; nothing breaks."""
