@@ -84,8 +84,7 @@ function dispatch(e) {
       timeline.onStep(e);
       break;
     case "stall":
-      timeline.onStall(e);
-      stalls.onStall(e);
+      if (timeline.onStall(e)) stalls.onStall(e);
       break;
     case "block":
       timeline.onBlock(e);

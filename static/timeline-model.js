@@ -223,10 +223,16 @@ export class TimelineModel {
     this.dirty = true;
   }
 
-  /** A step still holds the loop: the latest word of the watchdog ({task, name, seconds, frames}). */
+  /**
+   * A step still holds the loop: the latest word of the watchdog ({task, name, seconds,
+   * frames}). Returns false, and keeps nothing, for a stall that its block already closed: a
+   * watchdog that can only publish through the stuck loop (serve's own) delivers its reports
+   * after the step returned, behind the block.
+   */
   onStall(e) {
     const t = e.t ?? 0;
     const seconds = e.seconds ?? 0;
+    if (this.closedBy(e.task || 0, t - seconds)) return false;
     this.stalls.set(e.run || "", {
       task: e.task || 0,
       run: e.run || "",
@@ -238,6 +244,17 @@ export class TimelineModel {
     });
     this.noteTime(t - seconds);
     this.dirty = true;
+    return true;
+  }
+
+  /** Whether a block of *task* already covers feed time *since* (the stall began by then). */
+  closedBy(task, since) {
+    const lo = lowerBound(this.blocks, since - this.maxBlockDur, blockT);
+    for (let i = this.blocks.length - 1; i >= lo; i -= 1) {
+      const b = this.blocks[i];
+      if (b.task === task && b.t <= since && since <= b.t + b.dur) return true;
+    }
+    return false;
   }
 
   onConnOpen(e) {

@@ -118,8 +118,9 @@ export class Timeline {
     this.model.onBlock(e);
   }
 
+  /** Returns false for a stall its block already closed (see TimelineModel.onStall). */
   onStall(e) {
-    this.model.onStall(e);
+    return this.model.onStall(e);
   }
 
   onConnOpen(e) {

@@ -181,11 +181,20 @@ def test_a_stall_lasts_until_its_block_or_the_runs_end(page: Page) -> None:
         const later = model.stalls.get("w1").seconds;
         model.onBlock({ run: "w1", task: 7, name: "spin", t: 8.5, dur: 3.0 });
         const afterBlock = model.stalls.size;
+        // A report that arrives after its block (published through the stuck loop itself)
+        // is old news: not kept. A later stall of the same task is new.
+        const late = model.onStall({ run: "w1", task: 7, name: "spin", seconds: 2.9, t: 11.6 });
+        const afterLate = model.stalls.size;
+        const fresh = model.onStall({ run: "w1", task: 7, name: "spin", seconds: 1, t: 15 });
+        model.onBlock({ run: "w1", task: 7, name: "spin", t: 14, dur: 1.2 });
         model.onStall({ run: "w1", task: 8, name: "spin2", seconds: 1, t: 20, frames });
         model.onRunEnd({ run: "w1", state: "error", t: 21 });
-        return { during, later, afterBlock, afterEnd: model.stalls.size };
+        return {
+            during, later, afterBlock, late, afterLate, fresh, afterEnd: model.stalls.size,
+        };
         """,
     )
+    assert (result["late"], result["afterLate"], result["fresh"]) == (False, 0, True)
     assert result["during"]["since"] == pytest.approx(8.5)
     assert result["during"]["frames"] == [{"file": "a.py", "line": 3, "function": "spin"}]
     assert result["later"] == 2.5
