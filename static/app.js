@@ -21,7 +21,7 @@ import { Feed, Status } from "./feed.js";
 import { LagChart } from "./lag.js";
 import { Notices } from "./notices.js";
 import { Stalls } from "./stalls.js";
-import { TaskPanel } from "./tasks.js";
+import { fetchTree, TaskPanel } from "./tasks.js";
 import { Timeline } from "./timeline.js";
 import { el, fmtValue } from "./util.js";
 
@@ -54,7 +54,22 @@ const stalls = new Stalls($("#stalls"));
 const taskPanel = new TaskPanel($("#task-detail"));
 const timeline = new Timeline($("#timeline"), () => clock.now(), {
   onTask: (lane) => taskPanel.show(lane),
+  onLoadTree: () => loadTree(),
 });
+
+/**
+ * Tasks that started before this page connected (their spawn is older than the server's
+ * replay): ask the server for the live tree, on a click only (it is taken inside the
+ * watched loop).
+ */
+async function loadTree() {
+  try {
+    const added = timeline.adoptTasks(await fetchTree());
+    notices.notice("info", `Loaded the task tree: ${added.toLocaleString("en")} tasks added.`);
+  } catch (exc) {
+    notices.error(`Could not load the task tree: ${exc.message}`);
+  }
+}
 const consoleView = new Console($("#console"), (task) => timeline.laneName(task));
 const echo = new EchoPanel($("#echo"));
 const lag = new LagChart($("#loop"));

@@ -1,6 +1,7 @@
 // The task panel: click a task's lane and see where it is suspended now: its await chain
 // (file:line and function per frame, innermost last) and the nurseries and cancel scopes it
-// sits in, from GET /api/tasks/{id}.
+// sits in, from GET /api/tasks/{id}. Also the whole tree (GET /api/tasks), for tasks that
+// started before the page connected.
 //
 // Rules of this module:
 // * Asked on demand only (a click, the Refresh button): a stack is taken inside the watched
@@ -102,6 +103,21 @@ export class TaskPanel {
   reset() {
     this.close();
   }
+}
+
+/**
+ * GET /api/tasks: every live run's tasks ({runs: [{run, pid, tasks: [...]}]}).
+ * @throws {Error} on a network failure, the deadline, an error status, or another shape
+ */
+export async function fetchTree() {
+  const response = await fetch("/api/tasks", {
+    headers: { accept: "application/json" },
+    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const body = await response.json();
+  if (!Array.isArray(body?.runs)) throw new Error("the answer has no runs");
+  return body.runs;
 }
 
 /**

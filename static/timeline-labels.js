@@ -4,15 +4,16 @@
 // * Labels are real DOM (readable, selectable, testable by data-testid); the marks are on the
 //   canvas. Row i of the layout is label i, ROW_H tall, so both line up.
 // * It only draws what the layout says; a click is handed back to the shell (`onFit` on a
-//   run, `onToggle` on a nursery, `onTask` on a task), which owns the view.
+//   run, `onToggle` on a nursery, `onTask` on a task, `onLoadTree` on tasks the page has not
+//   seen start), which owns the view.
 
 import { el, taskColour } from "./util.js";
 
 export class Labels {
   /**
    * @param {HTMLElement} node the label column (#tl-labels)
-   * @param {{onFit(group), onToggle(row), onTask(lane)}} actions what a click on a run's
-   *   header, a nursery or a task does
+   * @param {{onFit(group), onToggle(row), onTask(lane), onLoadTree(group)}} actions what a
+   *   click on a run's header, a nursery, a task or a run's unseen tasks does
    */
   constructor(node, actions) {
     this.node = node;
@@ -65,6 +66,22 @@ export class Labels {
       return el("div", { class: "row summary", style: "--depth:1" }, "summary");
     }
     if (row.type === "nursery") return this.nurseryLabel(row);
+    if (row.type === "unseen") {
+      // Asked by a click only: the server takes the tree inside the watched loop.
+      const button = el(
+        "button",
+        {
+          type: "button",
+          class: "row unseen",
+          style: "--depth:0",
+          title: "Ask the server for the task tree (GET /api/tasks)",
+          dataset: { testid: "load-tree", run: group.id, count: row.count },
+        },
+        `⟳ ${row.count.toLocaleString("en")} tasks started before this page: show them`,
+      );
+      button.addEventListener("click", () => this.actions.onLoadTree(group));
+      return button;
+    }
     if (row.type === "more" && group.id !== "echo") {
       return el(
         "div",

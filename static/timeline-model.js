@@ -59,6 +59,11 @@ export class Group {
     this.error = "";
     /** Lane ids in spawn order. */
     this.lanes = [];
+    /**
+     * Tasks this run's events named but whose `spawn` the page never saw: they started before
+     * the page connected, further back than the server's replay. GET /api/tasks has them.
+     */
+    this.unseen = new Set();
   }
 }
 
@@ -174,6 +179,7 @@ export class TimelineModel {
     this.lanes.set(task, lane);
     const group = this.group(run);
     group.lanes.push(task);
+    group.unseen.delete(task);
     if (group.start === null || t < group.start) group.start = t;
     this.layoutDirty = true;
     this.noteTime(t);
@@ -186,7 +192,10 @@ export class TimelineModel {
 
   onExit(e) {
     const lane = this.lanes.get(e.task);
-    if (!lane) return;
+    if (!lane) {
+      if (this.groups.get(e.run)?.unseen.delete(e.task)) this.layoutDirty = true;
+      return;
+    }
     lane.end = e.t ?? 0;
     lane.detail = `${e.steps ?? 0} steps, ${fmtDuration(e.busy ?? 0)} running`;
     this.layoutDirty = true;
@@ -194,7 +203,10 @@ export class TimelineModel {
 
   onOutput(e) {
     const lane = this.lanes.get(e.task);
-    if (!lane) return;
+    if (!lane) {
+      this.noteUnseen(e);
+      return;
+    }
     insertSorted(lane.outputs, e.t ?? 0, same);
     this.marks += 1;
     this.dirty = true;
@@ -202,7 +214,10 @@ export class TimelineModel {
 
   onStep(e) {
     const lane = this.lanes.get(e.task);
-    if (!lane) return;
+    if (!lane) {
+      this.noteUnseen(e);
+      return;
+    }
     const step = { t: e.t ?? 0, dur: e.dur, busy: e.busy, count: e.count ?? 1 };
     insertSorted(lane.steps, step, stepT);
     if (step.dur > lane.maxDur) lane.maxDur = step.dur;
@@ -268,6 +283,37 @@ export class TimelineModel {
     lane.end = e.t ?? 0;
     lane.detail = `${e.msgs} msgs, closed: ${e.reason}`;
     this.layoutDirty = true;
+  }
+
+  /** An event of a task with no lane: if its run is live, the task started before we looked. */
+  noteUnseen(e) {
+    const group = e.run && e.run !== "echo" ? this.groups.get(e.run) : undefined;
+    if (!group || isOver(group) || !e.task || group.unseen.has(e.task)) return;
+    if (group.unseen.size >= MAX_LANES) return; // counted up to the lane budget, no further
+    group.unseen.add(e.task);
+    this.layoutDirty = true;
+  }
+
+  /**
+   * Lanes for the tasks of GET /api/tasks's runs ({run, tasks: [{id, name, parent, nursery,
+   * state}]}) that the page has none for, placed at feed time *t* (when they started is not
+   * known; they exist now). Returns how many lanes were added.
+   */
+  adoptTasks(runs, t) {
+    let added = 0;
+    for (const entry of runs) {
+      const group = this.groups.get(entry.run);
+      if (!group || !Array.isArray(entry.tasks)) continue;
+      // Parents come before their children in the answer (a walk from the root task).
+      for (const task of entry.tasks) {
+        if (!task.id || this.lanes.has(task.id) || task.state === "exited") continue;
+        this.addLane(task.id, entry.run, task.name, task.parent || 0, t, task.nursery || 0);
+        added += 1;
+      }
+      group.unseen.clear();
+    }
+    this.layoutDirty = true;
+    return added;
   }
 
   /** How far back the kept history reaches (feed seconds), null before any data. */

@@ -33,7 +33,8 @@ export class Timeline {
   /**
    * @param {HTMLElement} root the timeline section, holding the elements looked up below
    * @param {() => number} clock the server's feed time now, in seconds
-   * @param {{onTask(lane)}} actions what a click on a task's lane does
+   * @param {{onTask(lane), onLoadTree(group)}} actions what a click on a task's lane, or on a
+   *   run's tasks that started before the page connected, does
    */
   constructor(root, clock, actions) {
     this.root = root;
@@ -59,6 +60,7 @@ export class Timeline {
       onFit: (group) => this.fit(group),
       onToggle: (row) => this.toggle(row),
       onTask: (lane) => this.actions.onTask(lane),
+      onLoadTree: (group) => this.actions.onLoadTree(group),
     });
     /** Nurseries the person collapsed or expanded (toggleKey -> collapsed), and the filter. */
     this.collapsed = new Map();
@@ -129,6 +131,11 @@ export class Timeline {
 
   onConnClose(e) {
     this.model.onConnClose(e);
+  }
+
+  /** Lanes for the tasks of GET /api/tasks's *runs* the page has none for; how many. */
+  adoptTasks(runs) {
+    return this.model.adoptTasks(runs, this.clock());
   }
 
   /** The name of a task's lane, for the console ("" if the lane is not known or gone). */

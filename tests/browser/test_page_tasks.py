@@ -342,3 +342,52 @@ def test_a_failing_task_request_is_explained(page: Page, feed: FeedProxy) -> Non
     page.locator(f'[data-testid="lane"][data-task="{BASE_ID + 1}"]').click()
     expect(page.get_by_test_id("task-detail")).to_have_attribute("data-phase", "error")
     expect(page.get_by_test_id("task-detail-status")).to_contain_text("HTTP 500")
+
+
+def test_tasks_started_before_the_page_are_loaded_on_request(page: Page, feed: FeedProxy) -> None:
+    """INJECTED steps of tasks whose spawn the page never saw, MOCKED ``GET /api/tasks``.
+
+    A page opened while a watched program runs gets the server's replay, which may hold only
+    steps: the run's row offers to ask for the tree, and one click brings the lanes.
+    """
+    run = "w907"
+
+    def live(task: int, name: str, parent: int, nursery: int) -> dict[str, Any]:
+        return {
+            "id": BASE_ID + task,
+            "name": name,
+            "parent": BASE_ID + parent if parent else 0,
+            "nursery": nursery,
+            "state": "waiting",
+            "where": [],
+            "scopes": [],
+        }
+
+    tasks = [live(1, "main", 0, 1), live(2, "server", 1, 2), live(3, "ticker", 1, 3)]
+    tree = {"runs": [{"run": run, "pid": 4242, "tasks": [*tasks, live(4, "handler", 2, 4)]}]}
+    asked: list[str] = []
+
+    def answer(route: Route) -> None:
+        asked.append(route.request.url)
+        route.fulfill(json=tree)
+
+    page.route(re.compile(r"/api/tasks$"), answer)
+    start_watched_run(feed, run)
+    step = {"kind": "step", "run": run, "dur": 0.001, "busy": 0.001}
+    feed.send([{**step, "task": BASE_ID + task} for task in (2, 3, 4, 4)])
+    load = page.locator(f'[data-testid="load-tree"][data-run="{run}"]')
+    expect(load).to_have_attribute("data-count", "3")
+    expect(load).to_contain_text("3 tasks started before this page")
+    assert not asked  # never asked without a click: the tree is taken inside the loop
+    load.click()
+    expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(4)
+    expect(load).to_have_count(0)
+    expect(page.get_by_test_id("notice-message").last).to_contain_text("4 tasks added")
+    assert len(asked) == 1
+    rows = label_rows(page, run)
+    assert [(r["kind"], r["depth"]) for r in rows][:4] == [
+        ("lane-group", ""),
+        ("lane", "0"),
+        ("nursery", "1"),
+        ("lane", "2"),
+    ]
