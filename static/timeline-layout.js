@@ -56,7 +56,7 @@ export function buildRows(model, choices = {}) {
   const rows = [];
   let matches = 0;
   const runs = [...model.groups.values()].filter(
-    (g) => g.id !== "echo" && (g.start !== null || g.lanes.length),
+    (g) => g.id !== "echo" && (g.start !== null || g.lanes.length || g.unseen.size),
   );
   // Newest run first: the live one stays at the top, where the eye is.
   runs.sort((a, b) => (b.start ?? 0) - (a.start ?? 0));

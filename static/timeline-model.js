@@ -285,10 +285,14 @@ export class TimelineModel {
     this.layoutDirty = true;
   }
 
-  /** An event of a task with no lane: if its run is live, the task started before we looked. */
+  /**
+   * An event of a task with no lane: if its run is live, the task started before we looked.
+   * The run itself may be unknown too (its run_start is older than the replay as well).
+   */
   noteUnseen(e) {
-    const group = e.run && e.run !== "echo" ? this.groups.get(e.run) : undefined;
-    if (!group || isOver(group) || !e.task || group.unseen.has(e.task)) return;
+    if (!e.run || e.run === "echo" || !e.task) return;
+    const group = this.group(e.run);
+    if (isOver(group) || group.unseen.has(e.task)) return;
     if (group.unseen.size >= MAX_LANES) return; // counted up to the lane budget, no further
     group.unseen.add(e.task);
     this.layoutDirty = true;
