@@ -146,9 +146,10 @@ export class Labels {
         },
       },
       el("span", { class: "twisty", "aria-hidden": "true" }, row.collapsed ? "▸" : "▾"),
-      ` ${name} · `,
+      // The counts first: the label column is narrow, and they are what the row is for.
       el("span", { class: "count" }, `${total.toLocaleString("en")} task${total === 1 ? "" : "s"}`),
-      total === row.alive ? "" : `, ${row.alive.toLocaleString("en")} alive`,
+      total === row.alive ? "" : ` (${row.alive.toLocaleString("en")} alive)`,
+      ` · ${name}`,
     );
     button.addEventListener("click", () => this.actions.onToggle(row));
     return button;

@@ -308,6 +308,9 @@ export class TimelineModel {
     for (const entry of runs) {
       const group = this.groups.get(entry.run);
       if (!group || !Array.isArray(entry.tasks)) continue;
+      // Known only from its tasks' steps until now: the server says it is live.
+      if (!group.state) group.state = "running";
+      if (!group.scenario && entry.pid) group.scenario = `pid ${entry.pid}`;
       // Parents come before their children in the answer (a walk from the root task).
       for (const task of entry.tasks) {
         if (!task.id || this.lanes.has(task.id) || task.state === "exited") continue;

@@ -79,15 +79,15 @@ def test_watched_run_shows_nested_nurseries(page: Page, feed: FeedProxy) -> None
     )
     expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(5)
     rows = label_rows(page, run)
-    shape = [(r["kind"], r["depth"], r["name"].split(" · ")[0]) for r in rows]
+    shape = [(r["kind"], r["depth"], r["name"]) for r in rows]
     assert shape == [
         ("lane-group", "", f"{run} app.py running"),
         ("lane", "0", "main"),
-        ("nursery", "1", "▾ nursery 1"),
+        ("nursery", "1", "▾1 task · nursery 1"),
         ("lane", "2", "serve_tcp"),
         ("lane", "3", "handler #1"),
         ("lane", "3", "handler #2"),
-        ("nursery", "1", "▾ nursery 2"),
+        ("nursery", "1", "▾1 task · nursery 2"),
         ("lane", "2", "ticker"),
     ], shape
     handlers = [r for r in rows if r["name"].startswith("handler")]

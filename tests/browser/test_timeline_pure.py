@@ -200,3 +200,34 @@ def test_a_stall_lasts_until_its_block_or_the_runs_end(page: Page) -> None:
     assert result["later"] == 2.5
     assert result["afterBlock"] == 0
     assert result["afterEnd"] == 0
+
+
+def test_a_run_known_only_from_steps_is_counted_then_adopted(page: Page) -> None:
+    """Steps of tasks (and a run) the page never saw start: counted, then adopted (/api/tasks)."""
+    result = run_js(
+        page,
+        """
+        model.groups.delete("w1");  // SETUP's run: this test is about another one
+        for (const task of [5, 6, 6, 7]) model.onStep({ run: "w9", task, t: 3, dur: 0.01 });
+        model.onExit({ run: "w9", task: 7, t: 3.5 });  // gone: nothing to load for it
+        model.onStep({ run: "echo", task: 99, t: 3, dur: 0.01 });  // a connection: not a task
+        const before = shape(layout.buildRows(model).rows);
+        const unseen = [...model.groups.get("w9").unseen];
+        const added = model.adoptTasks([{ run: "w9", pid: 77, tasks: [
+            { id: 5, name: "main", parent: 0, nursery: 1, state: "waiting" },
+            { id: 6, name: "child", parent: 5, nursery: 2, state: "running" },
+            { id: 8, name: "done", parent: 5, nursery: 2, state: "exited" },
+        ] }], 4);
+        const group = model.groups.get("w9");
+        return {
+            before, unseen, added, state: group.state, scenario: group.scenario,
+            after: shape(layout.buildRows(model).rows), left: group.unseen.size,
+        };
+        """,
+    )
+    assert result["before"] == ["group", "unseen"]
+    assert result["unseen"] == [5, 6]
+    assert result["added"] == 2
+    assert (result["state"], result["scenario"]) == ("running", "pid 77")
+    assert result["after"] == ["group", "0 main", "1 child"]
+    assert result["left"] == 0
