@@ -33,9 +33,17 @@ export class Stalls {
   onStall(e) {
     const key = e.run || "";
     const old = this.banners.get(key);
-    const item = this.render(e);
-    if (old) old.item.replaceWith(item);
-    else this.list.append(item);
+    const fresh = this.render(e);
+    let item = fresh;
+    if (old) {
+      // Updated in place: the banner is announced once (role="alert"), not every second.
+      item = old.item;
+      item.replaceChildren(...fresh.childNodes);
+      Object.assign(item.dataset, fresh.dataset);
+    } else {
+      item.setAttribute("role", "alert");
+      this.list.append(item);
+    }
     this.banners.set(key, { item, stall: e, heardAt: performance.now() });
     if (this.timer === null) this.timer = setInterval(() => this.tick(), TICK_MS);
   }
@@ -77,7 +85,6 @@ export class Stalls {
       "li",
       {
         class: "stall",
-        role: "alert",
         dataset: { testid: "stall-banner", run: e.run || "", task: e.task || 0, state: "live" },
       },
       el(

@@ -123,29 +123,37 @@ def start_pool(feed: FeedProxy, run: str, tasks: int, program: str = "pool.py") 
         feed.send([spawn(run, 10 + i, f"worker {i}", 1, 7) for i in range(first, last)])
 
 
-def step_pool(feed: FeedProxy, run: str, tasks: int, seconds: float) -> list[float]:
+def step_pool(feed: FeedProxy, run: str, tasks: int, seconds: float, churn: int = 0) -> list[float]:
     """Step the pool's workers round robin at the tracer's cap for *seconds*.
 
+    *churn*: workers a second that exit and are replaced by new ones (the oldest go first).
     Returns the page's frame times meanwhile (ms, sorted).
     """
     page = feed.page
     page.evaluate(FRAME_PROBE)
+    oldest = 0  # the live workers are numbers oldest .. oldest + tasks - 1
+    per_batch = round(churn * BATCH_SECONDS)
     for round_ in range(round(seconds / BATCH_SECONDS)):
         now = feed.now()
-        feed.send(
-            [
-                {
-                    "kind": "step",
-                    "run": run,
-                    "task": BASE_ID + 10 + (round_ * STEPS_PER_BATCH + k) % tasks,
-                    "t": now - 0.02,
-                    "dur": 0.02,
-                    "busy": 0.0004,
-                    "count": 2,
-                }
-                for k in range(STEPS_PER_BATCH)
-            ]
-        )
+        events: list[dict[str, Any]] = []
+        for k in range(oldest, oldest + per_batch):
+            events.append({"kind": "exit", "run": run, "task": BASE_ID + 10 + k, "steps": 9})
+            new = k + tasks
+            events.append(spawn(run, 10 + new, f"worker {new}", 1, 7))
+        oldest += per_batch
+        events += [
+            {
+                "kind": "step",
+                "run": run,
+                "task": BASE_ID + 10 + oldest + (round_ * STEPS_PER_BATCH + k) % tasks,
+                "t": now - 0.02,
+                "dur": 0.02,
+                "busy": 0.0004,
+                "count": 2,
+            }
+            for k in range(STEPS_PER_BATCH)
+        ]
+        feed.send(events)
         page.wait_for_timeout(BATCH_SECONDS * 1000)
     gaps: list[float] = page.evaluate(
         "() => { window.frameProbe.on = false; return window.frameProbe.gaps; }"

@@ -8,7 +8,9 @@ It starts a server, opens the page in Debian's Chromium (1280x800, headless), ad
 run of TASKS tasks in one nursery to the real feed (tests/browser/feedproxy.py), steps them at
 the tracer's cap (5,000 steps a second) and records the time between animation frames: first
 with the nursery collapsed (the default), then expanded (500 lanes drawn), then filtered to
-one task. Prints a Markdown table. A benchmark, not a test: the numbers depend on the machine.
+one task, then collapsed again while 1,000 tasks a second exit and are replaced. Prints a
+Markdown table. A benchmark, not a test: the numbers depend on the machine (run it on a quiet
+one: on a loaded one the browser waits for a core, and that is what the gaps measure).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .feedproxy import FeedProxy, percentile, start_pool, step_pool
 from .harness import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, running_server
 
 RUN = "w1"
+# Tasks a second that exit and are replaced, in the last case (exited lanes are bounded).
+CHURN = 1_000
 
 
 def measure(url: str, tasks: int, seconds: float) -> list[tuple[str, list[float]]]:
@@ -44,6 +48,11 @@ def measure(url: str, tasks: int, seconds: float) -> list[tuple[str, list[float]
             page.get_by_test_id("tl-filter").fill(f"worker {tasks - 1}")
             expect(page.get_by_test_id("tl-matches")).to_have_text("1 found")
             results.append(("filtered to one", step_pool(feed, RUN, tasks, seconds)))
+            page.get_by_test_id("tl-filter").fill("")
+            nursery.click()
+            expect(nursery).to_have_attribute("aria-expanded", "false")
+            churn = step_pool(feed, RUN, tasks, seconds, churn=CHURN)
+            results.append((f"collapsed, {CHURN:,} exits + spawns a second", churn))
         finally:
             browser.close()
     return results
