@@ -401,10 +401,19 @@ export class TimelineModel {
   /** Apply every bound, as of feed time *now*. */
   prune(now) {
     this.pruneBefore(now - HISTORY_SECONDS);
-    // Over the mark budget: give up the oldest tenth of what is kept, until under it.
-    while (this.marks > MAX_MARKS && this.horizon !== null && this.horizon < now) {
-      const horizon = this.horizon;
-      this.pruneBefore(horizon + Math.max((now - horizon) * 0.1, 0.001));
+    // Over the mark budget: forget the oldest marks down to 90% of it (room for the next
+    // second), in one more pass: the cutoff is read off the marks' own end times.
+    if (this.marks > MAX_MARKS) {
+      const ends = new Float64Array(this.marks);
+      let n = 0;
+      for (const lane of this.lanes.values()) {
+        for (const s of lane.steps) ends[n++] = s.t + s.dur;
+        for (const t of lane.outputs) ends[n++] = t;
+      }
+      for (const b of this.blocks) ends[n++] = b.t + b.dur;
+      const sorted = ends.subarray(0, n).sort();
+      const drop = n - Math.floor(MAX_MARKS * 0.9);
+      if (drop > 0) this.pruneBefore(sorted[drop]);
     }
     this.pruneExited();
     const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
