@@ -7,7 +7,7 @@
 //   are on a canvas; adjacent bars closer than a pixel are merged into one rect.
 
 import { fmtDuration, fmtSummaryValue, taskColour } from "./util.js";
-import { lowerBound, same, stepT } from "./timeline-model.js";
+import { lowerBound, runTitle, same, stepT } from "./timeline-model.js";
 
 export const ROW_H = 18; // px, also in style.css (--row-h): labels and canvas rows must line up
 const MIN_BAR_PX = 1.5; // a 20 µs step is still visible
@@ -182,7 +182,7 @@ export class Painter {
     ctx.fillStyle = "rgba(230, 237, 243, 0.8)";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
-    const label = `${group.id} ${group.scenario}`;
+    const label = `${group.id} ${runTitle(group)}`;
     ctx.fillText(label, Math.max(4, x0 + 4), y + ROW_H / 2);
   }
 

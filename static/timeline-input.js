@@ -8,6 +8,7 @@
 
 import { el, fmtDuration } from "./util.js";
 import { ROW_H } from "./timeline-draw.js";
+import { runTitle } from "./timeline-model.js";
 
 // Window widths offered, in seconds.
 export const SPANS = [1, 2, 5, 10, 30, 60, 120, 300, 600];
@@ -127,7 +128,7 @@ function hover(tl, event) {
   } else if (row.type === "nursery") {
     lines.push(`nursery: ${row.lanes.length} tasks, ${row.alive} alive`);
   } else if (row.type === "group") {
-    lines.push(`${row.group.id} ${row.group.scenario} (${row.group.state})`);
+    lines.push(`${row.group.id} ${runTitle(row.group)} (${row.group.state})`);
   }
   const block = tl.model.blocks.find((b) => b.t - slack <= t && t <= b.t + b.dur + slack);
   if (block) lines.push(`${block.name} held the loop ${fmtDuration(block.dur)}`);

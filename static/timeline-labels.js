@@ -8,6 +8,7 @@
 //   seen start), which owns the view.
 
 import { el, taskColour } from "./util.js";
+import { runTitle } from "./timeline-model.js";
 
 export class Labels {
   /**
@@ -55,7 +56,7 @@ export class Labels {
           dataset: { testid: "lane-group", run: group.id, state: group.state },
         },
         el("span", { class: "run-id" }, group.id),
-        ` ${group.scenario} `,
+        ` ${runTitle(group)} `,
         el("span", { class: `badge state-${group.state}` }, group.state || "?"),
       );
       button.addEventListener("click", () => this.actions.onFit(group));

@@ -67,6 +67,20 @@ export class Group {
   }
 }
 
+// A watched program's command, as a run's title, is cut to this many characters.
+const MAX_TITLE = 48;
+
+/**
+ * What a run is called on the timeline: its scenario, or for a watched program's run (whose
+ * params carry the command's `argv`) the command, file names without their folders.
+ */
+export function runTitle(group) {
+  const argv = group.params?.argv;
+  if (!Array.isArray(argv) || !argv.length) return group.scenario;
+  const text = argv.map((arg) => String(arg).split("/").pop()).join(" ");
+  return text.length > MAX_TITLE ? `${text.slice(0, MAX_TITLE - 1)}…` : text;
+}
+
 /** Insert *item* into *list* sorted by key(item); items arrive nearly sorted, so scan back. */
 export function insertSorted(list, item, key) {
   const k = key(item);

@@ -231,3 +231,20 @@ def test_a_run_known_only_from_steps_is_counted_then_adopted(page: Page) -> None
     assert (result["state"], result["scenario"]) == ("running", "pid 77")
     assert result["after"] == ["group", "0 main", "1 child"]
     assert result["left"] == 0
+
+
+def test_a_watched_runs_title_is_its_command(page: Page) -> None:
+    """A run whose params carry `argv` is called by its command, folders left out, cut."""
+    titles = run_js(
+        page,
+        """
+        const { runTitle } = await import("/timeline-model.js");
+        return [
+            runTitle({ scenario: "spawn-join", params: { tasks: 3 } }),
+            runTitle({ scenario: "watch", params: { pid: 7, argv: ["/srv/app/main.py", "-v"] } }),
+            runTitle({ scenario: "watch", params: { argv: ["x".repeat(60)] } }),
+        ];
+        """,
+    )
+    assert titles[:2] == ["spawn-join", "main.py -v"]
+    assert titles[2] == "x" * 47 + "…"
