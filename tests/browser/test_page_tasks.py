@@ -10,6 +10,9 @@ What is real and what is not, test by test (until the `watch` backend merges):
   page's fetch, its parsing and its drawing are real.
 * REAL: the model's bounds are checked by importing the page's own pure module
   (static/timeline-model.js) in Chromium.
+
+The same page against a real watched program, nothing injected or mocked, is
+test_page_watch.py (an expected failure until the `watch` backend is merged).
 """
 
 from __future__ import annotations
