@@ -394,3 +394,22 @@ def test_tasks_started_before_the_page_are_loaded_on_request(page: Page, feed: F
         ("nursery", "1"),
         ("lane", "2"),
     ]
+
+
+def test_a_watched_programs_lines_in_the_console(page: Page, feed: FeedProxy) -> None:
+    """INJECTED `output` with `stream`: attributed to its task; stderr lines are marked."""
+    run = "w908"
+    start_watched_run(feed, run)
+    feed.send([spawn(run, 1, "main", 0, 0), spawn(run, 2, "worker", 1, 1)])
+    feed.send(
+        [
+            {"kind": "output", "run": run, "task": BASE_ID + 2, "text": "ok", "stream": "stdout"},
+            {"kind": "output", "run": run, "task": BASE_ID + 2, "text": "oops", "stream": "stderr"},
+        ]
+    )
+    lines = page.locator(f'[data-testid="console-line"][data-run="{run}"]')
+    expect(lines).to_have_count(2)
+    expect(lines.locator(".who")).to_have_text([f"{run} worker", f"{run} worker"])
+    expect(lines.nth(0)).not_to_have_class(re.compile(r"\bstderr\b"))
+    expect(lines.nth(1)).to_have_class(re.compile(r"\bstderr\b"))
+    expect(lines.nth(1)).to_have_attribute("data-stream", "stderr")
