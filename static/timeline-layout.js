@@ -3,8 +3,8 @@
 //
 // Rules of this module:
 // * Pure: model and choices in, rows out (no DOM). A row is {type: "group" | "lane" |
-//   "nursery" | "summary" | "more" | "unseen", group, ...}; the label column and the canvas both draw
-//   `rows[i]` at y = i * ROW_H, so they line up by construction.
+//   "nursery" | "summary" | "more" | "unseen", group, ...}; the label column and the canvas
+//   both draw `rows[i]` at y = i * ROW_H, so they line up by construction.
 // * Newest run first, its tasks as Trio holds them: a task, then the nurseries it opened (in
 //   the order their first child was seen), then each nursery's children in spawn order.
 //   Echo connections last, capped.
@@ -74,7 +74,9 @@ export function buildRows(model, choices = {}) {
       if (!keep.matches) continue;
     }
     rows.push({ type: "group", group });
-    if (group.unseen.size && !filter) rows.push({ type: "unseen", group, count: group.unseen.size });
+    if (group.unseen.size && !filter) {
+      rows.push({ type: "unseen", group, count: group.unseen.size });
+    }
     treeRows(rows, group, members, keep?.lanes ?? null, collapsed);
   }
   const echo = model.groups.get("echo");
