@@ -156,6 +156,7 @@ function showHello(hello) {
   controls.keepRuns = hello.limits?.keep_runs ?? controls.keepRuns;
   controls.setScenarios(hello.scenarios || []);
   controls.setRuns(hello.runs || []);
+  timeline.learn(hello);
   for (const run of hello.runs || []) timeline.upsertRun(run);
 }
 

@@ -174,7 +174,7 @@ export class Painter {
   drawGroupRow(ctx, group, y, now) {
     ctx.fillStyle = "rgba(255, 255, 255, 0.06)";
     ctx.fillRect(0, y, this.width, ROW_H);
-    if (group.start === null || group.id === "echo") return;
+    if (group.start === null || group.isEcho) return;
     const x0 = this.x(group.start);
     const x1 = this.x(group.end ?? now);
     ctx.fillStyle = STATE_COLOURS[group.state] || STATE_COLOURS.running;

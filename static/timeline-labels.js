@@ -39,11 +39,11 @@ export class Labels {
   labelFor(row) {
     const { group } = row;
     if (row.type === "group") {
-      if (group.id === "echo") {
+      if (group.isEcho) {
         return el(
           "div",
-          { class: "row group", dataset: { testid: "lane-group", run: "echo" } },
-          el("span", { class: "run-id" }, "echo"),
+          { class: "row group", dataset: { testid: "lane-group", run: group.id } },
+          el("span", { class: "run-id" }, group.id),
           ` ${row.open} open`,
         );
       }
@@ -83,7 +83,7 @@ export class Labels {
       button.addEventListener("click", () => this.actions.onLoadTree(group));
       return button;
     }
-    if (row.type === "more" && group.id !== "echo") {
+    if (row.type === "more" && !group.isEcho) {
       return el(
         "div",
         { class: "row more", style: `--depth:${row.depth}`, dataset: { testid: "nursery-more" } },
@@ -100,7 +100,7 @@ export class Labels {
     const { lane } = row;
     // A task of a run is a button (it opens where the task is suspended); an echo connection
     // is only a name.
-    const isTask = group.id !== "echo";
+    const isTask = !group.isEcho;
     const label = el(
       isTask ? "button" : "div",
       {

@@ -30,8 +30,6 @@ export const CROWDED_RUN = 1_000;
 export const CROWDED_COLLAPSE_ABOVE = 8;
 // Rows of one run's tree at most, whatever the shapes and the clicks; then one "+N more" row.
 export const MAX_RUN_ROWS = 2_000;
-// Scenarios whose tasks run in a quiet nursery (not traced): their group shows the summary.
-const SUMMARY_ONLY = new Set(["many-tasks"]);
 
 /** The key of the nursery that holds *lane*, unique within its run. */
 export function nurseryKey(lane) {
@@ -56,12 +54,13 @@ export function buildRows(model, choices = {}) {
   const rows = [];
   let matches = 0;
   const runs = [...model.groups.values()].filter(
-    (g) => g.id !== "echo" && (g.start !== null || g.lanes.length || g.unseen.size),
+    (g) => !g.isEcho && (g.start !== null || g.lanes.length || g.unseen.size),
   );
   // Newest run first: the live one stays at the top, where the eye is.
   runs.sort((a, b) => (b.start ?? 0) - (a.start ?? 0));
   for (const group of runs) {
-    if (SUMMARY_ONLY.has(group.scenario)) {
+    // A scenario whose tasks run in a quiet nursery (not traced): its summary, not lanes.
+    if (model.facts.noLanes.has(group.scenario)) {
       if (filter) continue;
       rows.push({ type: "group", group });
       rows.push({ type: "summary", group });
@@ -79,7 +78,7 @@ export function buildRows(model, choices = {}) {
     }
     treeRows(rows, group, members, keep?.lanes ?? null, collapsed);
   }
-  const echo = model.groups.get("echo");
+  const { echo } = model;
   if (echo && echo.lanes.length) {
     let members = echo.lanes.map((task) => model.lanes.get(task)).filter(Boolean);
     const open = members.filter((lane) => lane.end === null);

@@ -48,11 +48,13 @@ export class Lane {
 }
 
 export class Group {
-  constructor(id) {
+  /** @param {boolean} isEcho the group of echo connections, not a run */
+  constructor(id, isEcho = false) {
     this.id = id;
-    this.scenario = id === "echo" ? "echo" : "";
+    this.isEcho = isEcho;
+    this.scenario = isEcho ? id : "";
     this.params = {};
-    this.state = id === "echo" ? "running" : "";
+    this.state = isEcho ? "running" : "";
     this.start = null;
     this.end = null;
     this.summary = {};
@@ -102,9 +104,24 @@ export function lowerBound(list, k, key) {
   return lo;
 }
 
-const FINAL_STATES = new Set(["done", "cancelled", "timeout", "error"]);
-/** The run has ended (known from run_end, or from hello.runs for a run seen only there). */
-export const isOver = (group) => FINAL_STATES.has(group.state);
+/**
+ * What the page takes from the server's hello instead of keeping copies: the states a run
+ * ends in (`final_states`), the `run` of echo connections' events (`echo_run`), and the
+ * scenarios whose tasks get no lanes (`scenarios[].lanes === false`). The values here are
+ * what a hello without those fields (a server before issue 9's) means.
+ */
+export function serverFacts(hello = {}) {
+  const scenarios = Array.isArray(hello.scenarios) ? hello.scenarios : [];
+  const said = scenarios.some((s) => typeof s.lanes === "boolean");
+  return {
+    finalStates: new Set(hello.final_states ?? ["done", "cancelled", "timeout", "error"]),
+    echoRun: hello.echo_run ?? "echo",
+    noLanes: new Set(
+      said ? scenarios.filter((s) => s.lanes === false).map((s) => s.name) : ["many-tasks"],
+    ),
+  };
+}
+
 /** The latest time known of a run; -Infinity for one known only from hello.runs. */
 const lastTime = (group) => group.end ?? group.start ?? -Infinity;
 
@@ -114,7 +131,24 @@ export const same = (x) => x;
 
 export class TimelineModel {
   constructor() {
+    this.facts = serverFacts();
     this.reset();
+  }
+
+  /** Take the server's facts from its *hello* (see serverFacts). */
+  learn(hello) {
+    this.facts = serverFacts(hello);
+    this.layoutDirty = true;
+  }
+
+  /** The run has ended (known from run_end, or from hello.runs for a run seen only there). */
+  isOver(group) {
+    return this.facts.finalStates.has(group.state);
+  }
+
+  /** The group of echo connections, if any. */
+  get echo() {
+    return this.groups.get(this.facts.echoRun);
   }
 
   /** Forget everything (a different server answered). */
@@ -139,7 +173,7 @@ export class TimelineModel {
   group(id) {
     let group = this.groups.get(id);
     if (!group) {
-      group = new Group(id);
+      group = new Group(id, id === this.facts.echoRun);
       this.groups.set(id, group);
       this.layoutDirty = true;
     }
@@ -287,7 +321,8 @@ export class TimelineModel {
   }
 
   onConnOpen(e) {
-    const lane = this.addLane(e.task, "echo", `${e.transport} ${e.peer}`, 0, e.t ?? 0);
+    const run = e.run || this.facts.echoRun;
+    const lane = this.addLane(e.task, run, `${e.transport} ${e.peer}`, 0, e.t ?? 0);
     if (lane) lane.transport = e.transport;
   }
 
@@ -304,9 +339,9 @@ export class TimelineModel {
    * The run itself may be unknown too (its run_start is older than the replay as well).
    */
   noteUnseen(e) {
-    if (!e.run || e.run === "echo" || !e.task) return;
+    if (!e.run || e.run === this.facts.echoRun || !e.task) return;
     const group = this.group(e.run);
-    if (isOver(group) || group.unseen.has(e.task)) return;
+    if (this.isOver(group) || group.unseen.has(e.task)) return;
     if (group.unseen.size >= MAX_LANES) return; // counted up to the lane budget, no further
     group.unseen.add(e.task);
     this.layoutDirty = true;
@@ -388,7 +423,7 @@ export class TimelineModel {
     marks += this.blocks.length;
     for (const [id, group] of this.groups) {
       group.lanes = group.lanes.filter((task) => this.lanes.has(task));
-      if (id !== "echo" && isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
+      if (!group.isEcho && this.isOver(group) && lastTime(group) < cutoff && !group.lanes.length) {
         this.groups.delete(id);
         this.layoutDirty = true;
       }
@@ -430,7 +465,7 @@ export class TimelineModel {
       if (drop > 0) this.pruneBefore(sorted[drop]);
     }
     this.pruneExited();
-    const finished = [...this.groups.values()].filter((g) => g.id !== "echo" && isOver(g));
+    const finished = [...this.groups.values()].filter((g) => !g.isEcho && this.isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
     if (excess > 0) {
       finished.sort((a, b) => lastTime(a) - lastTime(b));

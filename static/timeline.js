@@ -80,6 +80,11 @@ export class Timeline {
     requestAnimationFrame((now) => this.frame(now));
   }
 
+  /** The server's facts from its *hello* (run states, the echo run, scenarios without lanes). */
+  learn(hello) {
+    this.model.learn(hello);
+  }
+
   /** Forget everything (a different server answered). */
   reset() {
     this.model.reset();
@@ -166,7 +171,7 @@ export class Timeline {
   /** The task whose lane is drawn at canvas y (CSS px, unscrolled), or null. */
   laneAt(y) {
     const row = this.rows[Math.floor((y + this.scroll.scrollTop) / ROW_H)];
-    return row?.type === "lane" && row.group.id !== "echo" ? row.lane : null;
+    return row?.type === "lane" && !row.group.isEcho ? row.lane : null;
   }
 
   currentEnd() {

@@ -248,3 +248,39 @@ def test_a_watched_runs_title_is_its_command(page: Page) -> None:
     )
     assert titles[:2] == ["spawn-join", "main.py -v"]
     assert titles[2] == "x" * 47 + "…"
+
+
+def test_server_facts_come_from_hello(page: Page) -> None:
+    """Run states, the echo run and the scenarios without lanes are the server's (hello)."""
+    result = run_js(
+        page,
+        """
+        model.learn({
+            final_states: ["finished"],
+            echo_run: "conns",
+            scenarios: [{ name: "quiet", lanes: false }, { name: "loud", lanes: true }],
+        });
+        model.onRunStart({ run: "r1", scenario: "quiet", t: 1 });
+        model.onRunStart({ run: "r2", scenario: "loud", t: 2 });
+        model.onSpawn({ run: "r2", task: 5, name: "t", parent: 0, t: 2 });
+        model.onConnOpen({ run: "conns", task: 9, transport: "tcp", peer: "1.2.3.4:5", t: 3 });
+        model.onRunEnd({ run: "r2", state: "finished", t: 4 });
+        const rows = layout.buildRows(model).rows;
+        return {
+            shape: rows.map((r) => `${r.type} ${r.group.id}`),
+            over: [model.isOver(model.groups.get("r2")), model.isOver({ state: "done" })],
+            echo: model.echo?.isEcho,
+        };
+        """,
+    )
+    assert result["shape"] == [
+        "group r2",
+        "lane r2",
+        "group r1",
+        "summary r1",
+        "group w1",
+        "group conns",
+        "lane conns",
+    ]
+    assert result["over"] == [True, False]
+    assert result["echo"] is True
