@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.child import self_command
 
-from .harness import STARTUP_POLL, STARTUP_TIMEOUT, STOP_TIMEOUT, VIEWPORT, WEB_LINE
+from .harness import STARTUP_POLL, STARTUP_TIMEOUT, STOP_TIMEOUT, VIEWPORT
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,6 +34,8 @@ pytestmark = [
 ]
 
 PROGRAM: Final = Path(__file__).parent / "programs" / "tree_stall.py"
+# `watch` prints serve's web line alone (it has no TCP echo listener), then `watching pid N`.
+WEB_LINE: Final = re.compile(r"^web listening on (http://\S+)$", re.MULTILINE)
 HANDLERS: Final = 250
 # The line of the program's time.sleep: the stall banner must name it.
 STALL_LINE: Final = next(
