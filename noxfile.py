@@ -73,7 +73,8 @@ def bench(session: nox.Session) -> None:
 
     Parts (all by default): ``tcp`` (run_peers.sh: the default serve against
     asyncio+uvloop, gevent and idiomatic Trio, then ``--engine tasks`` against
-    gevent), ``ws`` (/ws/echo against websockets' asyncio server, Node client),
+    gevent, then ``--engine trio`` against idiomatic Trio and gevent), ``ws``
+    (/ws/echo against websockets' asyncio server, Node client),
     ``startup`` (start to ready), ``workers`` (``--workers 1`` against 2) and
     ``tracer`` (echo and many-tasks with the scheduler tracer off, on, watched),
     ``page`` (the page's frame times in Chromium with 10,000 stepping tasks).
@@ -94,6 +95,8 @@ def bench(session: nox.Session) -> None:
         runs = [
             ("default", serve, ["asyncio_uvloop_proto", "gevent_seed", "trio_naive"]),
             ("tasks", f"{serve} --engine tasks", ["gevent_seed"]),
+            # The portable engine (issue 15's target: at or above idiomatic Trio).
+            ("trio", f"{serve} --engine trio", ["trio_naive", "gevent_seed"]),
         ]
         for name, command, peers in runs:
             out = work / f"tcp-{name}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,9 +19,11 @@ from typing import Any, NoReturn
 
 import trio
 
-from app import __version__
+from app import __version__, portability
 from app.bench.command import add_parser as add_bench_parser
+from app.bounds import number_type
 from app.config import (
+    BLOCK_THRESHOLD,
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
     ClientSettings,
@@ -31,6 +32,7 @@ from app.config import (
     add_options,
     resolve,
 )
+from app.ready import ready_lines
 from app.scenarios import SCENARIOS
 from app.scenarios.catalog import Param
 
@@ -40,7 +42,8 @@ log = logging.getLogger("app")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Until Trio's signal receiver is up, SIGTERM means "stop now, quietly".
-    signal.signal(signal.SIGTERM, _interrupt)
+    if portability.CURRENT.sigterm:
+        signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
@@ -112,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--block-threshold",
             type=float,
-            default=Settings().block_threshold,
-            help="seconds a step may hold the loop before it is a block (default: 0.05)",
+            default=BLOCK_THRESHOLD,
+            help="seconds a step may hold the loop before it is a block "
+            f"(default: {BLOCK_THRESHOLD})",
         )
         sub.set_defaults(command=_demo, scenario=info.name)
     return parser
@@ -129,7 +133,8 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
     if param.kind == "choice":
         kwargs["choices"] = param.choices
     else:
-        kwargs["type"] = int if param.kind == "int" else float
+        # Parsed here, bounds checked by the runner (the same refusal as from the page).
+        kwargs["type"] = number_type(param.kind)
     parser.add_argument(f"--{param.name}", **kwargs)
 
 
@@ -160,6 +165,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
     _setup_logging(settings.log_level)
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
+    if settings.workers > 1 and not portability.CURRENT.reuse_port:
+        _die(
+            f"--workers {settings.workers}: this system has no SO_REUSEPORT ({sys.platform}), "
+            "so processes cannot share a port; run one server per port, or --workers 1"
+        )
     if settings.workers > 1 and not args.worker_index:
         from app.workers import supervise
 
@@ -191,7 +201,7 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
     from app.server import Server
 
     server = Server(settings, worker=worker)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*portability.stop_signals()) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run_server(task_status: trio.TaskStatus[Any]) -> None:
@@ -208,17 +218,12 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
 
             nursery.start_soon(watch_signals)
             ports = await nursery.start(run_server)
-            print(f"tcp echo listening on {ports.tcp_address}", flush=True)
-            print(f"web listening on {ports.web_url}", flush=True)
+            private = ports.private_url if worker else ""
+            print(ready_lines(ports.tcp_address, ports.web_url, private), end="", flush=True)
             if worker:
-                from app.workers import PRIVATE_PREFIX, read_peers
+                from app.workers import read_peers
 
-                print(f"{PRIVATE_PREFIX}{ports.private_url}", flush=True)
-
-                def set_peers(peers: list[dict[str, Any]]) -> None:
-                    server.hub.peers = peers
-
-                nursery.start_soon(read_peers, set_peers, server.stop)
+                nursery.start_soon(read_peers, server.set_peers, server.stop)
             tune_for_serving()
 
 
@@ -239,6 +244,11 @@ def _setup_logging(level: str) -> None:
 
 def _raise_fd_limit(wanted: int) -> None:
     """Lift the soft file-descriptor limit to the hard one; warn if the limits cannot fit."""
+    if not portability.CURRENT.rlimit:
+        log.info("no resource module here (%s): the open-file limit stays as it is", sys.platform)
+        return
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -12,7 +12,6 @@ or closed early (one line on stderr says which), 2 for bad arguments.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 from typing import BinaryIO, Final, TextIO
@@ -20,7 +19,9 @@ from typing import BinaryIO, Final, TextIO
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
+from app import portability
 from app.config import ClientSettings
+from app.errors import PEER_GONE
 
 PROMPT: Final = ">>: "
 # Read stdin and the socket in chunks of this size.
@@ -37,15 +38,25 @@ class Stdin:
     the shell afterwards: :meth:`close` restores the original flags.  Regular
     files and devices such as /dev/null cannot be polled, and never block, so
     they are read directly.
+
+    Windows (no ``fcntl``, no pollable stdin): the one branch that reads in a worker
+    thread, abandoned on cancellation; the process exits right after the client does.
     """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buffer = b""
+        self._flags: int | None = None
+        self._stream: trio.lowlevel.FdStream | None = None
+        self._threaded = not portability.CURRENT.fcntl
+        if self._threaded:
+            return
+        import fcntl
+
         self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         mode = os.fstat(fd).st_mode
-        pollable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
-        self._stream = trio.lowlevel.FdStream(os.dup(fd)) if pollable else None
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+            self._stream = trio.lowlevel.FdStream(os.dup(fd))
 
     async def read(self, max_bytes: int) -> bytes:
         """Up to *max_bytes*; b"" at end of input."""
@@ -66,6 +77,10 @@ class Stdin:
         return line + b"\n"
 
     async def _read_raw(self, max_bytes: int) -> bytes:
+        if self._threaded:
+            return await trio.to_thread.run_sync(
+                os.read, self._fd, max_bytes, abandon_on_cancel=True
+            )
         if self._stream is None:
             await trio.lowlevel.checkpoint()
             return os.read(self._fd, max_bytes)
@@ -73,7 +88,9 @@ class Stdin:
 
     def close(self) -> None:
         """Give stdin back its blocking mode (the terminal is shared with the shell)."""
-        if self._stream is not None:
+        if self._stream is not None and self._flags is not None:
+            import fcntl
+
             fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
 
 
@@ -131,7 +148,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) 
                 await stream.send_all(chunk)
             await stream.send_eof()
             all_sent = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except PEER_GONE:
             pass  # the reader sees the same broken connection and reports it
 
     async with trio.open_nursery() as nursery:
@@ -141,7 +158,7 @@ async def _tcp_piped(stream: trio.SocketStream, stdin: Stdin, stdout: BinaryIO) 
                 received += len(data)
                 stdout.write(data)
                 stdout.flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except PEER_GONE as exc:
             failure = f"connection lost after {received} bytes: {exc}"
         # Whatever stdin still holds can no longer come back.
         nursery.cancel_scope.cancel()
@@ -176,7 +193,7 @@ async def _tcp_interactive(stream: trio.SocketStream, stdin: Stdin, stdout: Bina
 async def _send_or_fail(stream: trio.SocketStream, data: bytes) -> None:
     try:
         await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+    except PEER_GONE as exc:
         raise ClientError(f"connection lost: {exc}") from None
 
 

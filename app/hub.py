@@ -1,13 +1,17 @@
 """What the parts of one server share: settings, the feed, the connection tables, the drain signal.
 
-The root task builds one :class:`Hub` and hands it to every part, so that a
-part never reaches into another part to find these.  It holds state, not
-behaviour: who does what with it lives with each part.
+The root task (:mod:`app.server`) builds one :class:`Hub` and hands each
+part what that part needs from it (a connection table, the feed, a few
+settings), so that a part never reaches into another part to find these.
+Only the root writes to it.  It holds state, not behaviour, plus the two
+snapshots of the whole server that the web shows: :meth:`Hub.hello` and
+:meth:`Hub.health`.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +20,10 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
+from app.feed.events import ECHO_RUN, FINAL_RUN_STATES, Transport
 from app.feed.live import Feed
-from app.scenarios.runner import Runner
+from app.feed.protocol import Hello
+from app.scenarios.runner import KEEP_RUNS, Runner
 from app.tracer import StepTracer, TaskWatcher
 
 
@@ -42,8 +48,6 @@ class Hub:
     worker: int = 0
     #: Every worker's private web URL, ``{"worker": n, "url": ...}``, when one of several.
     peers: list[dict[str, Any]] = field(default_factory=list)
-    #: Open web connections (HTTP and websocket), kept by the front.
-    web_connections: int = 0
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -52,7 +56,7 @@ class Hub:
         """A hub with fresh tables sharing *feed* (a new one if not given)."""
         feed = feed or Feed(settings.feed_capacity)
 
-        def table(transport: str, limit: int) -> ConnTable:
+        def table(transport: Transport, limit: int) -> ConnTable:
             return ConnTable(
                 transport,
                 limit,
@@ -74,3 +78,54 @@ class Hub:
             ),
             worker=worker,
         )
+
+    def hello(self) -> Hello:
+        """What a new ``/ws/events`` subscriber is told about this server first."""
+        s = self.settings
+        return Hello(
+            version=self.version,
+            pid=self.pid,
+            worker=self.worker,
+            started_at=self.feed.started_at,
+            now=round(self.feed.now(), 6),
+            seq=self.feed.last_seq,
+            control=True,
+            scenarios=[s.info.describe() for s in self.runner.scenarios.values()],
+            runs=self.runner.runs(),
+            final_states=list(FINAL_RUN_STATES),
+            echo_run=ECHO_RUN,
+            limits={
+                "max_connections": s.max_connections,
+                "max_web_connections": s.max_web_connections,
+                "idle_timeout": s.idle_timeout,
+                "max_message_size": s.max_message_size,
+                "block_threshold": s.block_threshold,
+                "keep_runs": KEEP_RUNS,
+            },
+            listeners=dict(self.listeners),
+            peers=list(self.peers),
+        )
+
+    def health(self, web_connections: int, web_refused: int) -> dict[str, Any]:
+        """The ``/healthz`` body; the front counts *web_connections* open and *web_refused*."""
+        return {
+            "status": "draining" if self.draining.is_set() else "ok",
+            "version": self.version,
+            "pid": self.pid,
+            "worker": self.worker,
+            "uptime": round(self.feed.now(), 3),
+            "time": time.time(),
+            "tcp": {
+                "connections": len(self.tcp),
+                "limit": self.tcp.limit,
+                "refused": self.tcp.refusals.total,
+                "engine": self.settings.engine,
+            },
+            "web": {
+                "connections": web_connections,
+                "limit": self.settings.max_web_connections,
+                "refused": web_refused,
+            },
+            "ws_echo": {"connections": len(self.ws), "refused": self.ws.refusals.total},
+            "feed": {"seq": self.feed.last_seq, "subscribers": self.feed.subscribers},
+        }

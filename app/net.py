@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import trio
 
+from app.ready import bracket
+
 log = logging.getLogger(__name__)
 
 # Connections taken per wake-up before yielding to the other tasks: enough to
@@ -34,32 +36,57 @@ ACCEPT_CAPACITY_SLEEP: Final = 0.1
 ACCEPT_GONE_ERRNOS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
 
-def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
-    """Bind and listen on *host*:*port* (0 picks a free port); the socket is non-blocking.
+def bind_port(host: str, port: int, what: str, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to *host*:*port* (0 picks a free port), not listening yet.
 
     *reuse_port* sets SO_REUSEPORT so that several worker processes can share
-    the port and the kernel spreads connections between them.
+    the port and the kernel spreads connections between them (the supervisor
+    of ``--workers N`` also holds a port this way, without listening, so that
+    it never receives a connection).
 
     Raises:
-        OSError: the address cannot be resolved or bound (in use, not local).
+        OSError: the address cannot be resolved or bound (in use, not local);
+            the message names *what* and the address, one line for the user.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise _named(exc, what, host, port) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
-        sock.listen(backlog)
-        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise _named(exc, what, host, port) from None
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def named_error(exc: OSError, what: str, host: str, port: int) -> OSError:
+def open_listener(
+    host: str, port: int, backlog: int, what: str, *, reuse_port: bool = False
+) -> socket.socket:
+    """A non-blocking socket listening on *host*:*port*; see :func:`bind_port`.
+
+    Raises:
+        OSError: as :func:`bind_port`, or listen(2) failed (named the same way).
+    """
+    sock = bind_port(host, port, what, reuse_port=reuse_port)
+    try:
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise _named(exc, what, host, port) from None
+    return sock
+
+
+def _named(exc: OSError, what: str, host: str, port: int) -> OSError:
     """*exc* again, its message naming what could not listen where (one line for the user)."""
     return OSError(exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}")
 
@@ -71,8 +98,7 @@ def bound_port(sock: socket.socket) -> int:
 
 def address_text(addr: Any) -> str:
     """``host:port`` for an IPv4 address, ``[host]:port`` for IPv6."""
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{bracket(addr[0])}:{addr[1]}"
 
 
 def accept_batch(listener: socket.socket, on_accept: Callable[[socket.socket, str], None]) -> bool:

@@ -4,7 +4,7 @@
 
     Server.run
     └── root nursery
-        ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks: one per connection)
+        ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
@@ -23,23 +23,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from app.config import Settings, is_loopback
-from app.echo.epoll import EpollEngine
+from app import portability
+from app.config import EchoEngine, Settings, WsEngine, is_loopback
 from app.echo.tasks import TaskEngine
-from app.echo.websocket import WsEchoEngine
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
-from app.net import bound_port, named_error, open_listener
+from app.net import bound_port, open_listener
+from app.ready import bracket
 from app.ticker import run_ticker
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
+from app.web.ws_events import FeedChannel
+
+if TYPE_CHECKING:
+    # Imported where they run: they need epoll, which not every system has.
+    from app.echo.epoll import EpollEngine
+    from app.echo.websocket import WsEchoEngine
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +63,17 @@ class Ports:
     @property
     def tcp_address(self) -> str:
         """``host:port`` of the TCP echo listener (IPv6 hosts in brackets)."""
-        return f"{_bracket(self.host)}:{self.tcp}"
+        return f"{bracket(self.host)}:{self.tcp}"
 
     @property
     def web_url(self) -> str:
         """The page's URL on the shared web port."""
-        return f"http://{_bracket(self.host)}:{self.http}"
+        return f"http://{bracket(self.host)}:{self.http}"
 
     @property
     def private_url(self) -> str:
         """This worker's own web URL, which always reaches this process (``--workers``)."""
-        return f"http://{_bracket(self.host)}:{self.private_http}"
+        return f"http://{bracket(self.host)}:{self.private_http}"
 
 
 class Server:
@@ -77,6 +83,20 @@ class Server:
         self.settings = settings
         self.hub = Hub.create(settings, feed, worker)
         self._stop = trio.Event()
+        self._front: WebFront | None = None
+
+    @property
+    def web_connections(self) -> int:
+        """Open web connections (HTTP and websocket), as ``/healthz`` reports them."""
+        return self._front.connections if self._front is not None else 0
+
+    def _health(self) -> dict[str, Any]:
+        refused = self._front.refusals.total if self._front is not None else 0
+        return self.hub.health(self.web_connections, refused)
+
+    def set_peers(self, peers: list[dict[str, Any]]) -> None:
+        """Every worker's private web URL (``--workers N``), for ``hello.peers``."""
+        self.hub.peers = peers
 
     def stop(self) -> None:
         """Begin a graceful shutdown; :meth:`run` returns a little after ``graceful_timeout``."""
@@ -93,15 +113,17 @@ class Server:
         reuse_port = s.workers > 1
         with contextlib.ExitStack() as listeners:
             tcp_listener = listeners.enter_context(
-                _listen(s.host, s.tcp_port, s.backlog, reuse_port, "tcp echo")
+                open_listener(s.host, s.tcp_port, s.backlog, "tcp echo", reuse_port=reuse_port)
             )
             web_listeners = [
-                listeners.enter_context(_listen(s.host, s.http_port, s.backlog, reuse_port, "web"))
+                listeners.enter_context(
+                    open_listener(s.host, s.http_port, s.backlog, "web", reuse_port=reuse_port)
+                )
             ]
             if hub.worker:
                 # This worker's own web port, so that the page can link to each worker.
                 web_listeners.append(
-                    listeners.enter_context(_listen(s.host, 0, s.backlog, False, "worker web"))
+                    listeners.enter_context(open_listener(s.host, 0, s.backlog, "worker web"))
                 )
             ports = Ports(
                 s.host,
@@ -115,20 +137,22 @@ class Server:
                     "listening on %s: the echo server and the page are reachable from the network",
                     s.host,
                 )
-            fast = websocket_endpoints(hub) if s.ws_engine != "asgi" else None
-            ws_echo = (
-                WsEchoEngine(
-                    hub.ws,
-                    s.max_message_size,
-                    hub.draining,
-                    ping_interval=s.ws_ping_interval,
-                    write_timeout=s.write_timeout,
-                )
-                if s.ws_engine == "epoll"
-                else None
+            choice = portability.choose_engines(s.engine, s.ws_engine, portability.CURRENT)
+            if choice.note is not None:
+                log.warning("%s", choice.note)
+            channel = FeedChannel(hub.feed, hub.runner, hub.tracer, s.origins, hub.hello)
+            endpoints = websocket_endpoints(hub.ws, channel)
+            app = build_app(
+                health=self._health,
+                find_run=hub.runner.get,
+                websockets=endpoints,
+                draining=hub.draining,
             )
-            front = WebFront(web_listeners, build_app(hub), hub, fast, ws_echo)
-            engine = _engine(s.engine, tcp_listener, hub)
+            ws_echo = _ws_engine(choice.ws_engine, hub)
+            fast = endpoints if choice.ws_engine != "asgi" else None
+            front = self._front = WebFront(web_listeners, app, s, hub.draining, fast, ws_echo)
+            engine = _engine(choice.engine, tcp_listener, hub)
+            log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
             trio.lowlevel.add_instrument(hub.tracer)
             try:
                 async with trio.open_nursery() as nursery:
@@ -149,23 +173,31 @@ class Server:
                 trio.lowlevel.remove_instrument(hub.tracer)
 
 
-def _engine(name: str, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
-    if name == "epoll" and hasattr(select, "epoll"):
+def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine | TaskEngine:
+    """The TCP echo engine *name* (already checked against the platform)."""
+    if name == "epoll":
+        from app.echo.epoll import EpollEngine
+
         return EpollEngine(listener, hub.tcp)
     tracer = hub.tracer
 
     def watch_connection(lane: int) -> None:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
-    return TaskEngine(listener, hub.tcp, watch_connection)
+    return TaskEngine(listener, hub.tcp, watch_connection, portable=name == "trio")
 
 
-def _listen(host: str, port: int, backlog: int, reuse_port: bool, what: str) -> socket.socket:
-    try:
-        return open_listener(host, port, backlog, reuse_port=reuse_port)
-    except OSError as exc:
-        raise named_error(exc, what, host, port) from None
+def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:
+    """The multiplexed ``/ws/echo`` engine for ``--ws-engine epoll``, else None."""
+    if name != "epoll":
+        return None
+    from app.echo.websocket import WsEchoEngine
 
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    s = hub.settings
+    return WsEchoEngine(
+        hub.ws,
+        s.max_message_size,
+        hub.draining,
+        ping_interval=s.ws_ping_interval,
+        write_timeout=s.write_timeout,
+    )

@@ -5,7 +5,11 @@ that delay is the loop lag, the time some task held the scheduler (a
 ``time.sleep`` in a scenario shows up here).  A delay over
 ``--block-threshold`` while the tracer is not tracing steps (no run, nobody
 watching, or ``--trace off``) is reported here, since nothing else saw it: a
-:class:`~app.feed.events.Block` without a task, and one warning line.  Once a
+:class:`~app.feed.events.Block` without a task, one warning line, and, if a
+page is watching right now (``--trace off``), a :class:`~app.feed.events.Notice`
+for it (at most one per :data:`STALL_NOTICE_EVERY`: a page is not a log; and
+none for nobody, or every page opened later would replay old stalls as news).
+Once a
 second it publishes a :class:`~app.feed.events.Stats` event, and an
 :class:`~app.feed.events.EchoStats` event while echo connections are open, and
 logs refusals over the limits.
@@ -20,7 +24,8 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
-from app.feed.events import Block, EchoStats, Stats
+from app.feed.bucket import TokenBucket
+from app.feed.events import Block, EchoStats, Notice, Stats
 from app.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,8 @@ STATS_INTERVAL: Final = 1.0
 # Idle sweeps run this many times per idle timeout, so that a connection is
 # closed at most a quarter of the timeout late; at most once per second.
 SWEEPS_PER_TIMEOUT: Final = 4
+# Seconds between two stall notices on the page; the log still gets every stall.
+STALL_NOTICE_EVERY: Final = 10.0
 
 
 def count_tasks() -> int:
@@ -58,13 +65,15 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
     last_totals = (0, 0)
     lags: list[float] = []
     block_threshold = hub.settings.block_threshold
+    notices = TokenBucket(1 / STALL_NOTICE_EVERY, 1)
     while True:
         await trio.sleep_until(next_probe)
         now = trio.current_time()
         lag = now - next_probe
         lags.append(round(lag, 6))
         if lag > block_threshold and not hub.tracer.steps_installed:
-            _report_stall(hub, lag)
+            watched = feed.subscribers > 0
+            _report_stall(hub, lag, notify=watched and notices.take(now))
         next_probe = max(next_probe + PROBE_INTERVAL, now)
         if now >= next_sweep:
             next_sweep = now + sweep_every
@@ -104,12 +113,17 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
         lags = []
 
 
-def _report_stall(hub: Hub, lag: float) -> None:
-    """A stall nobody traced: publish it as a block of no task in particular, and log it."""
+def _report_stall(hub: Hub, lag: float, *, notify: bool) -> None:
+    """A stall nobody traced: publish it as a block of no task in particular, and log it.
+
+    With *notify*, a :class:`Notice` says the same to whoever watches the page.
+    """
     feed = hub.feed
     feed.publish(Block(name="(step tracing was off)", dur=round(lag, 6)), at=feed.now() - lag)
-    log.warning(
-        "the event loop stalled for at least %.0f ms: a task held it without a checkpoint "
-        "(open the page or start a run to see which)",
-        lag * 1000,
+    text = (
+        f"the event loop stalled for at least {lag * 1000:.0f} ms: a task held it without "
+        "a checkpoint (open the page or start a run to see which)"
     )
+    log.warning("%s", text)
+    if notify:
+        feed.publish(Notice(level="warning", text=text))

@@ -10,12 +10,11 @@ in a nursery marked quiet (``many-tasks`` spawns thousands there).
   always installed: output is attributed through it.
 * :class:`StepTracer` adds every scheduler step, while someone needs them (a
   scenario run is active, or a page watches): when it started, how long it
-  ran.  Steps of one task are coalesced into one ``step`` event per
-  :data:`WINDOW` (or earlier, after a :data:`GAP` of idleness), and the whole
-  tracer emits at most :data:`STEP_BUDGET` step events a second, so the feed
-  rate stays bounded whatever the task count; beyond that, windows just
-  grow.  A step of any task that holds the loop longer than the threshold
-  is a ``block`` event: every other task was stalled for that long.
+  ran.  The arithmetic of coalescing them into ``step`` events within a
+  budget is pure and lives in :class:`app.feed.steps.StepCoalescer`; the
+  hooks here only measure and hand over.  A step of any task that holds the
+  loop longer than the threshold is a ``block`` event: every other task was
+  stalled for that long.
 
 Rules of the hooks: they only append and publish (never await), and each is
 wrapped so that it cannot raise, because Trio removes an instrument for good
@@ -29,42 +28,14 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
 
 import trio
 
 from app.feed.events import Block, Exit, Spawn, Step
 from app.feed.live import Feed
+from app.feed.steps import Lane, StepCoalescer
 
 log = logging.getLogger(__name__)
-
-# A task's steps closer together than this share one step event...
-GAP: Final = 0.002
-# ...until the event would cover more than this much time.
-WINDOW: Final = 0.02
-# Step events per second, for the whole process; a busier scheduler gets
-# coarser bars, not a faster feed.
-STEP_BUDGET: Final = 5_000
-# How often open windows of idle tasks are flushed (checked at step ends).
-FLUSH_EVERY: Final = 0.05
-
-
-class Lane:
-    """A watched task's lane, and its step window not yet published."""
-
-    __slots__ = ("busy", "count", "id", "name", "run", "steps", "win_busy", "win_end", "win_start")
-
-    def __init__(self, lane_id: int, run: str, name: str) -> None:
-        self.id = lane_id
-        self.run = run
-        self.name = name
-        #: Steps and seconds running, in total.
-        self.steps = 0
-        self.busy = 0.0
-        self.count = 0
-        self.win_start = 0.0
-        self.win_end = 0.0
-        self.win_busy = 0.0
 
 
 class TaskWatcher(trio.abc.Instrument):
@@ -93,10 +64,6 @@ class TaskWatcher(trio.abc.Instrument):
     def bind(self, task: trio.lowlevel.Task, lane_id: int, run: str) -> None:
         """Watch a task that already runs, under a lane its owner announced (an echo connection)."""
         self._lanes[task] = Lane(lane_id, run, task.name)
-
-    def lane_of(self, task: trio.lowlevel.Task) -> Lane | None:
-        """The lane of *task*, or ``None`` if it is not watched."""
-        return self._lanes.get(task)
 
     def current_lane(self) -> int:
         """The calling task's lane id, 0 if it is not watched."""
@@ -168,7 +135,7 @@ class StepTracer(TaskWatcher):
 
     def __init__(self, feed: Feed, block_threshold: float) -> None:
         super().__init__(feed)
-        self._hooks = _StepHooks(self, block_threshold)
+        self._hooks = StepHooks(self, block_threshold)
         self._demand = 0
 
     @property
@@ -189,31 +156,26 @@ class StepTracer(TaskWatcher):
         finally:
             self._demand -= 1
             if self._demand == 0:
-                self._hooks.flush_all()
+                self._hooks.coalescer.close_all()
                 try:
                     trio.lowlevel.remove_instrument(self._hooks)
                 except KeyError:
                     pass  # the run it was installed in is over; nothing left to remove
 
-    @property
-    def blocks(self) -> int:
-        """How many blocks were reported since the start."""
-        return self._hooks.blocks
-
-    @property
-    def step_hooks(self) -> trio.abc.Instrument:
-        """The instrument :meth:`stepping` installs (exposed for tests of its hooks)."""
-        return self._hooks
-
     def _exit(self, lane: Lane) -> None:
-        self._hooks.close_window(lane)
+        self._hooks.coalescer.close(lane)
         super()._exit(lane)
 
 
-class _StepHooks(trio.abc.Instrument):
-    """The per-step hooks of a :class:`StepTracer`; see there for when they are installed."""
+class StepHooks(trio.abc.Instrument):
+    """The per-step hooks of *tracer*: measure each step, report blocks, hand steps on.
 
-    def __init__(self, tracer: StepTracer, block_threshold: float) -> None:
+    :class:`StepTracer` installs them only while someone needs steps (see
+    there).  The coalescing of steps into events is
+    :class:`~app.feed.steps.StepCoalescer`'s; this shell owns the clock.
+    """
+
+    def __init__(self, tracer: TaskWatcher, block_threshold: float) -> None:
         self._tracer = tracer
         self._feed = tracer._feed
         self._lanes = tracer._lanes  # the same dict: lanes come and go with their tasks
@@ -221,15 +183,12 @@ class _StepHooks(trio.abc.Instrument):
         self._now = time.perf_counter
         self._step_start = 0.0
         self._step_task: trio.lowlevel.Task | None = None
-        # Lanes with a window not yet published, least recently stepped first (a dict
-        # keeps insertion order; a lane is moved to the end at each step), so a flush
-        # only visits lanes whose window is due.
-        self._open: dict[Lane, None] = {}
-        self._tokens = float(STEP_BUDGET)
-        self._last_flush = self._now()
-        #: Step events published, and blocks seen.
-        self.step_events = 0
-        self.blocks = 0
+        feed = self._feed
+
+        def emit(step: Step, began: float) -> None:
+            feed.publish(step, at=feed.to_feed_time(began))
+
+        self.coalescer = StepCoalescer(emit, self._now())
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._step_task = task
@@ -246,16 +205,14 @@ class _StepHooks(trio.abc.Instrument):
             if end - start > self._threshold:
                 self._block(task, lane, start, end - start)
             if lane is not None:
-                self._add_step(lane, start, end)
-            if end - self._last_flush > FLUSH_EVERY:
-                self._flush_idle(end)
+                self.coalescer.add(lane, start, end)
+            self.coalescer.tick(end)
         except Exception:
             self._tracer._hook_failed("after_task_step")
 
     def _block(
         self, task: trio.lowlevel.Task, lane: Lane | None, start: float, held: float
     ) -> None:
-        self.blocks += 1
         self._feed.publish(
             Block(
                 task=lane.id if lane else 0,
@@ -265,60 +222,3 @@ class _StepHooks(trio.abc.Instrument):
             ),
             at=self._feed.to_feed_time(start),
         )
-
-    def _add_step(self, lane: Lane, start: float, end: float) -> None:
-        lane.steps += 1
-        lane.busy += end - start
-        if lane.count and (start - lane.win_end > GAP or end - lane.win_start > WINDOW):
-            self._publish_window(lane)
-        if not lane.count:
-            lane.win_start = start
-            lane.win_busy = 0.0
-        self._open.pop(lane, None)
-        self._open[lane] = None
-        lane.count += 1
-        lane.win_end = end
-        lane.win_busy += end - start
-
-    def _publish_window(self, lane: Lane) -> bool:
-        if self._tokens < 1:
-            return False  # over budget: the window keeps growing until tokens come back
-        self._tokens -= 1
-        self.step_events += 1
-        self._feed.publish(
-            Step(
-                task=lane.id,
-                run=lane.run,
-                dur=round(lane.win_end - lane.win_start, 6),
-                busy=round(lane.win_busy, 6),
-                count=lane.count,
-            ),
-            at=self._feed.to_feed_time(lane.win_start),
-        )
-        lane.count = 0
-        self._open.pop(lane, None)
-        return True
-
-    def _flush_idle(self, now: float) -> None:
-        self._tokens = min(
-            float(STEP_BUDGET), self._tokens + (now - self._last_flush) * STEP_BUDGET
-        )
-        self._last_flush = now
-        while self._open:
-            lane = next(iter(self._open))
-            if now - lane.win_end <= GAP:
-                return  # every later lane stepped more recently still
-            if not self._publish_window(lane):
-                return
-
-    def close_window(self, lane: Lane) -> None:
-        """Publish *lane*'s open window now (its task is exiting), budget permitting."""
-        if lane.count:
-            self._publish_window(lane)
-            lane.count = 0
-            self._open.pop(lane, None)
-
-    def flush_all(self) -> None:
-        """Publish what is open before the hooks go (budget permitting; totals stay in exit)."""
-        for lane in list(self._open):
-            self.close_window(lane)

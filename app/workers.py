@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -39,9 +38,12 @@ from typing import Any, Final
 
 import trio
 
+from app import portability
 from app.child import self_command
 from app.config import SERVE_OPTIONS, Settings
-from app.net import named_error
+from app.errors import PEER_GONE
+from app.net import bind_port
+from app.ready import bracket, parse_ready, ready_lines
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,6 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT: Final = 30.0
 # After the drain a worker gets this much longer before it is killed.
 STOP_MARGIN: Final = 0.4
-# The line a worker prints for its private web port (after the two usual ones).
-PRIVATE_PREFIX: Final = "worker web listening on "
 # Bytes of worker output read while waiting for its lines.
 READ_SIZE: Final = 4096
 
@@ -84,40 +84,6 @@ def worker_argv(settings: Settings, tcp_port: int, http_port: int, index: int) -
     return [*argv, "--worker-index", str(index)]
 
 
-def reserve_port(host: str, port: int, what: str) -> socket.socket:
-    """Bind *host*:*port* with ``SO_REUSEPORT``, without listening: it fixes the port number.
-
-    Raises:
-        OSError: the port is taken by a socket without ``SO_REUSEPORT`` (the
-            message names *what* and the address).
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, addr = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise named_error(exc, what, host, port) from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(addr)
-    except OSError as exc:
-        sock.close()
-        raise named_error(exc, what, host, port) from None
-    return sock
-
-
-def parse_ready(output: str) -> tuple[str, str, str] | None:
-    """``(tcp address, web url, private url)`` once a worker printed all three lines."""
-    lines = output.splitlines()
-    if len(lines) < 3 or not output.endswith("\n"):
-        return None
-    tcp = lines[0].removeprefix("tcp echo listening on ")
-    web = lines[1].removeprefix("web listening on ")
-    private = lines[2].removeprefix(PRIVATE_PREFIX)
-    return tcp, web, private
-
-
 async def supervise(settings: Settings) -> int:
     """Run ``settings.workers`` workers until a signal; the exit code (0, or 1 if one failed).
 
@@ -136,12 +102,12 @@ async def supervise(settings: Settings) -> int:
 async def _supervise(settings: Settings) -> int:
     n = settings.workers
     with (
-        reserve_port(settings.host, settings.tcp_port, "tcp echo") as tcp_hold,
-        reserve_port(settings.host, settings.http_port, "web") as http_hold,
+        bind_port(settings.host, settings.tcp_port, "tcp echo", reuse_port=True) as tcp_hold,
+        bind_port(settings.host, settings.http_port, "web", reuse_port=True) as http_hold,
     ):
         tcp_port = tcp_hold.getsockname()[1]
         http_port = http_hold.getsockname()[1]
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*portability.stop_signals()) as signals:
             async with trio.open_nursery() as nursery:
                 supervisor = _Supervisor(settings, nursery)
                 async with trio.open_nursery() as starting:
@@ -151,9 +117,9 @@ async def _supervise(settings: Settings) -> int:
                 tcp_hold.close()
                 http_hold.close()
                 workers = sorted(supervisor.workers, key=_index)
-                host = f"[{settings.host}]" if ":" in settings.host else settings.host
-                print(f"tcp echo listening on {host}:{tcp_port}", flush=True)
-                print(f"web listening on http://{host}:{http_port}", flush=True)
+                host = bracket(settings.host)
+                print(ready_lines(f"{host}:{tcp_port}", f"http://{host}:{http_port}"), end="")
+                sys.stdout.flush()
                 log.info(
                     "%d workers: %s",
                     n,
@@ -200,14 +166,14 @@ class _Supervisor:
             assert process.stdout is not None
             output = ""
             with trio.move_on_after(READY_TIMEOUT):
-                while (ready := parse_ready(output)) is None:
+                while (ready := parse_ready(output, private=True)) is None:
                     chunk = await process.stdout.receive_some(READ_SIZE)
                     if not chunk:
                         break
                     output += chunk.decode(errors="replace")
             if ready is None:
                 raise WorkerFailed(f"worker {index} did not start: {output.strip()!r}")
-            task_status.started(Worker(index, process, ready[2]))
+            task_status.started(Worker(index, process, ready.private))
             code = await process.wait()
             if not self.stopping:
                 self.failed = True
@@ -231,7 +197,7 @@ class _Supervisor:
             assert worker.process.stdin is not None
             try:
                 await worker.process.stdin.send_all(line)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except PEER_GONE:
                 pass  # it is exiting: its own task reports that
 
     def stop_all(self) -> None:

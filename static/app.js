@@ -50,6 +50,8 @@ const clock = {
 };
 
 const notices = new Notices($("#notices"));
+// The `run` of echo connections' events, from hello (the server's name, not a copy).
+let echoRun = null;
 const stalls = new Stalls($("#stalls"));
 const taskPanel = new TaskPanel($("#task-detail"));
 const timeline = new Timeline($("#timeline"), () => clock.now(), {
@@ -106,7 +108,7 @@ function dispatch(e) {
       stalls.onBlock(e);
       // In the console only when a scenario did it: that is the lesson. A block elsewhere in
       // the server (rare) is shown on the timeline, not between the tutorial's lines.
-      if (e.run && e.run !== "echo") {
+      if (e.run && e.run !== echoRun) {
         consoleView.note(e, `${e.name} held the loop for ${Math.round(e.dur * 1000)} ms: ` +
           "every other task waited");
       }
@@ -153,6 +155,8 @@ function showHello(hello) {
   $("#tcp-address").textContent = tcp ? tcp : "?";
   showPeers(hello);
   lag.setBlockThreshold(hello.limits?.block_threshold);
+  echoRun = hello.echo_run;
+  controls.finalStates = new Set(hello.final_states || []);
   controls.keepRuns = hello.limits?.keep_runs ?? controls.keepRuns;
   controls.setScenarios(hello.scenarios || []);
   controls.setRuns(hello.runs || []);

@@ -21,7 +21,6 @@ const DEFAULT_KEEP_RUNS = 8;
 // Control requests awaiting their reply; a server that never answers cannot grow this.
 const MAX_PENDING = 100;
 
-const FINAL_STATES = new Set(["done", "cancelled", "timeout", "error"]);
 // How each parameter type is described beside its name.
 const KIND_NAMES = { choice: "one of the choices", int: "whole number", float: "number" };
 
@@ -53,6 +52,8 @@ export class Controls {
     this.list = root.querySelector("#runs");
     this.emptyNote = root.querySelector("#runs-empty");
     this.scenarios = new Map();
+    /** The states a run ends in (hello.final_states): the server's, not a copy. */
+    this.finalStates = new Set();
     this.runs = new Map();
     this.pending = new Map();
     this.connected = false;
@@ -294,7 +295,7 @@ export class Controls {
         node: null,
       };
       this.runs.set(run.id, item);
-    } else if (FINAL_STATES.has(item.state)) {
+    } else if (this.finalStates.has(item.state)) {
       return; // a reply can be older than the run_end already shown
     } else {
       item.state = run.state;
@@ -326,7 +327,7 @@ export class Controls {
   render(item) {
     const newest = Math.max(0, ...[...this.runs.keys()].map(runNumber));
     const traceKept = runNumber(item.id) > newest - this.keepRuns;
-    const running = !FINAL_STATES.has(item.state);
+    const running = !this.finalStates.has(item.state);
     const params = Object.entries(item.params)
       .map(([k, v]) => `${k}=${fmtValue(v)}`)
       .join(" ");
@@ -419,7 +420,7 @@ export class Controls {
     this.list.insertBefore(node, after ?? null);
     while (this.runs.size > MAX_RUNS_LISTED) {
       const oldest = [...this.runs.values()]
-        .filter((r) => FINAL_STATES.has(r.state))
+        .filter((r) => this.finalStates.has(r.state))
         .sort((a, b) => runNumber(a.id) - runNumber(b.id))[0];
       if (!oldest) break;
       oldest.node?.remove();
@@ -429,6 +430,6 @@ export class Controls {
 
   /** Refresh the Cancel buttons (they are disabled while disconnected). */
   refresh() {
-    for (const item of this.runs.values()) if (!FINAL_STATES.has(item.state)) this.render(item);
+    for (const item of this.runs.values()) if (!this.finalStates.has(item.state)) this.render(item);
   }
 }

@@ -10,9 +10,6 @@ import { fmtDuration } from "./util.js";
 const MAX_PROBES = 600;
 // The y axis never shrinks below this, so that noise looks like noise.
 const MIN_SCALE = 0.01;
-// The tracer's block threshold until hello says the server's (--block-threshold):
-// probes above it are drawn red.
-const DEFAULT_BLOCK_LINE = 0.05;
 
 export class LagChart {
   constructor(root) {
@@ -21,14 +18,16 @@ export class LagChart {
     this.tasks = root.querySelector("#task-count");
     this.subscribers = root.querySelector("#subscriber-count");
     this.dropped = root.querySelector("#dropped-count");
-    this.blockLine = DEFAULT_BLOCK_LINE;
+    // The server's --block-threshold (hello.limits): probes above it are drawn red. No line
+    // until hello came: the page keeps no copy of the server's default.
+    this.blockLine = Infinity;
     this.reset();
     new ResizeObserver(() => this.draw()).observe(this.canvas);
   }
 
   /** The server's --block-threshold, from hello.limits. */
   setBlockThreshold(seconds) {
-    if (typeof seconds === "number" && seconds > 0) this.blockLine = seconds;
+    this.blockLine = typeof seconds === "number" && seconds > 0 ? seconds : Infinity;
     this.draw();
   }
 

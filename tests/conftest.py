@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 import trio
 
-from app.config import Settings
+from app.config import ECHO_ENGINES, Settings
+from app.feed.events import Event
 from app.hub import Hub
 from app.server import Ports, Server
 
 from run_harness import Harness
 
-ENGINES = ("epoll", "tasks")
+# Every engine the server offers runs every parametrized echo, limit and fault test.
+ENGINES = ECHO_ENGINES
 WS_ENGINES = ("epoll", "fast", "asgi")
 
 
@@ -34,6 +36,8 @@ class Running:
 
     server: Server
     ports: Ports
+    #: Every event the server published since it was made, in order (a feed tap).
+    events: list[Event]
 
     @property
     def hub(self) -> Hub:
@@ -55,8 +59,10 @@ def make_settings(**overrides: Any) -> Settings:
 
 async def start_server(nursery: trio.Nursery, **overrides: Any) -> Running:
     server = Server(make_settings(**overrides))
+    events: list[Event] = []
+    server.hub.feed.add_tap(events.append)
     ports = await nursery.start(server.run)
-    return Running(server, ports)
+    return Running(server, ports, events)
 
 
 @pytest.fixture

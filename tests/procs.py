@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -10,10 +9,7 @@ from pathlib import Path
 import trio
 
 from app.child import self_command
-
-LISTENING = re.compile(
-    rb"^tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
-)
+from app.ready import parse_ready
 
 
 async def start_serve(
@@ -40,13 +36,13 @@ async def start_serve(
     assert proc.stdout is not None
     out = b""
     with trio.fail_after(10):
-        while not LISTENING.match(out):
+        while (ready := parse_ready(out)) is None:
             chunk = await proc.stdout.receive_some(1000)
             assert chunk, f"serve exited early: {out!r}"
             out += chunk
-    match = LISTENING.match(out)
-    assert match is not None
-    return proc, int(match.group(1)), int(match.group(2))
+    # The lines come first: nothing else goes to stdout before them.
+    assert out.startswith(b"tcp echo listening on 127.0.0.1:"), out
+    return proc, ready.tcp_port, ready.web_port
 
 
 async def read_stderr(proc: trio.Process) -> bytes:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.config import BLOCK_THRESHOLD
 from app.feed.events import Block, Event, Output, Spawn, Step
 from app.feed.live import Feed
 from app.scenarios.runner import Runner, RunRecord
 from app.tracer import StepTracer
-
-BLOCK_THRESHOLD = 0.05
 
 
 class Harness:
@@ -17,17 +16,20 @@ class Harness:
 
     def __init__(self, *, max_runs: int = 4, run_timeout: float = 60.0) -> None:
         self.feed = Feed()
+        self.recorded: list[Event] = []
+        self.feed.add_tap(self.recorded.append)
         self.tracer = StepTracer(self.feed, BLOCK_THRESHOLD)
         self.runner = Runner(self.feed, self.tracer, max_runs=max_runs, run_timeout=run_timeout)
 
     async def run(self, name: str, **params: Any) -> RunRecord:
         """Run one scenario to its end (the runner must be serving)."""
-        return await self.runner.run(name, params)
+        record = self.runner.start(name, params)
+        await record.finished.wait()
+        return record
 
     def events(self) -> list[Event]:
-        events = self.feed.ring.read(0, self.feed.ring.capacity)
-        assert isinstance(events, list), "tests never lap the ring"
-        return events
+        """Every event published so far, in order."""
+        return list(self.recorded)
 
 
 def lines(record: RunRecord) -> list[str]:

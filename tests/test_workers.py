@@ -16,7 +16,7 @@ import trio
 from app.child import self_command
 from app.cli import build_parser
 from app.config import SERVE_OPTIONS, Settings, resolve
-from app.workers import parse_ready, worker_argv
+from app.workers import worker_argv
 
 from netclient import http_request, ws_connect
 
@@ -29,18 +29,6 @@ def test_a_worker_gets_the_same_settings_and_the_chosen_ports() -> None:
     assert args.worker_index == 2
     again = resolve(Settings, SERVE_OPTIONS, vars(args), {})
     assert again == dataclasses.replace(settings, tcp_port=4001, http_port=4002)
-
-
-def test_ready_once_all_three_lines_are_in() -> None:
-    lines = "tcp echo listening on 127.0.0.1:1\nweb listening on http://127.0.0.1:2\n"
-    assert parse_ready(lines) is None
-    private = "worker web listening on http://127.0.0.1:3"
-    assert parse_ready(lines + private) is None  # the line is not finished yet
-    assert parse_ready(lines + private + "\n") == (
-        "127.0.0.1:1",
-        "http://127.0.0.1:2",
-        "http://127.0.0.1:3",
-    )
 
 
 IMPOSTOR = "an app/ package of the user's own ran instead of trio-echo"

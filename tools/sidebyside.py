@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from app.child import self_command
+from app.ready import parse_ready
 
 # A server must listen within this long after it was spawned.
 LISTEN_TIMEOUT: Final = 20.0
@@ -172,8 +173,12 @@ def run_startup(args: argparse.Namespace) -> list[str]:
             stderr=subprocess.DEVNULL,
         )
         assert proc.stdout is not None
-        proc.stdout.readline()
-        proc.stdout.readline()
+        out = b""
+        while parse_ready(out) is None:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("trio-echo serve exited before it was ready")
+            out += line
         times.append(time.monotonic() - start)
         _stop(proc)
         proc.stdout.close()

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import socket
 import statistics
@@ -35,10 +34,8 @@ import trio
 from trio_websocket import open_websocket_url
 
 from app.child import self_command
+from app.ready import parse_ready
 
-LISTENING = re.compile(
-    rb"tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
-)
 GOOD_TCP = 50
 GOOD_WS = 10
 MAX_CONNECTIONS = 300
@@ -212,9 +209,9 @@ async def soak(seconds: float, server_log: str) -> Report:
         os.close(log_fd)
     assert proc.stdout is not None
     out = b""
-    while not (match := LISTENING.search(out)):
+    while (ready := parse_ready(out)) is None:
         out += await proc.stdout.receive_some(1000)
-    tcp, http = int(match.group(1)), int(match.group(2))
+    tcp, http = ready.tcp_port, ready.web_port
     stop = trio.Event()
     start = time.monotonic()
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -34,14 +33,12 @@ import trio
 from trio_websocket import open_websocket_url
 
 from app.child import self_command
+from app.ready import parse_ready
 
 HERE = Path(__file__).resolve().parent
 # The shared tools live beside the repository; TRIO_ECHO_TOOLS overrides (as in the noxfile).
 TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", HERE.parents[2] / "shared" / "tools"))
 ECHOLOAD_SOURCE = TOOLS / "bench" / "echoload.c"
-LISTENING = re.compile(
-    rb"tcp echo listening on 127\.0\.0\.1:(\d+)\nweb listening on http://127\.0\.0\.1:(\d+)\n"
-)
 MODES = ("off", "on", "on+watched")
 # Largest feed message the watchers accept (a batch of 1,000 events is well under).
 FEED_MESSAGE = 1 << 24
@@ -60,12 +57,12 @@ async def start_server(engine: str, trace: str) -> tuple[trio.Process, int, int]
     proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     out = b""
-    while not (match := LISTENING.search(out)):
+    while (ready := parse_ready(out)) is None:
         chunk = await proc.stdout.receive_some(1000)
         if not chunk:
             raise RuntimeError("the server did not start")
         out += chunk
-    return proc, int(match.group(1)), int(match.group(2))
+    return proc, ready.tcp_port, ready.web_port
 
 
 def feed_url(http: int) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from functools import partial
 from typing import Final
 
 import trio
 
+from app.bounds import number_type
 from app.units import MiB
 
 # Bounds of the flags, with the reason.
@@ -46,47 +46,37 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument(
         "--connections",
-        type=_bounded(int, 1, MAX_CONNECTIONS),
+        type=number_type("int", 1, MAX_CONNECTIONS),
         default=100,
         help=f"connections (feed: subscribers) (default: 100; 1..{MAX_CONNECTIONS})",
     )
     bench.add_argument(
         "--size",
-        type=_bounded(int, 1, MAX_SIZE),
+        type=number_type("int", 1, MAX_SIZE),
         default=64,
         help=f"message size in bytes (default: 64; 1..{MAX_SIZE})",
     )
     bench.add_argument(
         "--duration",
-        type=_bounded(float, 0.1, MAX_DURATION),
+        type=number_type("float", 0.1, MAX_DURATION),
         default=5.0,
         help="seconds measured (feed: per phase) (default: 5)",
     )
     bench.add_argument(
         "--warmup",
-        type=_bounded(float, 0, 60),
+        type=number_type("float", 0, 60),
         default=0.5,
         help="seconds of load before measuring (default: 0.5)",
     )
     bench.add_argument("--text", action="store_true", help="websocket: text messages, not binary")
     bench.add_argument(
         "--rate",
-        type=_bounded(int, 1, MAX_RATE),
+        type=number_type("int", 1, MAX_RATE),
         default=10_000,
         help=f"feed: events a second to make the server publish (default: 10000; 1..{MAX_RATE})",
     )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     bench.set_defaults(command=run)
-
-
-def _bounded(kind: Callable[[str], float], lo: float, hi: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
-        return value
-
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event
+from app.feed.events import ECHO_RUN, ConnClose, ConnOpen, ConnSample, Event, Transport
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES: Final = 200
 
 Publish = Callable[[Event], object]
-
-# A peer that vanished mid-echo: nothing left to deliver, log at debug.
-PEER_GONE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
 
 
 class LimitLog:
@@ -120,7 +117,7 @@ class ConnTable:
 
     def __init__(
         self,
-        transport: str,
+        transport: Transport,
         limit: int,
         idle_timeout: float,
         *,
@@ -140,7 +137,6 @@ class ConnTable:
         #: Totals of connections that have closed, so that rates survive closes.
         self.closed_bytes = 0
         self.closed_msgs = 0
-        self.accepted = 0
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -163,7 +159,6 @@ class ConnTable:
             return None
         conn = Conn(self._new_id(), peer, self._now(), abort)
         self._conns[conn.id] = conn
-        self.accepted += 1
         self._publish(ConnOpen(task=conn.id, run=ECHO_RUN, transport=self.transport, peer=peer))
         return conn
 
@@ -189,13 +184,14 @@ class ConnTable:
             )
         )
 
-    def socket_failed(self, conn: Conn, exc: OSError) -> str:
+    def socket_failed(self, conn: Conn, exc: Exception, *, gone: bool) -> str:
         """Log a failed socket call on *conn* in one line; return the reason its close gives.
 
-        A peer that is merely gone (:data:`PEER_GONE`) is routine and logged at
-        debug level; any other error is a warning.  The engine closes the socket.
+        A peer that is merely *gone* (the engine asks :data:`app.errors.PEER_GONE`;
+        this module stays free of I/O imports) is routine and logged at debug
+        level; any other error is a warning.  The engine closes the socket.
         """
-        if isinstance(exc, PEER_GONE):
+        if gone:
             log.debug("%s echo: %s went away: %s", self.transport, conn.peer, exc)
             return "reset"
         log.warning("%s echo: connection from %s failed: %s", self.transport, conn.peer, exc)

@@ -24,8 +24,9 @@ from typing import Final
 
 import trio
 
+from app.echo import RECV_SIZE
 from app.echo.conns import ConnTable
-from app.echo.multiplex import MAX_EVENTS, POLL_IN, RECV_SIZE, Link, Multiplexed
+from app.echo.multiplex import MAX_EVENTS, POLL_IN, Link, Multiplexed
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,8 @@ class EpollEngine(Multiplexed[Link]):
                 if link.pending is not None:
                     link.conn.bytes_out += self._flush(link) or 0
                     continue
-                sock = link.sock
-                try:
-                    n = sock.recv_into(buf)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    self._lost(link, exc)
+                n = self._recv(link, buf)
+                if n is None:
                     continue
                 conn = link.conn
                 if n == 0:
@@ -101,12 +97,8 @@ class EpollEngine(Multiplexed[Link]):
                     continue
                 conn.bytes_in += n
                 conn.msgs += 1
-                try:
-                    sent = sock.send(view[:n])
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    self._lost(link, exc)
+                sent = self._send(link, view[:n])
+                if sent is None:
                     continue
                 if sent < n:
                     self._park(link, memoryview(bytes(view[sent:n])))

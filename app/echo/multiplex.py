@@ -20,14 +20,11 @@ import socket
 from typing import Final, Generic, TypeVar
 
 from app.echo.conns import Conn, ConnTable
+from app.errors import PEER_GONE
 
 #: Poll a socket for reading (nothing pending) or for writing (a write is pending).
 POLL_IN: Final = select.EPOLLIN
 POLL_OUT: Final = select.EPOLLOUT
-
-# Largest single read, for every echo engine.  Reads of 128 KiB or more make glibc
-# allocate with mmap/munmap on every call; 64 KiB matches Trio's own default receive size.
-RECV_SIZE: Final = 64 * 1024
 
 # Ready sockets served per wake-up before yielding to the other Trio tasks.
 # At ~5 us per echo that is ~2.5 ms of loop time at most.
@@ -88,13 +85,9 @@ class Multiplexed(Generic[L]):
         """
         pending = link.pending
         assert pending is not None
-        try:
-            sent = link.sock.send(pending)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            self._lost(link, exc)
-            return None
+        sent = self._send(link, pending)
+        if not sent:
+            return sent
         if sent < len(pending):
             link.pending = pending[sent:]
         else:
@@ -102,9 +95,36 @@ class Multiplexed(Generic[L]):
             self._poll_for(link, POLL_IN)
         return sent
 
+    def _recv(self, link: L, buf: bytearray) -> int | None:
+        """Read what *link*'s socket has into *buf*: the byte count, 0 at EOF.
+
+        ``None``: nothing to read after all (would block), or the connection
+        was lost, and is dropped.
+        """
+        try:
+            return link.sock.recv_into(buf)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._lost(link, exc)
+            return None
+
+    def _send(self, link: L, data: bytes | memoryview) -> int | None:
+        """Send what *link*'s socket takes of *data* now: the byte count, 0 if it is full.
+
+        ``None``: the connection was lost, and is dropped.
+        """
+        try:
+            return link.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._lost(link, exc)
+            return None
+
     def _lost(self, link: L, exc: OSError) -> None:
         """A socket call failed: that connection alone ends, with one log line (the table's)."""
-        self._drop(link, self._table.socket_failed(link.conn, exc))
+        self._drop(link, self._table.socket_failed(link.conn, exc, gone=isinstance(exc, PEER_GONE)))
 
     def _drop(self, link: L, reason: str) -> None:
         """Close the socket now and forget the connection.  Idempotent."""

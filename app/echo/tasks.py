@@ -1,6 +1,16 @@
-"""The task-per-connection echo engine: each connection is its own Trio task.
+"""The task-per-connection echo engines: each connection is its own Trio task.
 
-This is the engine to watch: every connection is a real Trio task, so the
+Two engines share this module's echo loop and differ only in how a connection
+task waits for its socket:
+
+* ``--engine tasks`` (Linux): through a private epoll and one waker task, as
+  described below;
+* ``--engine trio`` (anywhere Trio runs): through Trio's own I/O manager,
+  :func:`trio.lowlevel.wait_readable` and :func:`~trio.lowlevel.wait_writable`,
+  Trio's public API only.  It is the fallback where epoll is missing
+  (:mod:`app.portability`) and selectable on Linux so that every test runs it.
+
+``tasks`` is the engine to watch: every connection is a real Trio task, so the
 scheduler tracer draws it as a lane of its own.  It skips the
 ``SocketStream`` layer (and its per-call allocations) and drives stdlib
 sockets with try-first ``recv_into`` / ``send``.
@@ -30,17 +40,19 @@ of bytes (backpressure: the task stops reading until the send completes).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
 
-from app.echo.conns import PEER_GONE, Conn, ConnTable
-from app.echo.multiplex import RECV_SIZE
-from app.errors import describe
+from app.echo import RECV_SIZE
+from app.echo.conns import Conn, ConnTable
+from app.errors import PEER_GONE, describe
 from app.net import accept_forever
 
 log = logging.getLogger(__name__)
@@ -52,10 +64,13 @@ FAIRNESS_BUDGET: Final = 8
 #: Called with the lane id of each connection task as it starts (the tracer watches it).
 OnTaskStart = Callable[[int], None]
 
+#: Waits until the connection's socket has news (readable, or writable once asked for).
+Wait = Callable[[], Awaitable[object]]
+#: Asks (True) or stops asking (False) to be woken when the socket has room to write.
+WantWrite = Callable[[bool], None]
+
 # Socket events the waker takes per wake-up before yielding to the other tasks.
 WAKE_BATCH: Final = 512
-_READ: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
-_READ_WRITE: Final = _READ | select.EPOLLOUT
 
 
 class Waker:
@@ -67,6 +82,10 @@ class Waker:
 
     def __init__(self, ep: select.epoll) -> None:
         self._ep = ep
+        # Read from select at run time, not import time: the module imports where epoll is
+        # missing too, for the portable engine.
+        self._read = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+        self._read_write = self._read | select.EPOLLOUT
         #: Parked tasks by file descriptor.
         self._parked: dict[int, trio.lowlevel.Task] = {}
         #: Descriptors with an edge that came while their task was not parked.
@@ -74,7 +93,7 @@ class Waker:
 
     def add(self, fd: int) -> None:
         """Watch *fd* for reading (edge-triggered) until :meth:`remove`."""
-        self._ep.register(fd, _READ)
+        self._ep.register(fd, self._read)
 
     def remove(self, fd: int) -> None:
         """Stop watching *fd*; call before closing it, so that a reused number starts clean."""
@@ -84,7 +103,7 @@ class Waker:
 
     def want_write(self, fd: int, on: bool) -> None:
         """Also wake for writability (while a send is partial), or stop doing so."""
-        self._ep.modify(fd, _READ_WRITE if on else _READ)
+        self._ep.modify(fd, self._read_write if on else self._read)
 
     def aborter(self, fd: int) -> Callable[[Callable[[], None]], trio.lowlevel.Abort]:
         """The abort function a task parked on *fd* gives Trio: made once per connection."""
@@ -132,13 +151,23 @@ class Waker:
 
 
 class TaskEngine:
-    """Serve echo connections from *listener*, a Trio task each, under *table*'s limits."""
+    """Serve echo connections from *listener*, a Trio task each, under *table*'s limits.
 
-    name: Final = "tasks"
+    *portable* chooses how a connection task waits: ``False`` through the private
+    epoll waker (``--engine tasks``, Linux), ``True`` through Trio's own I/O manager
+    (``--engine trio``, anywhere).
+    """
 
     def __init__(
-        self, listener: socket.socket, table: ConnTable, on_task_start: OnTaskStart | None = None
+        self,
+        listener: socket.socket,
+        table: ConnTable,
+        on_task_start: OnTaskStart | None = None,
+        *,
+        portable: bool = False,
     ) -> None:
+        self.name: Final = "trio" if portable else "tasks"
+        self._portable = portable
         self._listener = listener
         self._table = table
         self._buf = bytearray(RECV_SIZE)
@@ -152,10 +181,11 @@ class TaskEngine:
         waker) live in this function's nursery, so they are all gone when it
         returns.
         """
-        with select.epoll() as ep:
-            waker = Waker(ep)
+        with contextlib.ExitStack() as stack:
+            waker = None if self._portable else Waker(stack.enter_context(select.epoll()))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(waker.run, name="tcp echo waker")
+                if waker is not None:
+                    nursery.start_soon(waker.run, name="tcp echo waker")
 
                 def on_accept(sock: socket.socket, peer: str) -> None:
                     scope = trio.CancelScope()
@@ -168,7 +198,7 @@ class TaskEngine:
                 await accept_forever(self._listener, on_accept)
 
     async def _serve(
-        self, sock: socket.socket, conn: Conn, scope: trio.CancelScope, waker: Waker
+        self, sock: socket.socket, conn: Conn, scope: trio.CancelScope, waker: Waker | None
     ) -> None:
         if self._on_task_start is not None:
             self._on_task_start(conn.id)
@@ -177,15 +207,25 @@ class TaskEngine:
         try:
             with scope:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                waker.add(fd)
-                try:
-                    await self._echo(sock, conn, waker)
-                finally:
-                    waker.remove(fd)  # before the close: the number may be reused at once
+                if waker is None:
+                    await self._echo(
+                        sock,
+                        conn,
+                        functools.partial(trio.lowlevel.wait_readable, sock),
+                        functools.partial(trio.lowlevel.wait_writable, sock),
+                        _no_write_interest,
+                    )
+                else:
+                    waker.add(fd)
+                    try:
+                        wait = functools.partial(waker.wait, fd, waker.aborter(fd))
+                        want_write = functools.partial(waker.want_write, fd)
+                        await self._echo(sock, conn, wait, wait, want_write)
+                    finally:
+                        waker.remove(fd)  # before the close: the number may be reused at once
                 reason = "eof"
         except PEER_GONE as exc:
-            reason = "reset"
-            log.debug("tcp echo: %s went away: %s", conn.peer, exc)
+            reason = self._table.socket_failed(conn, exc, gone=True)
         except Exception as exc:  # the per-connection boundary: only this one ends
             reason = "error"
             log.error("tcp echo: connection from %s failed: %s", conn.peer, describe(exc))
@@ -193,23 +233,27 @@ class TaskEngine:
             sock.close()
             self._table.close(conn, reason)
 
-    async def _echo(self, sock: socket.socket, conn: Conn, waker: Waker) -> None:
+    async def _echo(
+        self,
+        sock: socket.socket,
+        conn: Conn,
+        wait_readable: Wait,
+        wait_writable: Wait,
+        want_write: WantWrite,
+    ) -> None:
         """Echo until the peer half-closes, then send what is left, EOF, and return."""
         buf = self._buf
         size = len(buf)
         view = self._view
         recv_into = sock.recv_into
         send = sock.send
-        fd = sock.fileno()
-        abort = waker.aborter(fd)
-        wait = waker.wait
         budget = FAIRNESS_BUDGET
         while True:
             try:
                 n = recv_into(buf)
             except BlockingIOError:
                 budget = FAIRNESS_BUDGET
-                await wait(fd, abort)
+                await wait_readable()
                 continue
             if n == 0:
                 # Everything read so far was sent before this read: only EOF is left.
@@ -226,14 +270,15 @@ class TaskEngine:
                 sent = 0
             if sent < n:
                 # Copy out before waiting: other tasks reuse the shared buffer.
-                await _send_rest(sock, bytes(view[sent:n]), waker, abort)
+                await _send_rest(sock, bytes(view[sent:n]), wait_writable, want_write)
                 conn.bytes_out += n
                 continue  # the wait may have eaten a read edge: read before parking
             conn.bytes_out += n
             if n < size:
-                # Edge-triggered: a short read emptied the socket, so park now.
+                # A short read emptied the socket, so park now (edge-triggered: must;
+                # level-triggered: saves a read that would fail with EAGAIN).
                 budget = FAIRNESS_BUDGET
-                await wait(fd, abort)
+                await wait_readable()
                 continue
             budget -= 1
             if budget == 0:
@@ -241,26 +286,26 @@ class TaskEngine:
                 await trio.lowlevel.checkpoint()
 
 
+def _no_write_interest(_on: bool) -> None:
+    """Trio's own wait_writable needs no standing registration: nothing to switch."""
+
+
 async def _send_rest(
-    sock: socket.socket,
-    data: bytes,
-    waker: Waker,
-    abort: Callable[[Callable[[], None]], trio.lowlevel.Abort],
+    sock: socket.socket, data: bytes, wait_writable: Wait, want_write: WantWrite
 ) -> None:
     """Send all of *data*, waiting for room; meanwhile nothing more is read (backpressure).
 
     Cancellation: may leave part of *data* unsent; the caller closes the
     connection, it does not resume.
     """
-    fd = sock.fileno()
     rest = memoryview(data)
-    waker.want_write(fd, True)
+    want_write(True)
     try:
         while rest:
-            await waker.wait(fd, abort)
+            await wait_writable()
             try:
                 rest = rest[sock.send(rest) :]
             except BlockingIOError:
                 continue
     finally:
-        waker.want_write(fd, False)
+        want_write(False)

@@ -54,8 +54,9 @@ from websockets.protocol import OPEN, SEND_EOF, Event
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
+from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
-from app.echo.multiplex import MAX_EVENTS, RECV_SIZE, Link, Multiplexed
+from app.echo.multiplex import MAX_EVENTS, Link, Multiplexed
 from app.errors import describe
 
 log = logging.getLogger(__name__)
@@ -295,12 +296,8 @@ class WsEchoEngine(Multiplexed[_Link]):
             self._echo(link, early)
 
     def _read(self, link: _Link) -> None:
-        try:
-            n = link.sock.recv_into(self._buf)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(link, exc)
+        n = self._recv(link, self._buf)
+        if n is None:
             return
         protocol = link.protocol
         if n == 0:
@@ -363,12 +360,8 @@ class WsEchoEngine(Multiplexed[_Link]):
         if link.pending is not None:
             link.pending = memoryview(bytes(link.pending) + data)
         elif data:
-            try:
-                sent = link.sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._lost(link, exc)
+            sent = self._send(link, data)
+            if sent is None:
                 return
             if sent < len(data):
                 self._park(link, memoryview(data)[sent:])

@@ -99,23 +99,3 @@ def _explain(detail: str) -> str:
     if "missing required field `type`" in detail:
         return "expected a 'type' field ('start' or 'cancel')"
     return f"bad control message: {detail}"
-
-
-class TokenBucket:
-    """At most *rate* actions a second on average, *burst* at once; the caller gives the time."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._last: float | None = None
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one; False means "too many, refuse this one"."""
-        if self._last is not None:
-            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True

@@ -16,12 +16,25 @@ Rules of this module:
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
 #: The ``run`` of every echo connection's events.
 ECHO_RUN: Final = "echo"
+
+#: Where a scenario run stands: ``running``, then exactly one of the final states.
+RunState = Literal["running", "done", "cancelled", "timeout", "error"]
+#: The states a run ends in (``run_end.state``); the page learns them from ``hello``.
+FINAL_RUN_STATES: Final[tuple[RunState, ...]] = tuple(
+    s for s in get_args(RunState) if s != "running"
+)
+
+#: The transports of echo connections (``conn_open.transport``).
+Transport = Literal["tcp", "ws"]
+
+#: How much a :class:`Notice` matters to whoever watches.
+NoticeLevel = Literal["info", "warning", "error"]
 
 
 class Event(
@@ -87,14 +100,14 @@ class Block(Event, tag="block", frozen=True):
 class ConnOpen(Event, tag="conn_open", frozen=True):
     """An echo connection was accepted: *transport* is ``tcp`` or ``ws``."""
 
-    transport: str
+    transport: Transport
     peer: str
 
 
 class ConnClose(Event, tag="conn_close", frozen=True):
     """An echo connection ended, with its totals and the reason it ended."""
 
-    transport: str
+    transport: Transport
     peer: str
     bytes_in: int
     bytes_out: int
@@ -146,9 +159,9 @@ class RunStart(Event, tag="run_start", frozen=True):
 
 
 class RunEnd(Event, tag="run_end", frozen=True):
-    """A scenario run ended: *state* is ``done``, ``cancelled``, ``timeout`` or ``error``."""
+    """A scenario run ended: *state* is one of :data:`FINAL_RUN_STATES`."""
 
-    state: str
+    state: RunState
     error: str = ""
     summary: dict[str, Any] = {}
 
@@ -156,7 +169,7 @@ class RunEnd(Event, tag="run_end", frozen=True):
 class Notice(Event, tag="notice", frozen=True):
     """Something the server wants a human watching the page to know (a warning, a refusal)."""
 
-    level: str
+    level: NoticeLevel
     text: str
 
 

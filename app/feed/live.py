@@ -50,11 +50,6 @@ class Feed:
         self._taps: list[Callable[[Event], None]] = []
 
     @property
-    def ring(self) -> Ring:
-        """The ring itself, for readers that need no waking (tests)."""
-        return self._ring
-
-    @property
     def last_seq(self) -> int:
         """``seq`` of the newest event, 0 before the first."""
         return self._ring.last_seq

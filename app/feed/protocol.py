@@ -36,6 +36,10 @@ class Hello(msgspec.Struct, kw_only=True, tag_field="type", tag="hello"):
     scenarios: list[dict[str, Any]]
     #: Recent scenario runs, oldest first: ``id``, ``scenario``, ``params``, ``state``.
     runs: list[dict[str, Any]]
+    #: The states a run ends in (any other state means it still runs).
+    final_states: list[str]
+    #: The ``run`` of echo connections' events (not a scenario run).
+    echo_run: str
     limits: dict[str, Any]
     listeners: dict[str, str]
     #: With ``serve --workers N``: every worker's own web URL,
@@ -69,11 +73,16 @@ class ErrorMessage(msgspec.Struct, kw_only=True, tag_field="type", tag="error", 
 _encoder: Final = msgspec.json.Encoder()
 
 
-def encode(message: Hello | GapMessage | Reply | ErrorMessage) -> str:
-    """The message as a websocket text frame."""
-    return _encoder.encode(message).decode()
+def encode(message: Hello | GapMessage | Reply | ErrorMessage) -> bytes:
+    """The message as the UTF-8 payload of a websocket text frame."""
+    return _encoder.encode(message)
 
 
-def encode_events(chunks: list[bytes]) -> str:
-    """A batch of already-encoded events as one ``events`` text frame."""
-    return (b'{"type":"events","events":[' + b",".join(chunks) + b"]}").decode()
+def encode_events(chunks: list[bytes]) -> bytes:
+    """A batch of already-encoded events as the UTF-8 payload of one ``events`` text frame.
+
+    The events' JSON is the ring's, encoded once per event for every reader;
+    the frame goes out as these bytes (``WebSocket.send_utf8``), never decoded
+    to ``str`` and encoded again per subscriber.
+    """
+    return b'{"type":"events","events":[' + b",".join(chunks) + b"]}"

@@ -11,10 +11,14 @@ Rules of this module:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from app.bounds import NumberKind, check_number
+
+#: A parameter is a bounded number (:data:`~app.bounds.NumberKind`) or one of ``choices``.
+ParamKind = NumberKind | Literal["choice"]
 
 
 class BadParams(ValueError):
@@ -23,10 +27,10 @@ class BadParams(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One scenario parameter.  ``kind`` is ``int``, ``float`` or ``choice``."""
+    """One scenario parameter: a bounded number, or one of a few choices."""
 
     name: str
-    kind: str
+    kind: ParamKind
     default: int | float | str | None
     help: str
     lo: float | None = None
@@ -61,21 +65,11 @@ class Param:
                 expected = ", ".join(self.choices)
                 raise BadParams(f"{self.name}: expected one of {expected}, got {value!r}")
             return str(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BadParams(f"{self.name}: expected a number, got {value!r}")
-        number: int | float
-        if self.kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise BadParams(f"{self.name}: expected a whole number, got {value!r}")
-            number = int(value)
-        elif not math.isfinite(value):
-            raise BadParams(f"{self.name}: expected a finite number, got {value!r}")
-        else:
-            number = float(value)
         assert self.lo is not None and self.hi is not None
-        if not self.lo <= number <= self.hi:
-            raise BadParams(f"{self.name}: {value!r} is outside {_show(self.lo)}..{_show(self.hi)}")
-        return number
+        try:
+            return check_number(value, self.kind, self.lo, self.hi)
+        except ValueError as exc:
+            raise BadParams(f"{self.name}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +83,9 @@ class ScenarioInfo:
     #: What to look for on the page while it runs.
     watch: str
     params: tuple[Param, ...] = ()
+    #: False when its tasks run in a quiet nursery (thousands of them): the page shows the
+    #: run's summary instead of lanes.
+    lanes: bool = True
 
     def describe(self) -> dict[str, Any]:
         """The JSON form sent in ``hello``."""
@@ -98,6 +95,7 @@ class ScenarioInfo:
             "idea": self.idea,
             "watch": self.watch,
             "params": [p.describe() for p in self.params],
+            "lanes": self.lanes,
         }
 
     def defaults(self) -> dict[str, Any]:
@@ -120,7 +118,3 @@ def validate_params(info: ScenarioInfo, given: Mapping[str, Any]) -> dict[str, A
     for name, value in given.items():
         values[name] = known[name].check(value)
     return values
-
-
-def _show(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)

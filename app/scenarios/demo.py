@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import trio
 
+from app.config import BLOCK_THRESHOLD
 from app.feed.chrome_trace import chrome_trace
 from app.feed.events import Block, Event, Output, RunEnd
 from app.feed.live import Feed
@@ -36,7 +37,7 @@ async def run_demo(
     out: TextIO,
     err: TextIO,
     trace_path: Path | None = None,
-    block_threshold: float = 0.05,
+    block_threshold: float = BLOCK_THRESHOLD,
     run_timeout: float = 600.0,
 ) -> RunRecord:
     """Run scenario *name* once and print it; returns the finished run.

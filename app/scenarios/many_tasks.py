@@ -26,6 +26,7 @@ INFO: Final = ScenarioInfo(
     idea="Coroutines are cheap: one thread runs ten thousand of them.",
     watch="The summary: spawn time, join time, and memory per task (a few KiB).",
     params=(Param("tasks", "int", 10_000, "how many tasks to spawn", 1, 100_000),),
+    lanes=False,
 )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 import trio
 
 from app.errors import describe
-from app.feed.events import Event, Output, RunEnd, RunStart
+from app.feed.events import Event, Output, RunEnd, RunStart, RunState
 from app.feed.live import Feed
 from app.scenarios import SCENARIOS, Scenario
 from app.scenarios.catalog import BadParams, validate_params
@@ -53,13 +53,14 @@ class RunRecord:
     id: str
     scenario: str
     params: dict[str, Any]
-    state: str = "running"
+    state: RunState = "running"
     error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     truncated: bool = False
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     cancel_requested: bool = False
+    #: Set once the run has ended and its ``run_end`` is published; await it to wait for the end.
     finished: trio.Event = field(default_factory=trio.Event)
 
     def describe(self) -> dict[str, Any]:
@@ -188,12 +189,6 @@ class Runner:
             raise RunRefused(f"run {run_id} has already ended ({record.state})")
         record.cancel_requested = True
         record.scope.cancel()
-        return record
-
-    async def run(self, name: str, params: Mapping[str, Any]) -> RunRecord:
-        """Start a run and wait for it to end (``trio-echo demo``)."""
-        record = self.start(name, params)
-        await record.finished.wait()
         return record
 
     async def _run(self, scenario: Scenario, record: RunRecord) -> None:

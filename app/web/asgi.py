@@ -10,19 +10,22 @@ the same table to the front's fast path.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from app.echo.conns import ConnTable
 from app.feed.chrome_trace import chrome_trace
-from app.hub import Hub
+from app.scenarios.runner import RunRecord
 from app.web.ws_echo import echo
-from app.web.ws_events import events
+from app.web.ws_events import FeedChannel, events
 from app.web.wsapi import Endpoint, WebSocket
 from app.web.wsasgi import AsgiEndpoint
 
@@ -40,46 +43,40 @@ def static_dir() -> Path:
     raise RuntimeError(f"the page's files are missing: no static/index.html in or beside {here}")
 
 
-def websocket_endpoints(hub: Hub) -> dict[str, Endpoint]:
-    """The websocket endpoints by path, shared by the ASGI routes and the front's fast path."""
+def websocket_endpoints(echo_table: ConnTable, channel: FeedChannel) -> dict[str, Endpoint]:
+    """The websocket endpoints by path, shared by the ASGI routes and the front's fast path.
+
+    *echo_table* holds ``/ws/echo`` connections; *channel* is what ``/ws/events`` needs.
+    """
 
     async def echo_endpoint(ws: WebSocket) -> None:
-        await echo(ws, hub)
+        await echo(ws, echo_table)
 
     async def events_endpoint(ws: WebSocket) -> None:
-        await events(ws, hub)
+        await events(ws, channel)
 
     return {"/ws/echo": echo_endpoint, "/ws/events": events_endpoint}
 
 
-def build_app(hub: Hub) -> Starlette:
-    """The ASGI app of one server."""
+def build_app(
+    *,
+    health: Callable[[], dict[str, Any]],
+    find_run: Callable[[str], RunRecord | None],
+    websockets: Mapping[str, Endpoint],
+    draining: trio.Event,
+) -> Starlette:
+    """The ASGI app of one server.
+
+    *health* gives the ``/healthz`` body, *find_run* a recent run for its trace
+    download, *websockets* the endpoints mounted as ASGI routes (closed with
+    1001 once *draining* is set).
+    """
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {
-                "status": "draining" if hub.draining.is_set() else "ok",
-                "version": hub.version,
-                "pid": hub.pid,
-                "worker": hub.worker,
-                "uptime": round(hub.feed.now(), 3),
-                "time": time.time(),
-                "tcp": {
-                    "connections": len(hub.tcp),
-                    "limit": hub.tcp.limit,
-                    "engine": hub.settings.engine,
-                },
-                "web": {
-                    "connections": hub.web_connections,
-                    "limit": hub.settings.max_web_connections,
-                },
-                "ws_echo": {"connections": len(hub.ws)},
-                "feed": {"seq": hub.feed.last_seq, "subscribers": hub.feed.subscribers},
-            }
-        )
+        return JSONResponse(health())
 
     async def trace(request: Request) -> Response:
-        record = hub.runner.get(request.path_params["run"])
+        record = find_run(request.path_params["run"])
         if record is None:
             return JSONResponse(
                 {"error": "no such run (only recent runs are kept)"}, status_code=404
@@ -91,8 +88,8 @@ def build_app(hub: Hub) -> Starlette:
         )
 
     sockets = [
-        WebSocketRoute(path, AsgiEndpoint(endpoint, hub.draining))
-        for path, endpoint in websocket_endpoints(hub).items()
+        WebSocketRoute(path, AsgiEndpoint(endpoint, draining))
+        for path, endpoint in websockets.items()
     ]
     return Starlette(
         routes=[

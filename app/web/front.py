@@ -26,8 +26,8 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 import trio
 from hypercorn.config import Config
@@ -36,13 +36,15 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from starlette.types import ASGIApp
 
+from app.config import Settings
 from app.echo.conns import LimitLog
-from app.echo.websocket import WsEchoEngine
 from app.errors import describe
-from app.hub import Hub
 from app.net import accept_forever
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
+
+if TYPE_CHECKING:
+    from app.echo.websocket import WsEchoEngine  # needs epoll: imported where it runs
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ BUSY_RESPONSE: Final = (
 )
 
 
+def _nothing() -> None:
+    pass
+
+
 class GuardedStream(trio.abc.HalfCloseableStream):
     """A socket stream for Hypercorn whose sends give up after ``--write-timeout`` seconds.
 
@@ -77,9 +83,20 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
     The timeout is a cancel scope of its own inside ``send_all``, so it fires
     even though Hypercorn shields its sends from outer cancellation.
+
+    *on_eof* is called when the peer has sent all it will, *on_close* once the
+    connection is closed (the front's accounting); both must not block.
     """
 
-    def __init__(self, sock: socket.socket, peer: str, write_timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        write_timeout: float,
+        *,
+        on_eof: Callable[[], None] = _nothing,
+        on_close: Callable[[], None] = _nothing,
+    ) -> None:
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         #: Hypercorn reads the addresses from here.
         self.socket = self._stream.socket
@@ -90,6 +107,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received = 0
         self._sent = 0
         self._eof = False
+        self._on_eof = on_eof
+        self._on_close = on_close
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self._write_timeout) as scope:
@@ -111,7 +130,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._received += len(data)
         if not data:
             self._eof = True
-            self.on_eof()
+            self._on_eof()
         return data
 
     async def aclose(self) -> None:
@@ -123,13 +142,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         try:
             await self._stream.aclose()
         finally:
-            self.on_close()
-
-    def on_close(self) -> None:
-        """Called once the connection is closed; the front replaces it to do its accounting."""
-
-    def on_eof(self) -> None:
-        """Called when the peer has sent all it will; the front replaces it."""
+            self._on_close()
 
     def abort(self) -> None:
         """Close the socket now; any task waiting on it gets ``ClosedResourceError``."""
@@ -137,21 +150,26 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
 
 class WebFront:
-    """Serve the ASGI *app* on *listener* through Hypercorn, within the hub's web limits."""
+    """Serve the ASGI *app* on *listeners* through Hypercorn, within the web limits of *settings*.
+
+    *draining* is the server's drain signal (set by the caller before :meth:`drain`).
+    """
 
     def __init__(
         self,
         listeners: Sequence[socket.socket],
         app: ASGIApp,
-        hub: Hub,
+        settings: Settings,
+        draining: trio.Event,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
     ) -> None:
         self._listeners = listeners
-        self._hub = hub
-        self._limit = hub.settings.max_web_connections
+        self._settings = settings
+        self._draining = draining
+        self._limit = settings.max_web_connections
         self._refusals = LimitLog("web", self._limit)
-        self._config = hypercorn_config(hub)
+        self._config = hypercorn_config(settings)
         self._context = WorkerContext(None)
         self._app = wrap_app(app, self._config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
         self._streams: set[GuardedStream] = set()
@@ -161,6 +179,11 @@ class WebFront:
         self._websockets = websockets
         #: Where ``/ws/echo`` upgrades go, if not to the endpoints above.
         self._ws_echo = ws_echo
+
+    @property
+    def connections(self) -> int:
+        """Open web connections (HTTP and websocket), counted against the limit."""
+        return len(self._streams)
 
     @property
     def refusals(self) -> LimitLog:
@@ -176,29 +199,35 @@ class WebFront:
                     self._refusals.refuse(peer)
                     _refuse(sock)
                     return
-                stream = GuardedStream(sock, peer, self._hub.settings.write_timeout)
+                # Hypercorn keeps a connection's task group after the peer hung up or the
+                # socket closed: from then on it has CLOSED_LINGER to finish.
+                scope = trio.CancelScope()
+
+                def linger() -> None:
+                    scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
+
+                def on_close() -> None:
+                    self._forget(stream)
+                    linger()
+
+                stream = GuardedStream(
+                    sock,
+                    peer,
+                    self._settings.write_timeout,
+                    on_eof=linger,
+                    on_close=on_close,
+                )
                 self._streams.add(stream)
-                self._hub.web_connections = len(self._streams)
-                nursery.start_soon(self._serve, stream, name=f"web {peer}")
+                nursery.start_soon(self._serve, stream, scope, name=f"web {peer}")
 
             with self._accepting:
                 async with trio.open_nursery() as accepting:
                     for listener in self._listeners:
                         accepting.start_soon(accept_forever, listener, on_accept)
 
-    async def _serve(self, stream: GuardedStream) -> None:
+    async def _serve(self, stream: GuardedStream, scope: trio.CancelScope) -> None:
         handed_over = False
-        with trio.CancelScope() as scope:
-
-            def linger() -> None:
-                scope.deadline = min(scope.deadline, trio.current_time() + CLOSED_LINGER)
-
-            def on_close() -> None:
-                self._forget(stream)
-                linger()
-
-            stream.on_close = on_close  # type: ignore[method-assign]
-            stream.on_eof = linger  # type: ignore[method-assign]
+        with scope:
             try:
                 route = await _first_bytes(stream)
                 if route is None:
@@ -212,9 +241,9 @@ class WebFront:
                         stream,
                         stream.peer,
                         self._websockets,
-                        max_message_size=self._hub.settings.max_message_size,
-                        ping_interval=self._hub.settings.ws_ping_interval,
-                        draining=self._hub.draining,
+                        max_message_size=self._settings.max_message_size,
+                        ping_interval=self._settings.ws_ping_interval,
+                        draining=self._draining,
                     )
                 else:
                     await TCPServer(self._app, self._config, self._context, {}, stream)  # type: ignore[arg-type]
@@ -230,14 +259,13 @@ class WebFront:
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)
-        self._hub.web_connections = len(self._streams)
         if not self._streams and self._accepting.cancel_called:
             self._idle.set()
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let connections end by themselves for *grace* seconds, then cut the rest.
 
-        Endpoints see :attr:`Hub.draining` (set by the caller) and close with
+        Endpoints see *draining* (set by the caller) and close with
         1001; Hypercorn closes idle keep-alive connections when told the
         worker is terminating.
         """
@@ -252,11 +280,11 @@ class WebFront:
             stream.abort()
 
 
-def hypercorn_config(hub: Hub) -> Config:
+def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's settings, derived from ours."""
     config = Config()
-    config.websocket_max_message_size = hub.settings.max_message_size
-    config.graceful_timeout = hub.settings.graceful_timeout
+    config.websocket_max_message_size = settings.max_message_size
+    config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("app.web.hypercorn")
     return config

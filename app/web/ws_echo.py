@@ -10,16 +10,19 @@ import logging
 
 import trio
 
-from app.hub import Hub
+from app.echo.conns import ConnTable
 from app.web.wsapi import NORMAL, WebSocket, WebSocketClosed
 
 log = logging.getLogger(__name__)
 
 
-async def echo(ws: WebSocket, hub: Hub) -> None:
-    """Echo messages until the peer closes, the connection idles out, or the server drains."""
+async def echo(ws: WebSocket, table: ConnTable) -> None:
+    """Echo messages until the peer closes, the connection idles out, or the server drains.
+
+    *table* holds the websocket echo connections (limit, counters, idle sweep).
+    """
     scope = trio.CancelScope()
-    conn = hub.ws.admit(ws.peer, lambda _reason: scope.cancel())
+    conn = table.admit(ws.peer, lambda _reason: scope.cancel())
     if conn is None:
         await ws.reject(503)
         return
@@ -40,4 +43,4 @@ async def echo(ws: WebSocket, hub: Hub) -> None:
     except WebSocketClosed as exc:
         reason = f"closed {exc.code}"
     finally:
-        hub.ws.close(conn, reason)
+        table.close(conn, reason)

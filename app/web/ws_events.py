@@ -10,17 +10,20 @@ here; the front's write timeout cuts its connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
 import trio
 
 from app.feed import protocol
-from app.feed.control import BadControlMessage, Start, TokenBucket, parse_control, request_id
+from app.feed.bucket import TokenBucket
+from app.feed.control import BadControlMessage, Start, parse_control, request_id
 from app.feed.live import Feed
 from app.feed.ring import Gap
-from app.hub import Hub
-from app.scenarios.runner import KEEP_RUNS, Runner, RunRefused
+from app.scenarios.runner import Runner, RunRefused
+from app.tracer import TaskWatcher
 from app.web.origin import origin_allowed
 from app.web.wsapi import WebSocket, WebSocketClosed
 
@@ -52,10 +55,24 @@ def parse_since(query: str) -> int | None:
     return since
 
 
-async def events(ws: WebSocket, hub: Hub) -> None:
+@dataclass(frozen=True, slots=True)
+class FeedChannel:
+    """What ``/ws/events`` needs of the server, and nothing more."""
+
+    feed: Feed
+    #: Starts and cancels runs for the control messages.
+    runner: Runner
+    #: Asked to trace steps while a subscriber watches.
+    tracer: TaskWatcher
+    #: Origins allowed besides the page's own (``--allowed-origins``).
+    origins: frozenset[str]
+    #: The ``hello`` for a new subscriber, as of now.
+    hello: Callable[[], protocol.Hello]
+
+
+async def events(ws: WebSocket, channel: FeedChannel) -> None:
     """Serve one subscriber until it leaves or the server drains."""
-    settings = hub.settings
-    if not origin_allowed(ws.header("origin"), ws.header("host"), settings.origins):
+    if not origin_allowed(ws.header("origin"), ws.header("host"), channel.origins):
         log.warning("/ws/events: refused a connection from foreign origin %s", ws.header("origin"))
         await ws.reject(403)
         return
@@ -66,44 +83,19 @@ async def events(ws: WebSocket, hub: Hub) -> None:
         await ws.reject(400)
         return
     await ws.accept()
-    await ws.send(protocol.encode(hello(hub)))
-    hub.feed.subscribers += 1
+    await ws.send_utf8(protocol.encode(channel.hello()))
+    feed = channel.feed
+    feed.subscribers += 1
     try:
-        with hub.tracer.stepping():  # someone watches: the scheduler's steps are worth tracing
+        with channel.tracer.stepping():  # someone watches: the scheduler's steps are worth tracing
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_control, ws, hub.runner, nursery.cancel_scope)
+                nursery.start_soon(_read_control, ws, channel.runner, nursery.cancel_scope)
                 try:
-                    await _stream(ws, hub.feed, hub.feed.start_cursor(since))
+                    await _stream(ws, feed, feed.start_cursor(since))
                 except WebSocketClosed:
                     nursery.cancel_scope.cancel()  # the reader's receive ends with it
     finally:
-        hub.feed.subscribers -= 1
-
-
-def hello(hub: Hub) -> protocol.Hello:
-    """What a new subscriber is told about this server first."""
-    s = hub.settings
-    return protocol.Hello(
-        version=hub.version,
-        pid=hub.pid,
-        worker=hub.worker,
-        started_at=hub.feed.started_at,
-        now=round(hub.feed.now(), 6),
-        seq=hub.feed.last_seq,
-        control=True,
-        scenarios=[s.info.describe() for s in hub.runner.scenarios.values()],
-        runs=hub.runner.runs(),
-        limits={
-            "max_connections": s.max_connections,
-            "max_web_connections": s.max_web_connections,
-            "idle_timeout": s.idle_timeout,
-            "max_message_size": s.max_message_size,
-            "block_threshold": s.block_threshold,
-            "keep_runs": KEEP_RUNS,
-        },
-        listeners=dict(hub.listeners),
-        peers=list(hub.peers),
-    )
+        feed.subscribers -= 1
 
 
 async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
@@ -112,12 +104,12 @@ async def _stream(ws: WebSocket, feed: Feed, cursor: int) -> None:
         await feed.wait_new(cursor)
         batch = feed.read_encoded(cursor, MAX_BATCH)
         if isinstance(batch, Gap):
-            await ws.send(
+            await ws.send_utf8(
                 protocol.encode(protocol.GapMessage(missed=batch.missed, resume=batch.resume))
             )
             cursor = batch.resume
             continue
-        await ws.send(protocol.encode_events(batch))
+        await ws.send_utf8(protocol.encode_events(batch))
         cursor += len(batch)
         await trio.sleep(MIN_BATCH_INTERVAL)
 
@@ -139,7 +131,7 @@ async def _read_control(ws: WebSocket, runner: Runner, done: trio.CancelScope) -
                     message=f"too many control messages: at most {CONTROL_RATE:g} a second",
                     id=request_id(data),
                 )
-            await ws.send(protocol.encode(answer))
+            await ws.send_utf8(protocol.encode(answer))
     except WebSocketClosed:
         done.cancel()
 

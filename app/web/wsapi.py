@@ -92,6 +92,14 @@ class WebSocket(Protocol):
         """Send one message: ``str`` as text, ``bytes`` as binary."""
         ...
 
+    async def send_utf8(self, data: bytes) -> None:
+        """Send *data*, already-encoded UTF-8, as one text message.
+
+        For frames built as bytes (the feed's batches): a shell that can frame
+        bytes as text does so without decoding them first.
+        """
+        ...
+
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start (and briefly wait for) the closing handshake.  Idempotent; never raises."""
         ...

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import trio
 
+from app.errors import PEER_GONE
 from app.web.wsapi import (
     ABNORMAL,
     NORMAL,
@@ -38,13 +39,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: What a send to a closing or vanished connection raises under Hypercorn on Trio.
-PEER_GONE: Final = (
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    trio.BusyResourceError,
-    OSError,
-)
+#: What a send to a closing or vanished connection raises under Hypercorn on Trio: a peer
+#: that is gone (:data:`~app.errors.PEER_GONE`), Hypercorn's own close racing our send
+#: (``BusyResourceError``), or any other error of the transport underneath (``OSError``).
+SEND_TO_CLOSING: Final = (*PEER_GONE, trio.BusyResourceError, OSError)
 
 
 class AsgiWebSocket:
@@ -132,6 +130,10 @@ class AsgiWebSocket:
         else:
             await self._raw_send({"type": "websocket.send", "bytes": data})
 
+    async def send_utf8(self, data: bytes) -> None:
+        """Send UTF-8 bytes as a text message (ASGI carries text as ``str``: decoded here)."""
+        await self._raw_send({"type": "websocket.send", "text": data.decode()})
+
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Send a close frame (if still possible).  Idempotent; never raises."""
         if self._closed or not self._accepted:
@@ -149,7 +151,7 @@ class AsgiWebSocket:
         async with self._send_lock:
             try:
                 await self._send(message)
-            except PEER_GONE as exc:
+            except SEND_TO_CLOSING as exc:
                 self._closed = True
                 raise WebSocketClosed(ABNORMAL, type(exc).__name__) from None
 

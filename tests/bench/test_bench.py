@@ -15,6 +15,7 @@ import trio
 from app.bench.load import Plan, add_lags, parse_batch, run_bench
 from app.bench.stats import BUCKETS, Histogram, Summary, bucket_of, bucket_top, table
 from app.child import self_command
+from app.ready import parse_ready
 
 from conftest import start_server
 
@@ -104,7 +105,9 @@ def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
     )
     assert serve.stdout is not None
     try:
-        tcp = serve.stdout.readline().split()[-1]
+        ready = parse_ready(serve.stdout.readline() + serve.stdout.readline())
+        assert ready is not None
+        tcp = ready.tcp
         bench = subprocess.run(
             self_command("bench", "--tcp", tcp, "--duration", "0.5", "--json"),
             capture_output=True,

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.child import self_command
+from app.ready import parse_ready
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 # No sandbox (root in a container), no GPU, and nothing that phones home: with the network
@@ -44,7 +45,6 @@ STARTUP_TIMEOUT: Final = 15.0
 STARTUP_POLL: Final = 0.02
 # SIGTERM drains in < 1 s (tests/test_shutdown.py); after this long it is killed.
 STOP_TIMEOUT: Final = 10.0
-WEB_LINE: Final = re.compile(r"^web listening on (http://\S+)$", re.MULTILINE)
 
 
 def require_chromium(path: Path, ci: str | None) -> None:
@@ -93,9 +93,9 @@ def running_server(workdir: Path, *extra: str) -> Iterator[str]:
 def _wait_for_url(process: subprocess.Popen[bytes], out_path: Path, err_path: Path) -> str:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
-        match = WEB_LINE.search(out_path.read_text(errors="replace"))
-        if match:
-            return match.group(1)
+        ready = parse_ready(out_path.read_text(errors="replace"))
+        if ready is not None:
+            return ready.web
         if process.poll() is not None:
             break
         time.sleep(STARTUP_POLL)

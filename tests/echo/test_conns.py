@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
+import trio
 
 from app.echo.conns import MAX_SAMPLES, ConnTable
+from app.errors import PEER_GONE
 from app.feed.events import ConnClose, ConnOpen, Event
 
 
@@ -114,3 +117,24 @@ def test_refusals_are_logged_once_per_burst(caplog: pytest.LogCaptureFixture) ->
     assert len(lines) == 2
     assert "closing p0" in lines[0]
     assert "refused 4 more" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "level"),
+    [
+        (ConnectionResetError(104, "Connection reset by peer"), "reset", logging.DEBUG),
+        (BrokenPipeError(32, "Broken pipe"), "reset", logging.DEBUG),
+        (TimeoutError(110, "Connection timed out"), "reset", logging.DEBUG),
+        (trio.BrokenResourceError("reset"), "reset", logging.DEBUG),
+        (PermissionError(13, "Permission denied"), "error", logging.WARNING),
+    ],
+)
+def test_a_peer_merely_gone_is_routine_anything_else_a_warning(
+    exc: Exception, reason: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    table, _, _ = make_table()
+    conn = table.admit("p:1", lambda r: None)
+    assert conn is not None
+    caplog.set_level(logging.DEBUG, logger="app.echo.conns")
+    assert table.socket_failed(conn, exc, gone=isinstance(exc, PEER_GONE)) == reason
+    assert [r.levelno for r in caplog.records] == [level]

@@ -193,8 +193,7 @@ async def test_feed_reports_open_and_close_with_totals(running: Running) -> None
             await s.send_eof()
             assert await read_all(s) == b"12345"
         while True:
-            events = feed.ring.read(cursor, 1000)
-            assert isinstance(events, list)
+            events = [e for e in running.events if e.seq > cursor]
             closes = [e for e in events if isinstance(e, ConnClose)]
             if closes:
                 break
@@ -217,4 +216,7 @@ async def test_eof_then_reset_is_routine_not_an_error(
             await s.send_eof()
             rst_close(s)
         await wait_until(lambda: len(engine_server.hub.tcp) == 0)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # The ticker may warn of a loop stall on a loaded machine (200 connects in a row): that
+    # is its job and says nothing about how the connections ended.
+    noted = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "app.ticker"]
+    assert not noted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -42,8 +43,9 @@ async def test_connect_flood_far_past_the_limit(nursery: trio.Nursery, engine: s
         # Everyone inside the limit is served as before, and so is the web side.
         for s in good:
             await echo_once(s, b"still served")
-        status, _, _ = await http_request(running.ports.http, "/healthz")
+        status, _, body = await http_request(running.ports.http, "/healthz")
         assert status == 200
+        assert json.loads(body)["tcp"]["refused"] >= 600
         for s in flood:
             await s.aclose()
         # Full recovery: slots freed by the good ones are taken by new ones.
@@ -88,7 +90,7 @@ async def test_web_connection_flood_gets_503s_and_recovers(nursery: trio.Nursery
     running = await start_server(nursery, max_web_connections=10)
     with trio.fail_after(30):
         held = [await trio.open_tcp_stream("127.0.0.1", running.ports.http) for _ in range(10)]
-        await wait_until(lambda: running.hub.web_connections == 10)
+        await wait_until(lambda: running.server.web_connections == 10)
         refused = 0
         for _ in range(200):
             async with await trio.open_tcp_stream("127.0.0.1", running.ports.http) as s:
@@ -100,6 +102,6 @@ async def test_web_connection_flood_gets_503s_and_recovers(nursery: trio.Nursery
         assert refused >= 150  # the rest were reset before our read: closed either way
         for s in held:
             await s.aclose()
-        await wait_until(lambda: running.hub.web_connections == 0)
+        await wait_until(lambda: running.server.web_connections == 0)
         status, _, _ = await http_request(running.ports.http, "/healthz")
         assert status == 200

@@ -14,7 +14,6 @@ from app.feed.control import (
     BadControlMessage,
     Cancel,
     Start,
-    TokenBucket,
     parse_control,
     request_id,
 )
@@ -133,10 +132,3 @@ def test_params_are_in_bounds_or_refused_never_clamped(name: str, params: dict[s
         else:
             assert param.lo is not None and param.hi is not None
             assert param.lo <= value <= param.hi
-
-
-def test_token_bucket_allows_a_burst_then_the_rate() -> None:
-    bucket = TokenBucket(rate=10, burst=3)
-    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(0.05) is False  # half a token back
-    assert bucket.take(0.1) is True

@@ -45,7 +45,7 @@ async def test_web_connection_over_the_limit_gets_503_and_others_keep_working(
     running = await start_server(nursery, max_web_connections=2)
     with trio.fail_after(5):
         held = [await trio.open_tcp_stream("127.0.0.1", running.ports.http) for _ in range(2)]
-        await wait_until(lambda: running.hub.web_connections == 2)
+        await wait_until(lambda: running.server.web_connections == 2)
         async with await trio.open_tcp_stream("127.0.0.1", running.ports.http) as extra:
             answer = b""
             try:
@@ -60,10 +60,12 @@ async def test_web_connection_over_the_limit_gets_503_and_others_keep_working(
         while chunk := await held[0].receive_some(65536):
             reply += chunk
         assert reply.startswith(b"HTTP/1.1 200")
+        health = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert health["web"] == {"connections": 2, "limit": 2, "refused": 1}
         for stream in held:
             await stream.aclose()
         # Once they are gone, new connections are welcome again.
-        await wait_until(lambda: running.hub.web_connections == 0)
+        await wait_until(lambda: running.server.web_connections == 0)
         status, _, _ = await http_request(running.ports.http, "/healthz")
         assert status == 200
     assert running.server.hub.settings.max_web_connections == 2

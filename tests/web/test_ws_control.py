@@ -80,7 +80,7 @@ async def test_bad_messages_get_clear_errors_and_the_connection_lives_on(running
         ('{"type": "start", "scenario": "nope", "id": 1}', "no scenario 'nope'"),
         (
             '{"type": "start", "scenario": "many-tasks", "params": {"tasks": 1000001}, "id": 2}',
-            "outside 1..100000",
+            "outside 1..100,000",
         ),
         (
             '{"type": "start", "scenario": "spawn-join", "params": {"sleep": "1"}}',
@@ -116,8 +116,9 @@ async def test_a_flood_of_control_messages_is_refused_past_the_rate(running: Run
 async def test_the_trace_of_a_run_downloads(running: Running) -> None:
     from netclient import http_request
 
-    record = await running.hub.runner.run("spawn-join", {"n": 1})
+    record = running.hub.runner.start("spawn-join", {"n": 1})
     with trio.fail_after(5):
+        await record.finished.wait()
         status, headers, body = await http_request(
             running.ports.http, f"/api/runs/{record.id}/trace.json"
         )
@@ -133,8 +134,9 @@ async def test_the_trace_of_a_run_downloads(running: Running) -> None:
 async def test_hello_lists_finished_runs_with_their_summary_and_the_limits(
     running: Running,
 ) -> None:
-    record = await running.hub.runner.run("random-sleep", {"count": 1, "scale": 0.01, "seed": 7})
+    record = running.hub.runner.start("random-sleep", {"count": 1, "scale": 0.01, "seed": 7})
     with trio.fail_after(5):
+        await record.finished.wait()
         async with ws_connect(running.url("/ws/events")) as ws:
             hello = await next_of(ws, "hello")
     listed = next(r for r in hello["runs"] if r["id"] == record.id)

@@ -44,6 +44,12 @@ async def test_hello_then_replay_then_live_events(ws_server: Running) -> None:
             assert hello["version"] and hello["started_at"] > 0
             assert isinstance(hello["scenarios"], list)
             assert hello["listeners"]["tcp"].endswith(f":{ws_server.ports.tcp}")
+            # The server's facts the page would otherwise copy: from here, never hard-coded.
+            assert hello["final_states"] == ["done", "cancelled", "timeout", "error"]
+            assert hello["echo_run"] == "echo"
+            assert hello["limits"]["block_threshold"] == ws_server.hub.settings.block_threshold
+            lanes = {s["name"]: s["lanes"] for s in hello["scenarios"]}
+            assert lanes["many-tasks"] is False and lanes["spawn-join"] is True
             replay = await events_until(ws, lambda seen: any(e["kind"] == "notice" for e in seen))
             assert [e["text"] for e in replay if e["kind"] == "notice"] == ["before anyone watched"]
             # Live: an echo connection appears as a task, with its totals when it closes.
@@ -65,7 +71,7 @@ async def test_reader_behind_the_ring_gets_a_gap_then_the_rest(nursery: trio.Nur
     feed = server.hub.feed
     for i in range(200):
         feed.publish(Notice(level="info", text=f"n{i}"))
-    first = feed.ring.first_seq
+    first = feed.last_seq - 64 + 1  # the ring is full: it holds the last 64
     with trio.fail_after(5):
         async with ws_connect(f"ws://127.0.0.1:{ports.http}/ws/events?since=0") as ws:
             assert (await next_json(ws))["type"] == "hello"
