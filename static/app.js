@@ -72,6 +72,7 @@ async function loadTree() {
     notices.error(`Could not load the task tree: ${exc.message}`);
   }
 }
+
 const consoleView = new Console($("#console"), (task) => timeline.laneName(task));
 const echo = new EchoPanel($("#echo"));
 const lag = new LagChart($("#loop"));

@@ -107,18 +107,14 @@ export function lowerBound(list, k, key) {
 /**
  * What the page takes from the server's hello instead of keeping copies: the states a run
  * ends in (`final_states`), the `run` of echo connections' events (`echo_run`), and the
- * scenarios whose tasks get no lanes (`scenarios[].lanes === false`). The values here are
- * what a hello without those fields (a server before issue 9's) means.
+ * scenarios whose tasks get no lanes (`scenarios[].lanes === false`). Before a hello: none.
  */
 export function serverFacts(hello = {}) {
   const scenarios = Array.isArray(hello.scenarios) ? hello.scenarios : [];
-  const said = scenarios.some((s) => typeof s.lanes === "boolean");
   return {
-    finalStates: new Set(hello.final_states ?? ["done", "cancelled", "timeout", "error"]),
-    echoRun: hello.echo_run ?? "echo",
-    noLanes: new Set(
-      said ? scenarios.filter((s) => s.lanes === false).map((s) => s.name) : ["many-tasks"],
-    ),
+    finalStates: new Set(hello.final_states ?? []),
+    echoRun: hello.echo_run ?? null,
+    noLanes: new Set(scenarios.filter((s) => s.lanes === false).map((s) => s.name)),
   };
 }
 
@@ -467,7 +463,7 @@ export class TimelineModel {
     this.pruneExited();
     const finished = [...this.groups.values()].filter((g) => !g.isEcho && this.isOver(g));
     const excess = this.groups.size - MAX_GROUPS;
-    if (excess > 0) {
+    if (excess > 0 && finished.length) {
       finished.sort((a, b) => lastTime(a) - lastTime(b));
       for (const group of finished.slice(0, excess)) {
         for (const task of group.lanes) this.lanes.delete(task);

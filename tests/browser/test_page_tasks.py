@@ -325,10 +325,19 @@ def test_click_a_task_shows_where_it_is_suspended(page: Page, feed: FeedProxy) -
 
     # A click (not a drag) on the task's lane on the canvas asks the same.
     lane.scroll_into_view_if_needed()
-    label = lane.bounding_box()
-    canvas = page.get_by_test_id("tl-canvas").bounding_box()
-    assert label is not None and canvas is not None
-    page.mouse.click(canvas["x"] + canvas["width"] / 2, label["y"] + label["height"] / 2)
+    # Where the lane's row is, read in one go in the page (the labels are rebuilt as the
+    # layout changes, so a node found in one call may be replaced by the next).
+    x, y = page.evaluate(
+        """(task) => {
+            const label = document.querySelector(`[data-testid="lane"][data-task="${task}"]`);
+            const row = label.getBoundingClientRect();
+            const canvas = document.querySelector('[data-testid="tl-canvas"]');
+            const box = canvas.getBoundingClientRect();
+            return [box.left + box.width / 2, row.top + row.height / 2];
+        }""",
+        BASE_ID + 4,
+    )
+    page.mouse.click(x, y)
     expect(panel).to_be_visible()
     expect(panel).to_have_attribute("data-task", str(BASE_ID + 4))
     expect(page.get_by_test_id("task-where").locator("li")).to_have_count(2)

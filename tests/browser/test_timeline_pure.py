@@ -19,6 +19,12 @@ SETUP = """
 const { TimelineModel } = await import("/timeline-model.js");
 const layout = await import("/timeline-layout.js");
 const model = new TimelineModel();
+// What a server's hello says (app/feed/protocol.py): the page keeps no copy of these facts.
+model.learn({
+    final_states: ["done", "cancelled", "timeout", "error"],
+    echo_run: "echo",
+    scenarios: [{ name: "many-tasks", lanes: false }],
+});
 const shape = (rows) => rows.map((r) =>
     r.type === "lane" ? `${r.depth} ${r.lane.name}`
     : r.type === "nursery" ? `${r.depth} [${r.key} ${r.lanes.length} ${r.collapsed ? "+" : "-"}]`
