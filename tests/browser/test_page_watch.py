@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.child import self_command
+from app.ready import WEB_LINE as WEB_PREFIX
 
 from .harness import STARTUP_POLL, STARTUP_TIMEOUT, STOP_TIMEOUT, VIEWPORT
 
@@ -34,8 +35,9 @@ pytestmark = [
 ]
 
 PROGRAM: Final = Path(__file__).parent / "programs" / "tree_stall.py"
-# `watch` prints serve's web line alone (it has no TCP echo listener), then `watching pid N`.
-WEB_LINE: Final = re.compile(r"^web listening on (http://\S+)$", re.MULTILINE)
+# `watch` prints serve's web line alone (it has no TCP echo listener), then `watching pid N`:
+# not the pair app.ready.parse_ready reads, so the one line is matched here.
+WEB_LINE: Final = re.compile(rf"^{re.escape(WEB_PREFIX)}(http://\S+)$", re.MULTILINE)
 HANDLERS: Final = 250
 # The line of the program's time.sleep: the stall banner must name it.
 STALL_LINE: Final = next(
