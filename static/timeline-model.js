@@ -349,21 +349,32 @@ export class TimelineModel {
    * known; they exist now). Returns how many lanes were added.
    */
   adoptTasks(runs, t) {
+    // serve answers for its own loop as one run ("serve"), whose tasks belong to scenario
+    // runs: a task the page is missing goes to the run whose events named it.
+    const missing = new Map();
+    for (const group of this.groups.values()) {
+      for (const task of group.unseen) missing.set(task, group);
+    }
     let added = 0;
     for (const entry of runs) {
-      const group = this.groups.get(entry.run);
-      if (!group || !Array.isArray(entry.tasks)) continue;
-      // Known only from its tasks' steps until now: the server says it is live.
-      if (!group.state) group.state = "running";
-      if (!group.scenario && entry.pid) group.scenario = `pid ${entry.pid}`;
+      if (!Array.isArray(entry.tasks)) continue;
+      const own = this.groups.get(entry.run);
+      if (own) {
+        // Known only from its tasks' steps until now: the server says it is live.
+        if (!own.state) own.state = "running";
+        if (!own.scenario && entry.pid) own.scenario = `pid ${entry.pid}`;
+      }
       // Parents come before their children in the answer (a walk from the root task).
       for (const task of entry.tasks) {
         if (!task.id || this.lanes.has(task.id) || task.state === "exited") continue;
-        this.addLane(task.id, entry.run, task.name, task.parent || 0, t, task.nursery || 0);
+        const group = own ?? missing.get(task.id);
+        if (!group) continue; // the server's own plumbing: no lane
+        this.addLane(task.id, group.id, task.name, task.parent || 0, t, task.nursery || 0);
         added += 1;
       }
-      group.unseen.clear();
     }
+    // The answer is the whole live tree: a task still missing has exited meanwhile.
+    for (const group of this.groups.values()) group.unseen.clear();
     this.layoutDirty = true;
     return added;
   }

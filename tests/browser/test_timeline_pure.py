@@ -239,6 +239,28 @@ def test_a_run_known_only_from_steps_is_counted_then_adopted(page: Page) -> None
     assert result["left"] == 0
 
 
+def test_serves_own_answer_fills_the_scenario_runs(page: Page) -> None:
+    """serve answers /api/tasks as one run ("serve"): its tasks go to the runs that named them."""
+    result = run_js(
+        page,
+        """
+        model.onRunStart({ run: "r3", scenario: "spawn-join", t: 1 });
+        model.onStep({ run: "r3", task: 41, t: 2, dur: 0.01 });
+        const added = model.adoptTasks([{ run: "serve", pid: 1, tasks: [
+            { id: 2, name: "ticker", parent: 0, nursery: 0, state: "waiting" },
+            { id: 41, name: "f(5) #1", parent: 40, nursery: 0, state: "waiting" },
+        ] }], 3);
+        return {
+            added,
+            run: model.lanes.get(41)?.run,
+            plumbing: model.lanes.has(2),
+            groups: [...model.groups.keys()],
+        };
+        """,
+    )
+    assert result == {"added": 1, "run": "r3", "plumbing": False, "groups": ["w1", "r3"]}
+
+
 def test_a_watched_runs_title_is_its_command(page: Page) -> None:
     """A run whose params carry `argv` is called by its command, folders left out, cut."""
     titles = run_js(
