@@ -62,14 +62,9 @@ def start_watched_run(feed: FeedProxy, run: str, program: str = "app.py") -> Non
     feed.send([{"kind": "run_start", "run": run, "scenario": program, "params": {}}])
 
 
-def test_watched_run_shows_nested_nurseries(page: Page, feed: FeedProxy) -> None:
-    """INJECTED. The tree as Trio holds it: a task, the nurseries it opened, their tasks.
-
-    main opens two nurseries (a server with its handlers, and a ticker); the server's
-    nursery holds two handlers. A task with one small nursery shows its children indented
-    under it; a task with two shows each nursery as a row.
-    """
-    run = "w901"
+def start_server_tree(feed: FeedProxy, run: str) -> None:
+    """A watched run: main opens two nurseries (serve_tcp, ticker); serve_tcp's holds two
+    handlers. Tasks 1 to 5 (main, serve_tcp, ticker, handler #1, handler #2), nurseries 1-3."""
     start_watched_run(feed, run)
     feed.send(
         [
@@ -80,6 +75,17 @@ def test_watched_run_shows_nested_nurseries(page: Page, feed: FeedProxy) -> None
             spawn(run, 5, "handler #2", 2, 3),
         ]
     )
+
+
+def test_watched_run_shows_nested_nurseries(page: Page, feed: FeedProxy) -> None:
+    """INJECTED. The tree as Trio holds it: a task, the nurseries it opened, their tasks.
+
+    main opens two nurseries (a server with its handlers, and a ticker); the server's
+    nursery holds two handlers. A task with one small nursery shows its children indented
+    under it; a task with two shows each nursery as a row.
+    """
+    run = "w901"
+    start_server_tree(feed, run)
     expect(page.locator(f'[data-testid="lane"][data-run="{run}"]')).to_have_count(5)
     rows = label_rows(page, run)
     shape = [(r["kind"], r["depth"], r["name"]) for r in rows]
@@ -287,15 +293,7 @@ def test_click_a_task_shows_where_it_is_suspended(page: Page, feed: FeedProxy) -
 
     page.route(re.compile(r"/api/tasks/\d+$"), answer)
     run = "w905"
-    start_watched_run(feed, run)
-    feed.send(
-        [
-            spawn(run, 1, "main", 0, 0),
-            spawn(run, 2, "serve_tcp", 1, 1),
-            spawn(run, 4, "handler #1", 2, 3),
-            spawn(run, 5, "handler #2", 2, 3),
-        ]
-    )
+    start_server_tree(feed, run)
     lane = page.locator(f'[data-testid="lane"][data-task="{BASE_ID + 4}"]')
     lane.click()
     panel = page.get_by_test_id("task-detail")
