@@ -103,6 +103,14 @@ def test_a_watched_programs_tree_stall_and_stacks(
     expect(folded).to_contain_text("250 tasks")
     names = page.locator('[data-testid="lane"] .lane-name')
     expect(names).to_have_text(["__main__.main", "server", "ticker"])
+    folded.click()  # expand: the handlers under server's nursery row
+    expect(folded).to_have_attribute("aria-expanded", "true")
+    expect(names).to_have_count(3 + HANDLERS)
+    # main 0, its nurseries' rows 1, server 2, server's nursery row 3, the handlers 4.
+    handlers = page.locator('[data-testid="lane"][data-depth="4"]')
+    expect(handlers).to_have_count(HANDLERS)
+    folded.click()
+    expect(names).to_have_count(3)
 
     # A stall while it lasts: the banner names the task and the line of its time.sleep.
     assert process.stdin is not None
