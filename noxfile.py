@@ -65,7 +65,17 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate", "feed-redis", "udp")
+BENCH_PARTS = (
+    "tcp",
+    "ws",
+    "startup",
+    "workers",
+    "tracer",
+    "wsdeflate",
+    "feed-redis",
+    "udp",
+    "page",
+)
 
 
 @nox.session
@@ -83,8 +93,9 @@ def bench(session: nox.Session) -> None:
     run_ws_deflate.sh; then the feed's fan-out with and without deflate:
     sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
     ``DURATION=1 ROUNDS=1`` is a smoke run), ``feed-redis`` (two instances on
-    one Redis Stream: fan-out lag, an outage, echo ratio) and ``udp`` (run_udp.sh:
-    UDP echo against asyncio+uvloop's datagram peer, naive Trio and C; issue 11).
+    one Redis Stream: fan-out lag, an outage, echo ratio), ``udp`` (run_udp.sh:
+    UDP echo against asyncio+uvloop's datagram peer, naive Trio and C; issue 11) and
+    ``page`` (the page's frame times in Chromium with 10,000 stepping tasks).
     ``tcp`` also runs s2 without and s2p with ``--proxy-protocol v2``, alternating, for the
     PROXY header's cost (issue 11's target: s2p >= 0.97x s2).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
@@ -227,3 +238,8 @@ def bench(session: nox.Session) -> None:
         # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
         extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
         session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)
+    if "page" in parts:
+        # Issue 10: frame time p95 with 10,000 stepping tasks (target < 50 ms). Debian's
+        # Chromium, driven by the browser tests' harness (not -P: it is the tests' package).
+        session.install("playwright")
+        session.run("python", "-m", "tests.browser.frames", "--seconds", "10")
