@@ -65,7 +65,18 @@ def fmt(session: nox.Session) -> None:
 # The benchmark's tools live beside the repository (read-only); TRIO_ECHO_TOOLS overrides.
 BENCH_TOOLS = Path(os.environ.get("TRIO_ECHO_TOOLS", Path(__file__).parent / "../shared/tools"))
 BENCH_PEERS = ["gevent", "uvloop", "websockets"]
-BENCH_PARTS = ("tcp", "ws", "startup", "workers", "tracer", "wsdeflate", "feed-redis", "watch")
+BENCH_PARTS = (
+    "tcp",
+    "ws",
+    "startup",
+    "workers",
+    "tracer",
+    "wsdeflate",
+    "feed-redis",
+    "udp",
+    "page",
+    "watch",
+)
 
 
 @nox.session
@@ -83,9 +94,13 @@ def bench(session: nox.Session) -> None:
     run_ws_deflate.sh; then the feed's fan-out with and without deflate:
     sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
     ``DURATION=1 ROUNDS=1`` is a smoke run), ``feed-redis`` (two instances on
-    one Redis Stream: fan-out lag, an outage, echo ratio) and ``watch`` (trio_naive.py
-    under echoload s2 and a 1,000-task relay: plain, under ``trio-echo watch``, and with
-    its page open; then 20 stalls in a row; docs/watch.md).
+    one Redis Stream: fan-out lag, an outage, echo ratio), ``udp`` (run_udp.sh:
+    UDP echo against asyncio+uvloop's datagram peer, naive Trio and C; issue 11),
+    ``page`` (the page's frame times in Chromium with 10,000 stepping tasks) and
+    ``watch`` (trio_naive.py under echoload s2 and a 1,000-task relay: plain, under
+    ``trio-echo watch``, and with its page open; then 20 stalls in a row; docs/watch.md).
+    ``tcp`` also runs s2 without and s2p with ``--proxy-protocol v2``, alternating, for the
+    PROXY header's cost (issue 11's target: s2p >= 0.97x s2).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
     """
     parts = session.posargs or list(BENCH_PARTS)
@@ -117,6 +132,44 @@ def bench(session: nox.Session) -> None:
                 external=True,
             )
             session.log((out / "results/peers.md").read_text())
+        # Issue 11: the PROXY header's cost. The runner has one PROJECT_CMD per run, so the
+        # plain server (s2) and the one requiring a v2 header (s2p) alternate, one round each.
+        for rnd in (1, 2):
+            for name, command, scenario in (
+                ("plain", serve, "s2"),
+                ("proxy-v2", f"{serve} --proxy-protocol v2", "s2p"),
+            ):
+                out = work / f"tcp-{name}-{rnd}"
+                session.run(
+                    "bash",
+                    str(tools / "bench/run_peers.sh"),
+                    "project",
+                    env={
+                        **env,
+                        "SCENARIOS": scenario,
+                        "ROUNDS": "1",
+                        "WORK": str(out),
+                        "PROJECT_CMD": f"{command} --log-level warning",
+                    },
+                    external=True,
+                )
+                session.log(f"{name} round {rnd}:\n" + (out / "results/peers.md").read_text())
+    if "udp" in parts:
+        out = work / "udp"
+        udp_serve = (
+            f"{Path(session.bin) / 'trio-echo'} serve --tcp-port 0 --http-port 0 "
+            "--udp-port {port} --log-level warning"
+        )
+        session.run(
+            "bash",
+            str(tools / "udp/run_udp.sh"),
+            "project",
+            "asyncio_uvloop_udp",
+            "trio_udp",
+            "c_udp",
+            env={"PY": python, "ROUNDS": "2", "WORK": str(out), "PROJECT_CMD": udp_serve},
+            external=True,
+        )
     if "ws" in parts:
         wsload = work / "wsload"
         wsload.mkdir(parents=True, exist_ok=True)
@@ -188,5 +241,10 @@ def bench(session: nox.Session) -> None:
         # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
         extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
         session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)
+    if "page" in parts:
+        # Issue 10: frame time p95 with 10,000 stepping tasks (target < 50 ms). Debian's
+        # Chromium, driven by the browser tests' harness (not -P: it is the tests' package).
+        session.install("playwright")
+        session.run("python", "-m", "tests.browser.frames", "--seconds", "10")
     if "watch" in parts:
         session.run("python", "-P", "tools/watch_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})

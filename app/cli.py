@@ -32,6 +32,7 @@ from app.config import (
     Settings,
     WatchSettings,
     add_options,
+    parse_networks,
     resolve,
 )
 from app.feed.redis_url import BadFeedURL, parse_feed
@@ -79,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_options(serve, SERVE_OPTIONS, Settings)
+    serve.add_argument(
+        "--no-udp",
+        dest="udp",
+        action="store_const",
+        const="off",
+        default=argparse.SUPPRESS,
+        help="no UDP echo (same as --udp off)",
+    )
     # Set by the supervisor of --workers N for each worker it starts; not for people.
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
@@ -223,6 +232,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = resolve(Settings, SERVE_OPTIONS, vars(args), os.environ)
+    _check_issue11(settings)
     _setup_logging(settings.log_level, settings.log_format)
     try:
         parse_feed(settings.feed)
@@ -250,6 +260,21 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         _die(str(exc))
     return 0
+
+
+def _check_issue11(settings: Settings) -> None:
+    """Refuse malformed network lists and an unsharable UDP port before anything starts.
+
+    Raises:
+        ConfigError: names the flag and the item.
+    """
+    from app.echo.proxy import proxy_policy
+
+    proxy_policy(settings.proxy_protocol, settings.proxy_trusted)
+    parse_networks(settings.udp_rate_exempt, "--udp-rate-exempt")
+    if settings.workers > 1 and settings.udp and settings.udp_port == 0:
+        # Each worker would pick a different free port; the supervisor reserves only TCP ones.
+        raise ConfigError("--udp-port 0 cannot be shared by --workers: give a number, or -1")
 
 
 async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
@@ -283,7 +308,8 @@ async def serve_until_signal(settings: Settings, worker: int = 0) -> None:
             nursery.start_soon(watch_signals)
             ports = await nursery.start(run_server)
             private = ports.private_url if worker else ""
-            print(ready_lines(ports.tcp_address, ports.web_url, private), end="", flush=True)
+            udp = ports.udp_address if ports.udp else ""
+            print(ready_lines(ports.tcp_address, ports.web_url, private, udp), end="", flush=True)
             if worker:
                 from app.workers import read_peers
 

@@ -1,10 +1,13 @@
-"""``trio-echo client``: the tutorial's ``>>:`` client, over TCP or websocket.
+"""``trio-echo client``: the tutorial's ``>>:`` client, over TCP, UDP or websocket.
 
 Interactive (stdin is a terminal): prompt ``>>:``, send each line, print
 what comes back.  Piped: send all of stdin, half-close, print every echoed
 byte to stdout, and exit 0 once all of it came back.  Over TCP the echo is a
 byte stream, so the piped mode compares byte counts; over websocket each
-line is one text message.
+line is one text message; over UDP (``--udp``) each line is one datagram,
+and its echo must come back whole within ``--udp-timeout``.  With
+``--send-proxy v1|v2`` a TCP client first sends a PROXY protocol header, as
+a load balancer would.
 
 Exit codes: 0 when everything came back, 1 when the connection was refused
 or closed early (one line on stderr says which), 2 for bad arguments.
@@ -26,6 +29,7 @@ from trio_websocket import (
 
 from app import portability
 from app.config import ClientSettings
+from app.echo.proxy import build_v1, build_v2
 from app.errors import PEER_GONE
 
 PROMPT: Final = ">>: "
@@ -33,6 +37,8 @@ PROMPT: Final = ">>: "
 WS_SCHEMES: Final = ("ws://", "wss://")
 # Read stdin and the socket in chunks of this size.
 CHUNK: Final = 64 * 1024
+# The largest UDP payload over IPv4: a longer line cannot be one datagram.
+MAX_DATAGRAM: Final = 65_507
 
 
 class Stdin:
@@ -115,6 +121,8 @@ async def run_client(
     """
     if settings.ws:
         await _ws_client(settings, stdin, stdout, interactive)
+    elif settings.udp:
+        await _udp_client(settings, stdin, stdout, interactive)
     else:
         await _tcp_client(settings, stdin, stdout, interactive)
 
@@ -123,11 +131,66 @@ async def _connect_tcp(settings: ClientSettings) -> trio.SocketStream:
     where = f"{settings.host}:{settings.tcp_port}"
     try:
         with trio.fail_after(settings.connect_timeout):
-            return await trio.open_tcp_stream(settings.host, settings.tcp_port)
+            stream = await trio.open_tcp_stream(settings.host, settings.tcp_port)
+            if settings.send_proxy:
+                await stream.send_all(proxy_header(settings.send_proxy, stream.socket))
+            return stream
     except trio.TooSlowError:
         raise ClientError(f"no answer from {where} within {settings.connect_timeout:g} s") from None
-    except OSError as exc:
+    except (OSError, trio.BrokenResourceError) as exc:
         raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
+
+
+def proxy_header(version: str, sock: trio.socket.SocketType) -> bytes:
+    """A PROXY protocol header (``v1`` or ``v2``) for *sock*'s own connection, as a balancer sends.
+
+    It carries this socket's own address as the client's, so the server
+    shows what it would see without a balancer: the point is to test that
+    the server (or a balancer in between) takes the header.
+    """
+    source = sock.getsockname()[:2]
+    destination = sock.getpeername()[:2]
+    return build_v1(source, destination) if version == "v1" else build_v2(source, destination)
+
+
+async def _udp_client(
+    settings: ClientSettings, stdin: Stdin, stdout: BinaryIO, interactive: bool
+) -> None:
+    """Each line is one datagram to ``host:port``; its echo must come back within the timeout."""
+    where = f"{settings.host}:{settings.tcp_port}"
+    try:
+        infos = await trio.socket.getaddrinfo(
+            settings.host, settings.tcp_port, type=trio.socket.SOCK_DGRAM
+        )
+        family, kind, proto, _, address = infos[0]
+        sock = trio.socket.socket(family, kind, proto)
+        await sock.connect(address)  # only its replies reach us; ICMP errors surface
+    except OSError as exc:
+        raise ClientError(f"cannot reach {where}: {_reason(exc)}") from None
+    with sock:
+        while True:
+            line = await _prompt(stdin, stdout) if interactive else await stdin.readline()
+            if not line:
+                return
+            if len(line) > MAX_DATAGRAM:
+                raise ClientError(
+                    f"a line of {len(line)} bytes does not fit one datagram ({MAX_DATAGRAM})"
+                )
+            try:
+                await sock.send(line)
+                with trio.move_on_after(settings.udp_timeout) as scope:
+                    reply = await sock.recv(MAX_DATAGRAM + 1)
+            except ConnectionRefusedError:
+                raise ClientError(f"{where}: nothing listens on that UDP port") from None
+            if scope.cancelled_caught:
+                raise ClientError(
+                    f"no echo from {where} within {settings.udp_timeout:g} s "
+                    "(lost, dropped by a rate bound, or no UDP echo there)"
+                )
+            if reply != line:
+                raise ClientError(f"{where} answered {len(reply)} bytes that are not the line sent")
+            stdout.write(reply)
+            stdout.flush()
 
 
 async def _tcp_client(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar, get_args
@@ -44,6 +45,9 @@ LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 # above scheduling noise (a millisecond or two), well below a time.sleep(0.2) lesson.
 # The one default; the page draws its red line from hello.limits.
 BLOCK_THRESHOLD: Final = 0.05
+#: ``--proxy-protocol`` (issue 11): which PROXY protocol versions a connection must start with.
+ProxyMode = Literal["off", "v1", "v2", "any"]
+PROXY_MODES: Final[tuple[str, ...]] = get_args(ProxyMode)
 
 
 class ConfigError(ValueError):
@@ -90,6 +94,20 @@ class Settings:
     feed: str = "memory"
     feed_outbox: int = 10_000
     log_format: LogFormat = "text"
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
+    #: -1: the TCP echo port's number as bound (RFC 862 serves both on one number).
+    udp_port: int = -1
+    udp: bool = True
+    #: The largest UDP payload over IPv4 (65,535 - 8 UDP - 20 IP header bytes).
+    udp_max_datagram: int = 65_507
+    udp_source_rate: int = 1_000
+    udp_source_bytes: int = 1 * MiB
+    udp_global_rate: int = 20_000
+    udp_global_bytes: int = 32 * MiB
+    #: Loopback cannot be spoofed from the network, and reflecting to it reaches only this host.
+    udp_rate_exempt: str = "127.0.0.0/8,::1"
+    proxy_protocol: ProxyMode = "off"
+    proxy_trusted: str = "127.0.0.0/8,::1"
     # -- issue 10 (watch): the stall watchdog of serve's own loop --
     stall_threshold: float = 1.0
 
@@ -109,6 +127,10 @@ class ClientSettings:
     tcp_port: int = 8001
     ws: str = ""
     connect_timeout: float = 5.0
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
+    udp: bool = False
+    send_proxy: str = ""
+    udp_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +144,7 @@ class Option:
     choices: tuple[str, ...] = ()
     #: Other spellings of the flag, e.g. the client's ``--port``.
     aliases: tuple[str, ...] = ()
-    #: An on/off setting given as a bare flag (``--no-web``), without a value.
+    #: A bare switch (``--udp``) that sets the option on, instead of a flag taking a value.
     switch: bool = False
 
     @property
@@ -249,6 +271,49 @@ SERVE_OPTIONS: Final = (
         1_000_000,
     ),
     Option("log_format", "log lines as text, or one JSON object per line", choices=LOG_FORMATS),
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
+    Option(
+        "udp_port",
+        "UDP echo port (RFC 862); -1: the TCP echo port's number as bound; 0 picks a free port",
+        -1,
+        65535,
+    ),
+    Option("udp", "UDP echo on/off (--no-udp turns it off)"),
+    Option(
+        "udp_max_datagram",
+        "largest datagram echoed, bytes; larger ones are dropped and counted",
+        1,
+        65_507,
+    ),
+    Option(
+        "udp_source_rate",
+        "datagrams a second echoed to one source address; more are dropped (anti-reflection)",
+        1,
+        1_000_000,
+    ),
+    Option("udp_source_bytes", "bytes a second echoed to one source address", 65_507, 1024 * MiB),
+    Option(
+        "udp_global_rate",
+        "datagrams a second echoed to all rate-bound sources together (spoofed-source floods)",
+        1,
+        10_000_000,
+    ),
+    Option(
+        "udp_global_bytes", "bytes a second echoed to all rate-bound sources", 65_507, 4096 * MiB
+    ),
+    Option(
+        "udp_rate_exempt",
+        "comma-separated networks (CIDR) whose datagrams no rate bound applies to; '' for none",
+    ),
+    Option(
+        "proxy_protocol",
+        "require a PROXY protocol header (HAProxy spec) first on TCP echo and web connections",
+        choices=PROXY_MODES,
+    ),
+    Option(
+        "proxy_trusted",
+        "comma-separated networks (CIDR) allowed to send PROXY headers; others are closed",
+    ),
     # -- issue 10 (watch) --
     Option(
         "stall_threshold",
@@ -263,6 +328,14 @@ CLIENT_OPTIONS: Final = (
     Option("tcp_port", "echo server TCP port", 1, 65535, aliases=("--port",)),
     Option("ws", "echo over this websocket URL instead of TCP, e.g. ws://127.0.0.1:8000/ws/echo"),
     Option("connect_timeout", "seconds to wait for the connection", 0.1, 600),
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
+    Option("udp", "echo each line as one UDP datagram to --port", switch=True),
+    Option(
+        "send_proxy",
+        "TCP: send a PROXY protocol header first (from this socket's addresses)",
+        choices=("", "v1", "v2"),
+    ),
+    Option("udp_timeout", "UDP: seconds to wait for each echo before it counts as lost", 0.1, 60),
 )
 
 # -- issue 10 (watch): `trio-echo watch -- COMMAND` --------------------------------------------
@@ -389,6 +462,38 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return show(value) if isinstance(value, int | float) else str(value)
+
+
+# -- issue 11 (part 2): networks for --proxy-trusted and --udp-rate-exempt ---------------------
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, flag: str) -> tuple[Network, ...]:
+    """``"127.0.0.0/8,::1"`` as networks (an address alone is a network of one).
+
+    Raises:
+        ConfigError: an item is neither an address nor a network; names *flag*.
+    """
+    networks: list[Network] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{flag}: {item!r} is not an address or network (CIDR)") from None
+    return tuple(networks)
+
+
+def address_in(host: str, networks: tuple[Network, ...]) -> bool:
+    """Whether *host* (an address as text, IPv4-mapped IPv6 included) is in one of *networks*."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def is_loopback(host: str) -> bool:

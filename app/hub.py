@@ -10,6 +10,7 @@ snapshots of the whole server that the web shows: :meth:`Hub.hello` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import trio
 from app import __version__
 from app.config import Settings
 from app.echo.conns import ConnTable
+from app.echo.proxy import ProxyPolicy, ProxyRefusals, proxy_policy
+from app.echo.udp import LANE_IDLE, MAX_LANES, UdpDrops
 from app.feed.events import ECHO_RUN, FINAL_RUN_STATES, Transport
 from app.feed.live import Feed
 from app.feed.protocol import Hello
@@ -50,6 +53,15 @@ class Hub:
     worker: int = 0
     #: Every worker's private web URL, ``{"worker": n, "url": ...}``, when one of several.
     peers: list[dict[str, Any]] = field(default_factory=list)
+    # -- issue 11 (part 2): UDP echo and the PROXY protocol --
+    #: UDP echo sources with a lane (at most MAX_LANES; a lane ends after LANE_IDLE s quiet).
+    udp: ConnTable | None = None
+    #: Datagrams not echoed, by reason.
+    udp_drops: UdpDrops = field(default_factory=UdpDrops)
+    #: Who must send a PROXY header first, and from where (None: --proxy-protocol off).
+    proxy: ProxyPolicy | None = None
+    #: Connections closed for a missing, bad or untrusted PROXY header (TCP echo, web).
+    proxy_refusals: ProxyRefusals = field(default_factory=lambda: ProxyRefusals("proxy protocol"))
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
     # -- issue 13: what /metrics reads ---------------------------------------------------------
@@ -82,6 +94,16 @@ class Hub:
                 feed, tracer, max_runs=settings.max_runs, run_timeout=settings.run_timeout
             ),
             worker=worker,
+            udp=ConnTable(
+                "udp",
+                MAX_LANES,
+                LANE_IDLE,
+                new_id=feed.new_id,
+                publish=feed.publish,
+                now=feed.now,
+                log_idle=False,
+            ),
+            proxy=proxy_policy(settings.proxy_protocol, settings.proxy_trusted),
         )
 
     def hello(self) -> Hello:
@@ -136,6 +158,16 @@ class Hub:
             },
             "ws_echo": {"connections": len(self.ws), "refused": self.ws.refusals.total},
             "feed": {"seq": self.feed.last_seq, "subscribers": self.feed.subscribers},
+            # -- issue 11 (part 2): UDP echo and the PROXY protocol --
+            "udp": {
+                "address": self.listeners.get("udp"),
+                "sources": len(self.udp) if self.udp is not None else 0,
+                "dropped": dataclasses.asdict(self.udp_drops),
+            },
+            "proxy_protocol": {
+                "mode": self.settings.proxy_protocol,
+                "refused": self.proxy_refusals.total,
+            },
         }
 
 

@@ -58,7 +58,7 @@ def bind_port(host: str, port: int, what: str, *, reuse_port: bool = False) -> s
         family, kind, proto, _, addr = infos[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise _named(exc, what, host, port) from None
+        raise named_error(exc, what, host, port) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -66,7 +66,7 @@ def bind_port(host: str, port: int, what: str, *, reuse_port: bool = False) -> s
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        raise _named(exc, what, host, port) from None
+        raise named_error(exc, what, host, port) from None
     except BaseException:
         sock.close()
         raise
@@ -87,11 +87,11 @@ def open_listener(
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise _named(exc, what, host, port) from None
+        raise named_error(exc, what, host, port) from None
     return sock
 
 
-def _named(exc: OSError, what: str, host: str, port: int) -> OSError:
+def named_error(exc: OSError, what: str, host: str, port: int) -> OSError:
     """*exc* again, its message naming what could not listen where (one line for the user)."""
     return OSError(exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}")
 

@@ -6,6 +6,7 @@
     └── root nursery
         ├── feed link          --feed redis://...: outbox flusher and stream mirror (else none)
         ├── echo engine        TCP echo on --tcp-port (epoll: one task; tasks, trio: a task each)
+        ├── udp echo engine    UDP echo on --udp-port (one task), unless --no-udp
         ├── ws echo engine     /ws/echo after the handshake, one task (--ws-engine epoll)
         ├── web front          Hypercorn per connection on --http-port (page, feed, /ws/echo)
         ├── scenario runner    the tutorial's examples as worker tasks, started from the page
@@ -23,6 +24,7 @@ cancelled and every task and connection goes with it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 from dataclasses import dataclass
@@ -31,14 +33,17 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from app import portability
-from app.config import EchoEngine, Settings, WsEngine, is_loopback
+from app.config import EchoEngine, Settings, WsEngine, is_loopback, parse_networks
+from app.echo.conns import LimitLog
+from app.echo.proxy import ProxyRefusals
 from app.echo.tasks import TaskEngine
+from app.echo.udp import RateGate, UdpEngine, open_datagram
 from app.echo.wsprotocol import DeflateSettings
 from app.feed.events import ECHO_RUN
 from app.feed.live import Feed
 from app.hub import Hub
 from app.metrics import HubCollector
-from app.net import bound_port, open_listener
+from app.net import bound_port, named_error, open_listener
 from app.ready import bracket
 from app.ticker import run_ticker
 from app.watch.own import OwnLoop
@@ -64,6 +69,13 @@ class Ports:
     http: int
     #: A worker's private web port (0 when not one of ``--workers N``).
     private_http: int = 0
+    #: UDP echo port (0 when ``--no-udp``).
+    udp: int = 0
+
+    @property
+    def udp_address(self) -> str:
+        """``host:port`` of the UDP echo socket (IPv6 hosts in brackets)."""
+        return f"{bracket(self.host)}:{self.udp}"
 
     @property
     def tcp_address(self) -> str:
@@ -141,6 +153,14 @@ class Server:
                 bound_port(web_listeners[-1]) if hub.worker else 0,
             )
             hub.listeners.update(tcp=ports.tcp_address, web=ports.web_url)
+            # -- issue 11 (part 2): UDP echo on the TCP echo port's number unless told otherwise
+            udp_engine = None
+            if s.udp:
+                udp_port = ports.tcp if s.udp_port < 0 else s.udp_port
+                udp_sock = listeners.enter_context(_bind_udp(s.host, udp_port, reuse_port))
+                ports = dataclasses.replace(ports, udp=bound_port(udp_sock))
+                hub.listeners.update(udp=ports.udp_address)
+                udp_engine = _udp_engine(udp_sock, hub)
             if not is_loopback(s.host):
                 log.warning(
                     "listening on %s: the echo server and the page are reachable from the network",
@@ -164,7 +184,16 @@ class Server:
             )
             ws_echo = _ws_engine(choice.ws_engine, hub)
             fast = endpoints if choice.ws_engine != "asgi" else None
-            front = self._front = WebFront(web_listeners, app, s, hub.draining, fast, ws_echo)
+            front = self._front = WebFront(
+                web_listeners,
+                app,
+                s,
+                hub.draining,
+                fast,
+                ws_echo,
+                proxy=hub.proxy,
+                proxy_refusals=hub.proxy_refusals,
+            )
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
             trio.lowlevel.add_instrument(hub.tracer)
@@ -174,10 +203,13 @@ class Server:
                     await nursery.start(hub.feed.run, name="feed link")
                     await nursery.start(hub.runner.serve, name="scenario runner")
                     nursery.start_soon(engine.run, name=f"echo engine ({engine.name})")
+                    if udp_engine is not None:
+                        nursery.start_soon(udp_engine.run, name="udp echo engine")
                     if ws_echo is not None:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
-                    nursery.start_soon(run_ticker, hub, [front.refusals], name="ticker")
+                    refusals: list[LimitLog | ProxyRefusals] = [front.refusals, hub.proxy_refusals]
+                    nursery.start_soon(run_ticker, hub, refusals, name="ticker")
                     task_status.started(ports)
                     await self._stop.wait()
                     log.info("shutting down")
@@ -194,13 +226,41 @@ def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine 
     if name == "epoll":
         from app.echo.epoll import EpollEngine
 
-        return EpollEngine(listener, hub.tcp)
+        return EpollEngine(listener, hub.tcp, hub.proxy, hub.proxy_refusals)
     tracer = hub.tracer
 
     def watch_connection(lane: int) -> None:
         tracer.bind(trio.lowlevel.current_task(), lane, ECHO_RUN)
 
-    return TaskEngine(listener, hub.tcp, watch_connection, portable=name == "trio")
+    return TaskEngine(
+        listener,
+        hub.tcp,
+        watch_connection,
+        portable=name == "trio",
+        proxy=hub.proxy,
+        refusals=hub.proxy_refusals,
+    )
+
+
+def _bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        return open_datagram(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        raise named_error(exc, "udp echo", host, port) from None
+
+
+def _udp_engine(sock: socket.socket, hub: Hub) -> UdpEngine:
+    s = hub.settings
+    assert hub.udp is not None
+    gate = RateGate(
+        source_rate=s.udp_source_rate,
+        source_bytes=s.udp_source_bytes,
+        global_rate=s.udp_global_rate,
+        global_bytes=s.udp_global_bytes,
+        exempt=parse_networks(s.udp_rate_exempt, "--udp-rate-exempt"),
+        drops=hub.udp_drops,
+    )
+    return UdpEngine(sock, hub.udp, gate, max_datagram=s.udp_max_datagram)
 
 
 def _ws_engine(name: WsEngine, hub: Hub) -> WsEchoEngine | None:

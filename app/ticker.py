@@ -24,6 +24,7 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
+from app.echo.proxy import ProxyRefusals
 from app.feed.bucket import TokenBucket
 from app.feed.events import Block, EchoStats, Notice, Stats
 from app.hub import Hub
@@ -53,10 +54,13 @@ def count_tasks() -> int:
     return count
 
 
-async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
+async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()) -> None:
     """Probe lag, sweep idle connections and publish summaries until cancelled."""
     feed = hub.feed
     tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)
+    udp = hub.udp
+    if udp is not None:
+        tables += (udp,)
     sweep_every = min(STATS_INTERVAL, hub.settings.idle_timeout / SWEEPS_PER_TIMEOUT)
     now = trio.current_time()
     next_probe = now + PROBE_INTERVAL
@@ -90,15 +94,19 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog] = ()) -> None:
             limit_log.flush()
         samples_tcp, bytes_tcp, msgs_tcp = hub.tcp.samples()
         samples_ws, bytes_ws, msgs_ws = hub.ws.samples()
-        totals = (bytes_tcp + bytes_ws, msgs_tcp + msgs_ws)
-        if len(hub.tcp) or len(hub.ws) or totals != last_totals:
+        samples_udp, bytes_udp, msgs_udp = udp.samples() if udp is not None else ([], 0, 0)
+        totals = (bytes_tcp + bytes_ws + bytes_udp, msgs_tcp + msgs_ws + msgs_udp)
+        udp_open = len(udp) if udp is not None else 0
+        if len(hub.tcp) or len(hub.ws) or udp_open or totals != last_totals:
             feed.publish(
                 EchoStats(
                     tcp=len(hub.tcp),
                     ws=len(hub.ws),
                     bytes_per_s=round((totals[0] - last_totals[0]) / elapsed, 1),
                     msgs_per_s=round((totals[1] - last_totals[1]) / elapsed, 1),
-                    conns=(samples_tcp + samples_ws),
+                    conns=(samples_tcp + samples_ws + samples_udp),
+                    udp=udp_open,
+                    udp_dropped=hub.udp_drops.all,
                 )
             )
         last_totals = totals

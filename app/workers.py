@@ -118,7 +118,12 @@ async def _supervise(settings: Settings) -> int:
                 http_hold.close()
                 workers = sorted(supervisor.workers, key=_index)
                 host = bracket(settings.host)
-                print(ready_lines(f"{host}:{tcp_port}", f"http://{host}:{http_port}"), end="")
+                # Every worker binds the same UDP number with SO_REUSEPORT.
+                udp_port = tcp_port if settings.udp_port < 0 else settings.udp_port
+                udp = f"{host}:{udp_port}" if settings.udp else ""
+                print(
+                    ready_lines(f"{host}:{tcp_port}", f"http://{host}:{http_port}", "", udp), end=""
+                )
                 sys.stdout.flush()
                 log.info(
                     "%d workers: %s",

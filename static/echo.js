@@ -50,7 +50,7 @@ export class EchoPanel {
   reset() {
     this.conns = new Map();
     this.closed = [];
-    this.stats = { tcp: 0, ws: 0, bytes_per_s: 0, msgs_per_s: 0 };
+    this.stats = { tcp: 0, ws: 0, udp: 0, udp_dropped: 0, bytes_per_s: 0, msgs_per_s: 0 };
     this.statsAt = 0;
     this.untracked = 0;
     this.scheduleRender();
@@ -128,17 +128,22 @@ export class EchoPanel {
 
   render() {
     const open = this.conns.size + this.untracked;
-    const { tcp, ws } = this.stats;
+    const { tcp, ws, udp = 0, udp_dropped: udpDropped = 0 } = this.stats;
     let tcpOpen = 0;
     let wsOpen = 0;
+    let udpOpen = 0;
     for (const conn of this.conns.values()) {
       if (conn.transport === "tcp") tcpOpen += 1;
       else if (conn.transport === "ws") wsOpen += 1;
+      else if (conn.transport === "udp") udpOpen += 1;
     }
     this.totals.replaceChildren(
       stat("open", String(open), "echo-open"),
       stat("tcp", String(this.statsAt ? tcp : tcpOpen)),
       stat("ws", String(this.statsAt ? ws : wsOpen)),
+      // UDP: one lane per active source (RFC 862 has no connection); drops: rate/size bounds.
+      stat("udp", String(this.statsAt ? udp : udpOpen), "echo-udp"),
+      stat("udp dropped", udpDropped.toLocaleString("en"), "echo-udp-dropped"),
       stat("msgs/s", fmtRate(this.stats.msgs_per_s), "echo-msgs-rate"),
       stat("bytes/s", fmtBytes(this.stats.bytes_per_s)),
     );

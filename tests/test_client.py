@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 from app.child import self_command
+from app.feed.events import ConnOpen
 
 from conftest import Running, start_server
 
@@ -146,3 +147,44 @@ async def test_the_websocket_client_notices_a_shutdown_while_stdin_is_open(
         await proc.stdin.aclose()
     assert code == 1
     assert err.startswith("trio-echo client: websocket closed"), err
+
+
+# -- issue 11 (part 2): --udp and --send-proxy ---------------------------------------------
+async def test_udp_lines_come_back(running: Running, tmp_path: Path) -> None:
+    data = b"one\n" + bytes(range(1, 256)) + b"\nlast line without newline"
+    done = await run_client(["--port", str(running.ports.udp), "--udp"], data, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
+async def test_udp_without_an_echo_is_one_line_and_exit_1(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The bound is 10 bytes: an 11-byte line is dropped by the server, never answered.
+    running = await start_server(nursery, udp_max_datagram=10)
+    done = await run_client(
+        ["--port", str(running.ports.udp), "--udp", "--udp-timeout", "0.5"],
+        b"0123456789\n",
+        tmp_path,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "no echo" in lines[0], lines
+
+
+async def test_send_proxy_passes_a_proxy_listener(nursery: trio.Nursery, tmp_path: Path) -> None:
+    running = await start_server(nursery, proxy_protocol="any")
+    cursor = len(running.events)
+    for version in ("v1", "v2"):
+        done = await run_client(
+            ["--port", str(running.ports.tcp), "--send-proxy", version], b"hi\n", tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == b"hi\n"
+    events = running.events[cursor:]
+    assert isinstance(events, list)
+    assert len([e for e in events if isinstance(e, ConnOpen)]) == 2
+    assert running.hub.proxy_refusals.total == 0
+    # Without the header the same listener closes the connection: exit 1.
+    done = await run_client(["--port", str(running.ports.tcp)], b"hi\n", tmp_path)
+    assert done.returncode == 1

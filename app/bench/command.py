@@ -22,6 +22,9 @@ MAX_CONNECTIONS: Final = 20_000  # the machine's hard open-file limit is 20,000
 MAX_SIZE: Final = 16 * MiB  # past the server's default 1 MiB limit, for testing it
 MAX_DURATION: Final = 3600.0  # one hour: a soak, not a benchmark
 MAX_RATE: Final = 100_000  # feed events a second; faster only measures gaps
+MAX_DATAGRAM: Final = 65_507  # the largest UDP payload over IPv4
+# A UDP datagram unanswered this long is lost, as the Node client udpload.js counts it.
+UDP_TIMEOUT: Final = 0.2
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +43,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--tcp", metavar="HOST:PORT", help="TCP echo (default 127.0.0.1:8001)")
     target.add_argument(
         "--ws", metavar="URL", help="websocket echo, e.g. ws://127.0.0.1:8000/ws/echo"
+    )
+    target.add_argument(
+        "--udp",
+        metavar="HOST:PORT",
+        help="UDP echo (RFC 862): one datagram in flight per socket; --connections sockets; "
+        f"unanswered after {UDP_TIMEOUT * 1000:g} ms counts as lost",
     )
     target.add_argument(
         "--feed", metavar="URL", help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events"
@@ -80,6 +89,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="websocket and feed: offer permessage-deflate as a browser does (RFC 7692)",
     )
+    bench.add_argument(
+        "--send-proxy",
+        choices=("v1", "v2"),
+        help="TCP: send a PROXY protocol header first on every connection (as a balancer does)",
+    )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     bench.set_defaults(command=run)
 
@@ -91,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.feed:
         mode, target = "feed", args.feed
+    elif args.udp:
+        mode, target = "udp", args.udp
+        if args.size > MAX_DATAGRAM:
+            print(f"trio-echo bench: --udp: --size is at most {MAX_DATAGRAM}", file=sys.stderr)
+            return 2
     elif args.ws:
         mode, target = "ws", args.ws
     else:
@@ -105,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         text=args.text,
         rate=args.rate,
         deflate=args.deflate,
+        send_proxy=args.send_proxy or "",
     )
 
     def progress(line: str) -> None:

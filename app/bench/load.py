@@ -47,7 +47,9 @@ from websockets.http11 import Response
 from websockets.protocol import OPEN, Event
 from websockets.uri import parse_uri
 
+from app.bench.command import UDP_TIMEOUT
 from app.bench.stats import Histogram, Latency, Summary
+from app.client import proxy_header
 
 # Handshakes in flight at once while connecting, so the server's listen
 # backlog does not distort the start (as the Node client does).
@@ -74,7 +76,7 @@ Progress = Callable[[str], None]
 class Plan:
     """What to run.  *target* is ``host:port`` for TCP, a ``ws://`` URL otherwise."""
 
-    mode: str  # "tcp", "ws" or "feed"
+    mode: str  # "tcp", "udp", "ws" or "feed"
     target: str
     connections: int = 100
     size: int = 64
@@ -85,6 +87,8 @@ class Plan:
     rate: int = 10_000
     #: Websocket and feed modes: offer permessage-deflate, as browsers do.
     deflate: bool = False
+    #: TCP mode: send a PROXY protocol header (``v1`` or ``v2``) first on each connection.
+    send_proxy: str = ""
 
 
 class BenchError(Exception):
@@ -190,6 +194,8 @@ async def _tcp_client(
             rec.up("connect_timeout")
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if plan.send_proxy:
+            await _send_all(sock, proxy_header(plan.send_proxy, sock))
         rec.up()
         buf = bytearray(size)
         view = memoryview(buf)
@@ -210,6 +216,45 @@ async def _tcp_client(
                 rec.errors["mismatch"] += 1
                 return
             rec.done(elapsed, size)
+
+
+async def _udp_client(
+    host: str, port: int, plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Semaphore
+) -> None:
+    """One connected UDP socket, one datagram in flight: unanswered after UDP_TIMEOUT is lost."""
+    size = plan.size
+    try:
+        family, kind, proto, _, address = (
+            await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        )[0]
+    except OSError:
+        rec.up("resolve_failed")
+        return
+    with trio.socket.socket(family, kind, proto) as sock:
+        async with up:
+            await sock.connect(address)
+        rec.up()
+        buf = bytearray(size + 1)  # one more: an echo longer than sent is seen as such
+        now = time.perf_counter_ns
+        while True:
+            payload = payloads.next()
+            start = now()
+            try:
+                await sock.send(payload)
+                while True:
+                    with trio.move_on_after(UDP_TIMEOUT) as waited:
+                        n = await sock.recv_into(buf)
+                    if waited.cancelled_caught:
+                        rec.errors["lost"] += 1
+                        break
+                    if n == size and buf[:n] == payload:
+                        rec.done(now() - start, size)
+                        break
+                    # A late echo of a datagram already counted lost, or a wrong one.
+                    rec.errors["late_or_wrong"] += 1
+            except ConnectionRefusedError:
+                rec.errors["refused"] += 1  # nothing listens (an ICMP error came back)
+                await trio.sleep(UDP_TIMEOUT)
 
 
 async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
@@ -470,14 +515,15 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
     rec = Recorder(plan.connections)
     payloads = Payloads(plan.size, plan.text)
     up = trio.Semaphore(CONNECT_CONCURRENCY)
-    if plan.mode == "tcp":
+    if plan.mode in ("tcp", "udp"):
         host, port = tcp_address(plan.target)
     else:
         check_url(plan.target)
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
-            if plan.mode == "tcp":
-                nursery.start_soon(_tcp_client, host, port, plan, rec, payloads, up)
+            if plan.mode in ("tcp", "udp"):
+                client = _tcp_client if plan.mode == "tcp" else _udp_client
+                nursery.start_soon(client, host, port, plan, rec, payloads, up)
             else:
                 nursery.start_soon(_ws_client, plan, rec, payloads, up)
         with trio.move_on_after(CONNECT_TIMEOUT + 1):

@@ -124,8 +124,11 @@ class ConnTable:
         new_id: Callable[[], int],
         publish: Publish,
         now: Callable[[], float],
+        log_idle: bool = True,
     ) -> None:
         self.transport = transport
+        #: Log each idle close (UDP lanes, which always end idle, do not).
+        self.log_idle = log_idle
         self.limit = limit
         self.idle_timeout = idle_timeout
         self._new_id = new_id
@@ -134,7 +137,8 @@ class ConnTable:
         self._conns: dict[int, Conn] = {}
         #: Connections refused because the table was full.
         self.refusals = LimitLog(f"{transport} echo", limit)
-        #: Totals of connections that have closed, so that rates survive closes.
+        #: Totals of connections that have closed, so that rates survive closes (and,
+        #: for UDP, of datagrams from sources that got no lane).
         self.closed_bytes = 0
         self.closed_msgs = 0
         #: Connections admitted so far (``/metrics``: ``trio_echo_connections_accepted_total``).
@@ -234,13 +238,14 @@ class ConnTable:
                 conn._last_seen = moved
                 conn.last_active = now
             elif now - conn.last_active >= self.idle_timeout:
-                log.info(
-                    "%s echo: closing %s, idle for %.1f s",
-                    self.transport,
-                    conn.peer,
-                    now - conn.last_active,
-                    extra=_fields(self, conn),
-                )
+                if self.log_idle:
+                    log.info(
+                        "%s echo: closing %s, idle for %.1f s",
+                        self.transport,
+                        conn.peer,
+                        now - conn.last_active,
+                        extra=_fields(self, conn),
+                    )
                 self.abort(conn, "idle")
                 expired += 1
         return expired

@@ -45,13 +45,24 @@ import functools
 import logging
 import select
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Container, Iterator
+from typing import Final, NamedTuple
 
 import trio
 
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable
+from app.echo.proxy import (
+    HEADER_TIMEOUT,
+    MAX_HEADER,
+    HeaderReader,
+    ProxyHeader,
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
 from app.errors import PEER_GONE, describe
 from app.net import accept_forever
 
@@ -90,6 +101,10 @@ class Waker:
         self._parked: dict[int, trio.lowlevel.Task] = {}
         #: Descriptors with an edge that came while their task was not parked.
         self._pending: set[int] = set()
+        #: Descriptors whose peer half-closed (EPOLLRDHUP seen).  Data and FIN that
+        #: arrive together make one edge: a short read then does not mean "empty",
+        #: the EOF is still to be read, and no further edge will announce it.
+        self.hung_up: set[int] = set()
 
     def add(self, fd: int) -> None:
         """Watch *fd* for reading (edge-triggered) until :meth:`remove`."""
@@ -99,6 +114,7 @@ class Waker:
         """Stop watching *fd*; call before closing it, so that a reused number starts clean."""
         self._ep.unregister(fd)
         self._pending.discard(fd)
+        self.hung_up.discard(fd)
         self._parked.pop(fd, None)
 
     def want_write(self, fd: int, on: bool) -> None:
@@ -137,17 +153,52 @@ class Waker:
         ep = self._ep
         parked = self._parked
         pending = self._pending
+        hung_up = self.hung_up
         reschedule = trio.lowlevel.reschedule
         wait_readable = trio.lowlevel.wait_readable
         epfd = ep.fileno()
         while True:
             await wait_readable(epfd)
-            for fd, _events in ep.poll(0, WAKE_BATCH):
+            for fd, events in ep.poll(0, WAKE_BATCH):
+                if events & select.EPOLLRDHUP:
+                    hung_up.add(fd)
                 task = parked.pop(fd, None)
                 if task is None:
                     pending.add(fd)
                 else:
                     reschedule(task)
+
+
+class Waits(NamedTuple):
+    """How one connection task waits on its socket, whichever way the engine parks it."""
+
+    readable: Wait
+    writable: Wait
+    want_write: WantWrite
+    #: Descriptors whose peer half-closed since their last edge (the epoll waker's): an
+    #: EOF that came with the data just read, in one edge.  Empty where waits are
+    #: level-triggered (Trio's own I/O), since a pending EOF wakes those at once.
+    hung_up: Container[int]
+
+
+@contextlib.contextmanager
+def _parking(sock: socket.socket, waker: Waker | None) -> Iterator[Waits]:
+    """The waits of *sock*: through *waker* (registered meanwhile) or Trio's own I/O manager."""
+    if waker is None:
+        yield Waits(
+            functools.partial(trio.lowlevel.wait_readable, sock),
+            functools.partial(trio.lowlevel.wait_writable, sock),
+            _no_write_interest,
+            (),
+        )
+        return
+    fd = sock.fileno()
+    waker.add(fd)
+    try:
+        wait = functools.partial(waker.wait, fd, waker.aborter(fd))
+        yield Waits(wait, wait, functools.partial(waker.want_write, fd), waker.hung_up)
+    finally:
+        waker.remove(fd)  # before the close: the number may be reused at once
 
 
 class TaskEngine:
@@ -165,6 +216,8 @@ class TaskEngine:
         on_task_start: OnTaskStart | None = None,
         *,
         portable: bool = False,
+        proxy: ProxyPolicy | None = None,
+        refusals: ProxyRefusals | None = None,
     ) -> None:
         self.name: Final = "trio" if portable else "tasks"
         self._portable = portable
@@ -173,6 +226,10 @@ class TaskEngine:
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
         self._on_task_start = on_task_start
+        #: With a policy, each connection task first reads the PROXY header (see _greet).
+        self._proxy = proxy
+        self._refusals = refusals or ProxyRefusals("tcp echo")
+        self._greeting = 0
 
     async def run(self) -> None:
         """Accept and serve until cancelled; on cancellation every connection is closed.
@@ -188,6 +245,19 @@ class TaskEngine:
                     nursery.start_soon(waker.run, name="tcp echo waker")
 
                 def on_accept(sock: socket.socket, peer: str) -> None:
+                    if self._proxy is not None:
+                        if not self._proxy.trusts(peer_host(peer)):
+                            self._refusals.untrusted(peer)
+                            sock.close()
+                        elif len(self._table) + self._greeting >= self._table.limit:
+                            self._table.refusals.refuse(peer)
+                            sock.close()
+                        else:
+                            self._greeting += 1
+                            nursery.start_soon(
+                                self._greet, sock, peer, waker, self._proxy, name=f"tcp {peer}"
+                            )
+                        return
                     scope = trio.CancelScope()
                     conn = self._table.admit(peer, lambda _reason: scope.cancel())
                     if conn is None:
@@ -197,32 +267,78 @@ class TaskEngine:
 
                 await accept_forever(self._listener, on_accept)
 
+    async def _greet(
+        self, sock: socket.socket, peer: str, waker: Waker | None, proxy: ProxyPolicy
+    ) -> None:
+        """Read the PROXY header, then serve the connection as the client it carries.
+
+        Cancellation: closes the socket; a connection not yet admitted leaves no trace.
+        """
+        try:
+            header, rest = await self._read_header(sock, waker, proxy)
+        except ProxyProtocolError as exc:
+            self._refusals.refuse(peer, str(exc))
+            sock.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self._greeting -= 1
+        scope = trio.CancelScope()
+        conn = self._table.admit(carried_peer(header, peer), lambda _reason: scope.cancel())
+        if conn is None:
+            sock.close()
+            return
+        await self._serve(sock, conn, scope, waker, rest)
+
+    async def _read_header(
+        self, sock: socket.socket, waker: Waker | None, proxy: ProxyPolicy
+    ) -> tuple[ProxyHeader, bytes]:
+        """The header and the bytes that came after it in the same reads.
+
+        Raises:
+            ProxyProtocolError: a bad header, EOF or a reset before it, or none
+                within :data:`HEADER_TIMEOUT`.
+        """
+        reader = HeaderReader(proxy)
+        with _parking(sock, waker) as waits, trio.move_on_after(HEADER_TIMEOUT):
+            while True:
+                try:
+                    data = sock.recv(MAX_HEADER)
+                except BlockingIOError:
+                    await waits.readable()
+                    continue
+                except OSError as exc:
+                    raise ProxyProtocolError(
+                        f"connection failed before its PROXY header: {exc}"
+                    ) from None
+                header = reader.receive_data(data)
+                if isinstance(header, ProxyHeader):
+                    return header, reader.leftover
+        raise ProxyProtocolError(f"no whole PROXY header within {HEADER_TIMEOUT:g} s")
+
     async def _serve(
-        self, sock: socket.socket, conn: Conn, scope: trio.CancelScope, waker: Waker | None
+        self,
+        sock: socket.socket,
+        conn: Conn,
+        scope: trio.CancelScope,
+        waker: Waker | None,
+        first: bytes = b"",
     ) -> None:
         if self._on_task_start is not None:
             self._on_task_start(conn.id)
         reason = "closed"
-        fd = sock.fileno()
         try:
             with scope:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if waker is None:
-                    await self._echo(
-                        sock,
-                        conn,
-                        functools.partial(trio.lowlevel.wait_readable, sock),
-                        functools.partial(trio.lowlevel.wait_writable, sock),
-                        _no_write_interest,
-                    )
-                else:
-                    waker.add(fd)
-                    try:
-                        wait = functools.partial(waker.wait, fd, waker.aborter(fd))
-                        want_write = functools.partial(waker.want_write, fd)
-                        await self._echo(sock, conn, wait, wait, want_write)
-                    finally:
-                        waker.remove(fd)  # before the close: the number may be reused at once
+                with _parking(sock, waker) as waits:
+                    if first:  # bytes that came with the PROXY header
+                        conn.bytes_in += len(first)
+                        conn.msgs += 1
+                        await _send_rest(sock, first, waits.writable, waits.want_write)
+                        conn.bytes_out += len(first)
+                    await self._echo(sock, conn, waits)
                 reason = "eof"
         except PEER_GONE as exc:
             reason = self._table.socket_failed(conn, exc, gone=True)
@@ -237,16 +353,19 @@ class TaskEngine:
         self,
         sock: socket.socket,
         conn: Conn,
-        wait_readable: Wait,
-        wait_writable: Wait,
-        want_write: WantWrite,
+        waits: Waits,
     ) -> None:
         """Echo until the peer half-closes, then send what is left, EOF, and return."""
+        wait_readable = waits.readable
+        wait_writable = waits.writable
+        want_write = waits.want_write
+        hung_up = waits.hung_up
         buf = self._buf
         size = len(buf)
         view = self._view
         recv_into = sock.recv_into
         send = sock.send
+        fd = sock.fileno()
         budget = FAIRNESS_BUDGET
         while True:
             try:
@@ -275,6 +394,8 @@ class TaskEngine:
                 continue  # the wait may have eaten a read edge: read before parking
             conn.bytes_out += n
             if n < size:
+                if fd in hung_up:
+                    continue  # the EOF that came with this data is still to be read
                 # A short read emptied the socket, so park now (edge-triggered: must;
                 # level-triggered: saves a read that would fail with EAGAIN).
                 budget = FAIRNESS_BUDGET

@@ -31,7 +31,7 @@ FINAL_RUN_STATES: Final[tuple[RunState, ...]] = tuple(
 )
 
 #: The transports of echo connections (``conn_open.transport``).
-Transport = Literal["tcp", "ws"]
+Transport = Literal["tcp", "ws", "udp"]
 
 #: How much a :class:`Notice` matters to whoever watches.
 NoticeLevel = Literal["info", "warning", "error"]
@@ -128,7 +128,7 @@ class Stall(Event, tag="stall", frozen=True):
 
 
 class ConnOpen(Event, tag="conn_open", frozen=True):
-    """An echo connection was accepted: *transport* is ``tcp`` or ``ws``."""
+    """An echo connection was accepted: *transport* is ``tcp``, ``ws`` or ``udp`` (a source)."""
 
     transport: Transport
     peer: str
@@ -168,6 +168,9 @@ class EchoStats(Event, tag="echo_stats", frozen=True):
     bytes_per_s: float
     msgs_per_s: float
     conns: list[ConnSample] = []
+    #: UDP echo sources with a lane, and datagrams dropped so far (all reasons; issue 11).
+    udp: int = 0
+    udp_dropped: int = 0
 
 
 class Stats(Event, tag="stats", frozen=True):

@@ -38,6 +38,14 @@ from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.echo.conns import LimitLog
+from app.echo.proxy import (
+    ProxyPolicy,
+    ProxyProtocolError,
+    ProxyRefusals,
+    carried_peer,
+    peer_host,
+)
+from app.echo.proxyread import ProxiedSocket, read_proxy_header
 from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.net import accept_forever
@@ -199,8 +207,14 @@ class WebFront:
         draining: trio.Event,
         websockets: Mapping[str, Endpoint] | None = None,
         ws_echo: WsEchoEngine | None = None,
+        *,
+        proxy: ProxyPolicy | None = None,
+        proxy_refusals: ProxyRefusals | None = None,
     ) -> None:
         self._listeners = listeners
+        #: Who must send a PROXY header first (None: --proxy-protocol off), and its refusals.
+        self._proxy = proxy
+        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol")
         self._settings = settings
         self._draining = draining
         self._limit = settings.max_web_connections
@@ -233,6 +247,11 @@ class WebFront:
         async with trio.open_nursery() as nursery:
 
             def on_accept(sock: socket.socket, peer: str) -> None:
+                proxy = self._proxy
+                if proxy is not None and not proxy.trusts(peer_host(peer)):
+                    self._proxy_refusals.untrusted(peer)
+                    sock.close()
+                    return
                 if len(self._streams) >= self._limit:
                     self._refusals.refuse(peer)
                     _refuse(sock)
@@ -267,6 +286,9 @@ class WebFront:
         handed_over = False
         with scope:
             try:
+                proxy = self._proxy
+                if proxy is not None and not await self._read_proxy(stream, proxy):
+                    return
                 route = await _first_bytes(stream)
                 if route is None:
                     return
@@ -307,6 +329,21 @@ class WebFront:
                     # cancelled connection would skip the close: make sure it happens.
                     stream.abort()
                     self._forget(stream)
+
+    async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> bool:
+        """Take the PROXY header; from then on the stream is the client it carries.
+
+        False (one log line, the caller closes) for a missing or bad header.
+        """
+        try:
+            header = await read_proxy_header(stream.socket, proxy)
+        except ProxyProtocolError as exc:
+            self._proxy_refusals.refuse(stream.peer, str(exc))
+            return False
+        stream.peer = carried_peer(header, stream.peer)
+        if header.source is not None:
+            stream.socket = ProxiedSocket(stream.socket, header.source)  # type: ignore[assignment]
+        return True
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)

@@ -173,3 +173,23 @@ def test_a_target_that_cannot_work_is_one_line_and_exit_2(
     lines = [line for line in err if not line.startswith("bench: ")]  # progress lines
     assert len(lines) == 1 and lines[0].startswith("trio-echo bench: "), err
     assert says in lines[0], lines[0]
+
+
+async def test_udp_bench_against_a_real_server(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery)
+    plan = Plan("udp", f"127.0.0.1:{running.ports.udp}", connections=8, size=512, duration=1)
+    with trio.fail_after(20):
+        summary = await run_bench(plan, lambda line: None)
+    await check(summary, 8)
+    assert summary.bytes == summary.messages * 512 * 2
+
+
+async def test_tcp_bench_sends_proxy_headers(nursery: trio.Nursery) -> None:
+    running = await start_server(nursery, proxy_protocol="v2")
+    plan = Plan(
+        "tcp", f"127.0.0.1:{running.ports.tcp}", connections=5, duration=0.5, send_proxy="v2"
+    )
+    with trio.fail_after(20):
+        summary = await run_bench(plan, lambda line: None)
+    await check(summary, 5)
+    assert running.hub.proxy_refusals.total == 0

@@ -410,3 +410,21 @@ def test_echo_lanes_are_capped_and_the_rest_summarised(page: Page) -> None:
         for client in clients:
             client.close()
     expect(page.get_by_test_id("echo-open")).to_have_text("0")
+
+
+def test_udp_sources_show_beside_tcp(page: Page) -> None:
+    """A UDP datagram: its source gets a row (transport udp) and the udp count says 1.
+
+    Last in this file on purpose: a UDP lane lingers 10 s after its last datagram (UDP has no
+    close), which would disturb the open-connection counts of the tests above.
+    """
+    host, port = page.locator("#tcp-address").inner_text().rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(b"hello udp", (host, int(port)))  # UDP echo shares the TCP port's number
+        assert sock.recv(100) == b"hello udp"
+        local = sock.getsockname()
+        expect(page.get_by_test_id("echo-udp")).to_have_text("1")
+        row = page.locator('[data-testid="echo-conn"][data-transport="udp"]')
+        expect(row).to_have_count(1)
+        expect(row.locator(".peer")).to_have_text(f"{host}:{local[1]}")
