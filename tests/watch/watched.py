@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,9 +48,21 @@ class Watched:
             while chunk := await stream.receive_some(65536):
                 into += chunk
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drain, self.proc.stdout, self.out)
-            nursery.start_soon(drain, self.proc.stderr, self.err)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain, self.proc.stdout, self.out)
+                nursery.start_soon(drain, self.proc.stderr, self.err)
+        finally:
+            # A test that failed (its nursery cancelled) leaves no watch behind, nor its child.
+            if self.proc.returncode is None:
+                self.proc.kill()
+                if self.pid:
+                    try:
+                        os.kill(self.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass  # the child had ended
+                with trio.CancelScope(shield=True):
+                    await self.proc.wait()
 
     async def wait_output(self, text: bytes) -> None:
         while text not in self.out:  # noqa: ASYNC110 - a child's output announces nothing
