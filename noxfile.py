@@ -38,9 +38,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package and the watch agent."""
     session.install(".", *TYPE_TOOLS)
-    session.run("mypy", "--strict", "app", *session.posargs)
+    session.run("mypy", "--strict", "app", "trio_echo_agent", *session.posargs)
 
 
 @nox.session
@@ -75,6 +75,7 @@ BENCH_PARTS = (
     "feed-redis",
     "udp",
     "page",
+    "watch",
 )
 
 
@@ -94,8 +95,10 @@ def bench(session: nox.Session) -> None:
     sidebyside.py feed; ``ROUNDS``, ``SCENARIOS`` and ``DURATION`` pass through,
     ``DURATION=1 ROUNDS=1`` is a smoke run), ``feed-redis`` (two instances on
     one Redis Stream: fan-out lag, an outage, echo ratio), ``udp`` (run_udp.sh:
-    UDP echo against asyncio+uvloop's datagram peer, naive Trio and C; issue 11) and
-    ``page`` (the page's frame times in Chromium with 10,000 stepping tasks).
+    UDP echo against asyncio+uvloop's datagram peer, naive Trio and C; issue 11),
+    ``page`` (the page's frame times in Chromium with 10,000 stepping tasks) and
+    ``watch`` (trio_naive.py under echoload s2 and a 1,000-task relay: plain, under
+    ``trio-echo watch``, and with its page open; then 20 stalls in a row; docs/watch.md).
     ``tcp`` also runs s2 without and s2p with ``--proxy-protocol v2``, alternating, for the
     PROXY header's cost (issue 11's target: s2p >= 0.97x s2).
     Needs gcc, taskset and node/npm; prints Markdown tables (docs/performance.md).
@@ -243,3 +246,5 @@ def bench(session: nox.Session) -> None:
         # Chromium, driven by the browser tests' harness (not -P: it is the tests' package).
         session.install("playwright")
         session.run("python", "-m", "tests.browser.frames", "--seconds", "10")
+    if "watch" in parts:
+        session.run("python", "-P", "tools/watch_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
