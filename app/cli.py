@@ -26,9 +26,11 @@ from app.config import (
     BLOCK_THRESHOLD,
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
+    WATCH_OPTIONS,
     ClientSettings,
     ConfigError,
     Settings,
+    WatchSettings,
     add_options,
     parse_networks,
     resolve,
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.set_defaults(command=_client)
 
     add_bench_parser(commands)
+    _add_watch_parsers(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -131,6 +134,62 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.set_defaults(command=_demo, scenario=info.name)
     return parser
+
+
+# -- issue 10 (watch): watch, ps, pstree ------------------------------------------------------
+
+
+def _add_watch_parsers(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="run a Trio program and watch its tasks, steps, output and stalls on the page",
+        description="Run COMMAND (any Python program that calls trio.run) as a child, unmodified, "
+        "and show every trio.run in it on the page: the task tree, each task's steps and "
+        "output, blocks, and stalls with the stuck line. Exits with the child's exit code.",
+        usage="trio-echo watch [OPTIONS] -- COMMAND [ARGS...]",
+    )
+    add_options(watch, WATCH_OPTIONS, WatchSettings)
+    watch.add_argument("child_argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")
+    watch.set_defaults(command=_watch)
+    for name, what in (("ps", "a table"), ("pstree", "a tree")):
+        sub = commands.add_parser(
+            name,
+            help=f"print the tasks of a watched program or a running serve as {what}",
+            description=f"Print every task (id, name, parent, state, where it waits) as {what}, "
+            "from the web URL that `watch` or `serve` printed.",
+        )
+        sub.add_argument("url", help="e.g. http://127.0.0.1:8000")
+        sub.set_defaults(command=_ps, tree=name == "pstree")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from app.watch.command import watch
+
+    argv = list(args.child_argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise ConfigError("watch: expected -- COMMAND [ARGS...], got no command")
+    settings = resolve(WatchSettings, WATCH_OPTIONS, vars(args), os.environ)
+    _setup_logging(settings.log_level)
+    try:
+        return trio.run(watch, settings, argv)
+    except OSError as exc:
+        _die(str(exc))
+
+
+def _ps(args: argparse.Namespace) -> int:
+    from app.watch.pstext import FetchError, fetch, ps, pstree
+
+    try:
+        runs = fetch(args.url)
+    except FetchError as exc:
+        _die(str(exc))
+    sys.stdout.write(pstree(runs) if args.tree else ps(runs))
+    return 0
+
+
+# -- end of issue 10 (watch) -------------------------------------------------------------------
 
 
 def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:

@@ -134,6 +134,8 @@ class Settings:
     udp_rate_exempt: str = "127.0.0.0/8,::1"
     proxy_protocol: ProxyMode = "off"
     proxy_trusted: str = "127.0.0.0/8,::1"
+    # -- issue 10 (watch): the stall watchdog of serve's own loop --
+    stall_threshold: float = 1.0
 
     @property
     def origins(self) -> frozenset[str]:
@@ -364,6 +366,13 @@ SERVE_OPTIONS: Final = (
         "proxy_trusted",
         "comma-separated networks (CIDR) allowed to send PROXY headers; others are closed",
     ),
+    # -- issue 10 (watch) --
+    Option(
+        "stall_threshold",
+        "seconds one step may hold the loop before the watchdog names the task and its stack",
+        0.05,
+        3600,
+    ),
 )
 
 CLIENT_OPTIONS: Final = (
@@ -390,7 +399,58 @@ CLIENT_OPTIONS: Final = (
     Option("udp_timeout", "UDP: seconds to wait for each echo before it counts as lost", 0.1, 60),
 )
 
-_S = TypeVar("_S", Settings, ClientSettings)
+# -- issue 10 (watch): `trio-echo watch -- COMMAND` --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSettings:
+    """What ``trio-echo watch`` runs with.  Times are seconds."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    stall_threshold: float = 1.0
+    block_threshold: float = 0.05
+    trace_file: str = ""
+    no_web: bool = False
+    exit: bool = False
+    feed_capacity: int = DEFAULT_CAPACITY
+    log_level: str = "warning"
+
+
+WATCH_OPTIONS: Final = (
+    Option("host", "address the page binds; anything but loopback is reachable from the network"),
+    Option("http_port", "web port of the page; 0 picks a free port", 0, 65535),
+    Option(
+        "stall_threshold",
+        "seconds one step may hold the child's loop before the watchdog names the task",
+        0.05,
+        3600,
+    ),
+    Option(
+        "block_threshold",
+        "seconds a single step may hold the child's loop before it is reported as a block",
+        0.001,
+        10,
+    ),
+    Option(
+        "trace_file",
+        "write the whole session as a Chrome trace (Perfetto) to this file when the child exits",
+        aliases=("--trace",),
+    ),
+    Option("no_web", "no web server (with --trace: exit with the child)", switch=True),
+    Option("exit", "quit when the child exits instead of keeping the page up", switch=True),
+    Option(
+        "feed_capacity",
+        "events the feed keeps for replay and slow subscribers; older ones are a gap",
+        1024,
+        1_048_576,
+    ),
+    Option("log_level", "logging threshold", choices=LOG_LEVELS),
+)
+
+# -- end of issue 10 (watch) -------------------------------------------------------------------
+
+_S = TypeVar("_S", Settings, ClientSettings, WatchSettings)
 
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], cls: type[Any]) -> None:

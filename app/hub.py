@@ -135,6 +135,7 @@ class Hub:
                 "idle_timeout": s.idle_timeout,
                 "max_message_size": s.max_message_size,
                 "block_threshold": s.block_threshold,
+                "stall_threshold": s.stall_threshold,  # issue 10: the stall watchdog's
                 "keep_runs": KEEP_RUNS,
             },
             listeners=dict(self.listeners),

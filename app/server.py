@@ -52,6 +52,7 @@ from app.metrics import HubCollector
 from app.net import bound_port, named_error, open_listener
 from app.ready import bracket
 from app.ticker import run_ticker
+from app.watch.own import OwnLoop
 from app.web.asgi import build_app, websocket_endpoints
 from app.web.front import WebFront
 from app.web.info import ServerIdentity
@@ -211,6 +212,8 @@ class Server:
                 log.warning("%s", choice.note)
             channel = FeedChannel(hub.feed, hub.runner, hub.tracer, s.origins, hub.hello)
             endpoints = websocket_endpoints(hub.ws, channel)
+            # Issue 10: the stall watchdog of this loop, and /api/tasks from it.
+            own = OwnLoop(hub.feed, hub.tracer, s.stall_threshold)
             app = build_app(
                 health=self._health,
                 find_run=hub.runner.get,
@@ -219,6 +222,7 @@ class Server:
                 identity=ServerIdentity(hub.pid, hub.worker),
                 deflate=DeflateLimits(DeflateSettings.from_settings(s), s.max_message_size),
                 metrics=HubCollector(hub, self._web_counts),
+                tasks=own.tasks,
             )
             ws_echo = _ws_engine(choice.ws_engine, hub)
             fast = endpoints if choice.ws_engine != "asgi" else None
@@ -242,6 +246,7 @@ class Server:
                 else None
             )
             trio.lowlevel.add_instrument(hub.tracer)
+            listeners.enter_context(own.installed())  # issue 10: the stall watchdog
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(hub.feed.run, name="feed link")

@@ -65,6 +65,10 @@ class TaskWatcher(trio.abc.Instrument):
         """Watch a task that already runs, under a lane its owner announced (an echo connection)."""
         self._lanes[task] = Lane(lane_id, run, task.name)
 
+    def lane_of(self, task: trio.lowlevel.Task) -> Lane | None:
+        """The lane of *task*, or ``None`` if it is not watched (``/api/tasks`` ids, issue 10)."""
+        return self._lanes.get(task)
+
     def current_lane(self) -> int:
         """The calling task's lane id, 0 if it is not watched."""
         lane = self._lanes.get(trio.lowlevel.current_task())

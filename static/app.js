@@ -3,12 +3,15 @@
 //
 // Module map (each file's top comment says its rules):
 //   feed.js      /ws/events: hello, batches, gaps, replies; reconnect with ?since=
-//   timeline.js  lanes per task (nursery tree), step bars, output marks, blocks
+//   timeline.js  lanes per task (nursery tree), step bars, output marks, blocks: the shell
+//                over timeline-model.js (pure), -layout.js (pure), -labels.js, -draw.js, -input.js
 //   console.js   interleaved output lines in seq order
 //   controls.js  scenario form, Run, the runs list with Cancel and trace download
 //   echo.js      echo connections and the /ws/echo box
 //   lag.js       loop lag chart and task count
 //   notices.js   errors, server notices, the gap notice
+//   stalls.js    the stall banner: which task holds the loop now, and its stack
+//   tasks.js     the task panel: where a clicked task is suspended (GET /api/tasks/{id})
 //   util.js      DOM and formatting helpers
 
 import { Console } from "./console.js";
@@ -17,6 +20,8 @@ import { EchoPanel } from "./echo.js";
 import { Feed, Status } from "./feed.js";
 import { LagChart } from "./lag.js";
 import { Notices } from "./notices.js";
+import { Stalls } from "./stalls.js";
+import { fetchTree, TaskPanel } from "./tasks.js";
 import { Timeline } from "./timeline.js";
 import { el, fmtValue } from "./util.js";
 
@@ -47,7 +52,27 @@ const clock = {
 const notices = new Notices($("#notices"));
 // The `run` of echo connections' events, from hello (the server's name, not a copy).
 let echoRun = null;
-const timeline = new Timeline($("#timeline"), () => clock.now());
+const stalls = new Stalls($("#stalls"));
+const taskPanel = new TaskPanel($("#task-detail"));
+const timeline = new Timeline($("#timeline"), () => clock.now(), {
+  onTask: (lane) => taskPanel.show(lane),
+  onLoadTree: () => loadTree(),
+});
+
+/**
+ * Tasks that started before this page connected (their spawn is older than the server's
+ * replay): ask the server for the live tree, on a click only (it is taken inside the
+ * watched loop).
+ */
+async function loadTree() {
+  try {
+    const added = timeline.adoptTasks(await fetchTree());
+    notices.notice("info", `Loaded the task tree: ${added.toLocaleString("en")} tasks added.`);
+  } catch (exc) {
+    notices.error(`Could not load the task tree: ${exc.message}`);
+  }
+}
+
 const consoleView = new Console($("#console"), (task) => timeline.laneName(task));
 const echo = new EchoPanel($("#echo"));
 const lag = new LagChart($("#loop"));
@@ -79,8 +104,12 @@ function dispatch(e) {
     case "step":
       timeline.onStep(e);
       break;
+    case "stall":
+      if (timeline.onStall(e)) stalls.onStall(e);
+      break;
     case "block":
       timeline.onBlock(e);
+      stalls.onBlock(e);
       // In the console only when a scenario did it: that is the lesson. A block elsewhere in
       // the server (rare) is shown on the timeline, not between the tutorial's lines.
       if (e.run && e.run !== echoRun) {
@@ -97,6 +126,7 @@ function dispatch(e) {
       break;
     case "run_end":
       timeline.onRunEnd(e);
+      stalls.onRunEnd(e);
       if (mine(e)) controls.onRunEnd(e);
       consoleView.note(e, `${e.run} ${e.state}${e.error ? `: ${e.error}` : ""}`);
       break;
@@ -127,7 +157,6 @@ function dispatch(e) {
 
 function showHello(hello) {
   clock.set(hello.now);
-  timeline.selfInst = hello.instances?.[0]?.inst || "";
   $("#server-info").textContent = `trio-echo ${hello.version} · pid ${hello.pid}`;
   showInstances(hello);
   const tcp = hello.listeners?.tcp;
@@ -139,6 +168,7 @@ function showHello(hello) {
   controls.keepRuns = hello.limits?.keep_runs ?? controls.keepRuns;
   controls.setScenarios(hello.scenarios || []);
   controls.setRuns(hello.runs || []);
+  timeline.learn(hello);
   for (const run of hello.runs || []) timeline.upsertRun(run);
 }
 
@@ -186,6 +216,8 @@ function resetAll() {
   echo.reset();
   lag.reset();
   notices.reset();
+  stalls.reset();
+  taskPanel.reset();
 }
 
 const feed = new Feed({
@@ -212,6 +244,8 @@ const feed = new Feed({
   },
   onGap(gap, total) {
     notices.showGap(gap.missed, total);
+    // The block that closes a stall may be in the hole; a stall still going is reported again.
+    stalls.reset();
   },
   onReply(reply) {
     controls.onReply(reply);

@@ -52,9 +52,10 @@ export class Console {
     const line = el(
       "div",
       {
-        class: "line",
+        // A watched program's stderr lines are marked (`stream`, issue 10); the text is as is.
+        class: e.stream === "stderr" ? "line stderr" : "line",
         style: `--task-colour:${taskColour(task)}`,
-        dataset: { testid: "console-line", seq: e.seq, run: e.run || "", task },
+        dataset: { testid: "console-line", seq: e.seq, run: e.run || "", task, stream: e.stream },
       },
       el("span", { class: "t" }, fmtFeedTime(e.t ?? 0)),
       el("span", { class: "who" }, `${e.run || ""} ${who}`),

@@ -11,6 +11,10 @@ Pure: events in, a JSON-ready dict out.  The mapping:
 * printed lines as thread-scoped instant events named by their text;
 * each ``block`` as a global instant event named ``block`` whose args give
   the task and the duration (in ms), on the blocking task's thread;
+* each ``stall`` (``trio-echo watch``'s watchdog) likewise, named ``stall``,
+  with the time held so far and the innermost frame;
+* each ``notice`` (such as records a watched program dropped) as a global
+  instant named ``notice`` with its level and text;
 * run start and end as instant events on thread 0, named "run".
 
 Timestamps are microseconds since the feed started.
@@ -21,7 +25,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from app.feed.events import Block, Event, Exit, Output, RunEnd, RunStart, Spawn, Step
+from app.feed.events import (
+    Block,
+    Event,
+    Exit,
+    Notice,
+    Output,
+    RunEnd,
+    RunStart,
+    Spawn,
+    Stall,
+    Step,
+)
 
 PID: Final = 1
 RUN_THREAD: Final = 0
@@ -95,6 +110,14 @@ def chrome_trace(events: Iterable[Event], *, title: str = "trio-echo") -> dict[s
         elif isinstance(event, Block):
             args = {"task": event.name, "duration_ms": _ms(event.dur)}
             out.append(_instant("block", "g", event.task, ts, args))
+        elif isinstance(event, Stall):
+            top = event.frames[-1] if event.frames else None
+            where = f"{top.file}:{top.line} in {top.function}" if top else ""
+            args = {"task": event.name, "held_ms": _ms(event.seconds), "where": where}
+            out.append(_instant("stall", "g", event.task, ts, args))
+        elif isinstance(event, Notice):
+            args = {"level": event.level, "text": event.text}
+            out.append(_instant("notice", "g", RUN_THREAD, ts, args))
         elif isinstance(event, Exit):
             args = {"steps": event.steps, "busy_ms": _ms(event.busy)}
             out.append(_instant("exit", "t", event.task, ts, args))

@@ -65,6 +65,9 @@ class Spawn(Event, tag="spawn", frozen=True):
 
     name: str
     parent: int = 0
+    #: The nursery it sits in (an id from the feed's counter, shared by the nursery's
+    #: tasks; 0 when not known).  Set under ``trio-echo watch``.
+    nursery: int = 0
 
 
 class Exit(Event, tag="exit", frozen=True):
@@ -78,6 +81,8 @@ class Output(Event, tag="output", frozen=True):
     """A line a scenario task printed (the tutorial's ``print``)."""
 
     text: str
+    #: ``stdout`` or ``stderr`` for a watched program's lines; "" for a scenario's.
+    stream: str = ""
 
 
 class Step(Event, tag="step", frozen=True):
@@ -112,6 +117,28 @@ class TlsInfo(msgspec.Struct, frozen=True, gc=False):
     cipher: str
     sni: str | None = None
     alpn: str | None = None
+
+
+class StackFrame(msgspec.Struct, frozen=True, gc=False):
+    """One frame of a stack: ``{"file", "line", "function"}``."""
+
+    file: str
+    line: int
+    function: str
+
+
+class Stall(Event, tag="stall", frozen=True):
+    """A step has held the loop *seconds* so far and still does (the stall watchdog).
+
+    Published when a step passes ``--stall-threshold`` and again every second
+    until it returns; the ``block`` published when it returns closes it.
+    ``t`` is when the stack was taken (the step began at ``t - seconds``);
+    *frames* is the stack of the stuck task then, innermost last.
+    """
+
+    name: str
+    seconds: float
+    frames: list[StackFrame] = []
 
 
 class ConnOpen(Event, tag="conn_open", frozen=True):
@@ -204,6 +231,7 @@ AnyEvent = (
     | Output
     | Step
     | Block
+    | Stall
     | ConnOpen
     | ConnClose
     | EchoStats

@@ -10,7 +10,7 @@ the same table to the front's fast path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ def build_app(
     metrics: Collector,
     identity: ServerIdentity,
     deflate: DeflateLimits | None = None,
+    tasks: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> Starlette:
     """The ASGI app of one server.
 
@@ -77,8 +78,10 @@ def build_app(
     download, *websockets* the endpoints mounted as ASGI routes (closed with
     1001 once *draining* is set), their permessage-deflate bounded by *deflate*
     (default: on, 12 window bits, memLevel 5, 1 MiB messages), *metrics* what
-    ``GET /metrics`` reports, *identity* the ``server`` part of the info routes
-    (issue 11).
+    ``GET /metrics`` reports, *tasks* the task snapshot of ``/api/tasks``
+    (``(task id or 0) -> runs``: this loop's under ``serve``, the watched
+    program's under ``watch``; none: an empty list), *identity* the ``server``
+    part of the info routes (issue 11).
     """
 
     async def healthz(request: Request) -> JSONResponse:
@@ -97,6 +100,22 @@ def build_app(
         )
 
     metrics_route = metrics_endpoint(metrics)
+
+    # -- issue 10 (watch): the task tree with stacks, of this loop or of the watched child --
+    async def tasks_source(lane: int) -> list[dict[str, Any]]:
+        return [] if tasks is None else await tasks(lane)
+
+    async def all_tasks(request: Request) -> JSONResponse:
+        return JSONResponse({"runs": await tasks_source(0)})
+
+    async def one_task(request: Request) -> JSONResponse:
+        lane = request.path_params["task"]
+        for run in await tasks_source(lane):
+            for task in run["tasks"]:
+                if task["id"] == lane:
+                    return JSONResponse({"run": run["run"], "pid": run["pid"], "task": task})
+        return JSONResponse({"error": f"no live task {lane}"}, status_code=404)
+
     sockets = [
         WebSocketRoute(path, AsgiEndpoint(endpoint, draining, deflate))
         for path, endpoint in websockets.items()
@@ -106,6 +125,8 @@ def build_app(
             Route("/healthz", healthz),
             Route("/metrics", metrics_route),
             Route("/api/runs/{run:str}/trace.json", trace),
+            Route("/api/tasks", all_tasks),
+            Route("/api/tasks/{task:int}", one_task),
             # Issue 11: the info routes (app/web/info.py).
             Route("/info", info_endpoint(identity)),
             Route("/echo", EchoApp(identity)),

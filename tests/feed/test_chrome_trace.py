@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app.feed.chrome_trace import chrome_trace
+from app.feed.events import StackFrame, Stall
 
 from run_harness import Harness, lanes
 
@@ -37,3 +38,17 @@ async def test_exported_trace_of_a_blocking_run(harness: Harness) -> None:
         assert block["args"]["duration_ms"] >= 100
         assert spawned[block["tid"]].name == block["args"]["task"]
     assert all(isinstance(e["ts"], float | int) for e in events if "ts" in e)
+
+
+def test_a_stall_is_a_global_instant_with_its_innermost_frame() -> None:
+    # issue 10: the watchdog's stall event, as trio-echo watch --trace writes it.
+    stall = Stall(
+        task=3,
+        t=1.5,
+        name="stuck",
+        seconds=1.25,
+        frames=[StackFrame("app.py", 4, "main"), StackFrame("app.py", 9, "stuck")],
+    )
+    (event,) = [e for e in chrome_trace([stall])["traceEvents"] if e["name"] == "stall"]
+    assert (event["ph"], event["s"], event["tid"], event["ts"]) == ("i", "g", 3, 1_500_000)
+    assert event["args"] == {"task": "stuck", "held_ms": 1250.0, "where": "app.py:9 in stuck"}
