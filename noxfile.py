@@ -195,17 +195,7 @@ def bench(session: nox.Session) -> None:
     if "startup" in parts:
         session.run("python", "-P", "tools/sidebyside.py", "startup")
     if "workers" in parts:
-        echoload = work / "echoload"
-        echoload.parent.mkdir(parents=True, exist_ok=True)
-        session.run(
-            "gcc",
-            "-O2",
-            "-o",
-            str(echoload),
-            str(tools / "bench/echoload.c"),
-            "-lpthread",
-            external=True,
-        )
+        echoload = _build_echoload(session, tools, work)
         session.run("python", "-P", "tools/sidebyside.py", "workers", "--echoload", str(echoload))
     if "tracer" in parts:
         session.run("python", "-P", "tools/tracer_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
@@ -232,17 +222,7 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-P", "tools/sidebyside.py", "feed", *rounds, *duration)
     if "feed-redis" in parts:
         # Issue 13: the shared feed on a local redis-server (tools/feed_redis.py says what).
-        echoload = work / "echoload"
-        echoload.parent.mkdir(parents=True, exist_ok=True)
-        session.run(
-            "gcc",
-            "-O2",
-            "-o",
-            str(echoload),
-            str(tools / "bench/echoload.c"),
-            "-lpthread",
-            external=True,
-        )
+        echoload = _build_echoload(session, tools, work)
         # FEED_REDIS_ARGS picks cells and sizes, e.g. "fanout --duration 1" for a smoke run.
         extra = shlex.split(os.environ.get("FEED_REDIS_ARGS", ""))
         session.run("python", "-P", "tools/feed_redis.py", "--echoload", str(echoload), *extra)
@@ -279,3 +259,19 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "tests.browser.frames", "--seconds", "10")
     if "watch" in parts:
         session.run("python", "-P", "tools/watch_overhead.py", env={"TRIO_ECHO_TOOLS": str(tools)})
+
+
+def _build_echoload(session: nox.Session, tools: Path, work: Path) -> Path:
+    """Compile the shared C load generator into *work* (the parts that drive echoload)."""
+    echoload = work / "echoload"
+    echoload.parent.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "gcc",
+        "-O2",
+        "-o",
+        str(echoload),
+        str(tools / "bench/echoload.c"),
+        "-lpthread",
+        external=True,
+    )
+    return echoload
