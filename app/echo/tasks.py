@@ -36,11 +36,21 @@ That is safe because a task never awaits between ``recv_into`` and the
 out before the task waits.  So memory per connection does not include a
 receive buffer, and a client that never reads holds at most one read's worth
 of bytes (backpressure: the task stops reading until the send completes).
+
+Stopping a connection (an abort: shutdown, idle sweep) wakes its parked task
+with :data:`STOP` instead of cancelling it, when the waker parks it: the task
+returns and closes its socket without a ``Cancelled`` raised through its
+frames.  At shutdown that is every connection at once, and the exception
+path (cancel delivery, unwinding, the ``except`` clauses) was most of the
+Python work of tearing down 1,000 connection tasks, the work that made
+``SIGTERM`` take over a second on a loaded machine.  A task that is running
+when the abort comes (not parked) is cancelled as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import logging
 import select
@@ -48,6 +58,7 @@ import socket
 from collections.abc import Awaitable, Callable, Container, Iterator
 from typing import Final, NamedTuple
 
+import outcome
 import trio
 
 from app.echo import RECV_SIZE
@@ -82,6 +93,17 @@ WantWrite = Callable[[bool], None]
 
 # Socket events the waker takes per wake-up before yielding to the other tasks.
 WAKE_BATCH: Final = 512
+
+
+class Wake(enum.Enum):
+    """What a :class:`Waker` wait returns besides ``None`` (news on the socket, or maybe)."""
+
+    #: The connection was aborted while parked: return without another socket call.
+    STOP = "stop"
+
+
+#: The value a wait returns when the connection must stop (see the module docstring).
+STOP: Final = Wake.STOP
 
 
 class Waker:
@@ -133,20 +155,36 @@ class Waker:
 
     async def wait(
         self, fd: int, abort: Callable[[Callable[[], None]], trio.lowlevel.Abort]
-    ) -> None:
+    ) -> Wake | None:
         """Park until *fd* has an event newer than the caller's last look at the socket.
 
         Always a checkpoint.  May return without anything to read (the event
         was a writability or an edge already consumed): the caller retries.
+
+        Returns:
+            :data:`STOP` if :meth:`stop` woke it: the caller must return at once.
 
         Cancellation: safe; the task is simply no longer parked.
         """
         if fd in self._pending:
             self._pending.discard(fd)
             await trio.lowlevel.checkpoint()
-            return
+            return None
         self._parked[fd] = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        woken: Wake | None = await trio.lowlevel.wait_task_rescheduled(abort)
+        return woken
+
+    def stop(self, fd: int) -> bool:
+        """Wake the task parked on *fd* with :data:`STOP`; False if none is parked there.
+
+        A task that is not parked is running or about to run: the caller
+        cancels it instead (its next checkpoint raises ``Cancelled``).
+        """
+        task = self._parked.pop(fd, None)
+        if task is None:
+            return False
+        trio.lowlevel.reschedule(task, outcome.Value(STOP))
+        return True
 
     async def run(self) -> None:
         """Reschedule parked tasks as their sockets get events, until cancelled."""
@@ -259,7 +297,7 @@ class TaskEngine:
                             )
                         return
                     scope = trio.CancelScope()
-                    conn = self._table.admit(peer, lambda _reason: scope.cancel())
+                    conn = self._table.admit(peer, _stopper(sock, scope, waker))
                     if conn is None:
                         sock.close()
                         return
@@ -286,7 +324,7 @@ class TaskEngine:
         finally:
             self._greeting -= 1
         scope = trio.CancelScope()
-        conn = self._table.admit(carried_peer(header, peer), lambda _reason: scope.cancel())
+        conn = self._table.admit(carried_peer(header, peer), _stopper(sock, scope, waker))
         if conn is None:
             sock.close()
             return
@@ -336,9 +374,11 @@ class TaskEngine:
                     if first:  # bytes that came with the PROXY header
                         conn.bytes_in += len(first)
                         conn.msgs += 1
-                        await _send_rest(sock, first, waits.writable, waits.want_write)
-                        conn.bytes_out += len(first)
-                    await self._echo(sock, conn, waits)
+                        if await _send_rest(sock, first, waits.writable, waits.want_write):
+                            conn.bytes_out += len(first)
+                            await self._echo(sock, conn, waits)
+                    else:
+                        await self._echo(sock, conn, waits)
                 reason = "eof"
         except PEER_GONE as exc:
             reason = self._table.socket_failed(conn, exc, gone=True)
@@ -355,7 +395,10 @@ class TaskEngine:
         conn: Conn,
         waits: Waits,
     ) -> None:
-        """Echo until the peer half-closes, then send what is left, EOF, and return."""
+        """Echo until the peer half-closes, then send what is left, EOF, and return.
+
+        Also returns, at once and without EOF, when a wait says :data:`STOP`.
+        """
         wait_readable = waits.readable
         wait_writable = waits.writable
         want_write = waits.want_write
@@ -372,7 +415,8 @@ class TaskEngine:
                 n = recv_into(buf)
             except BlockingIOError:
                 budget = FAIRNESS_BUDGET
-                await wait_readable()
+                if await wait_readable() is STOP:
+                    return
                 continue
             if n == 0:
                 # Everything read so far was sent before this read: only EOF is left.
@@ -389,7 +433,8 @@ class TaskEngine:
                 sent = 0
             if sent < n:
                 # Copy out before waiting: other tasks reuse the shared buffer.
-                await _send_rest(sock, bytes(view[sent:n]), wait_writable, want_write)
+                if not await _send_rest(sock, bytes(view[sent:n]), wait_writable, want_write):
+                    return
                 conn.bytes_out += n
                 continue  # the wait may have eaten a read edge: read before parking
             conn.bytes_out += n
@@ -399,7 +444,8 @@ class TaskEngine:
                 # A short read emptied the socket, so park now (edge-triggered: must;
                 # level-triggered: saves a read that would fail with EAGAIN).
                 budget = FAIRNESS_BUDGET
-                await wait_readable()
+                if await wait_readable() is STOP:
+                    return
                 continue
             budget -= 1
             if budget == 0:
@@ -413,8 +459,12 @@ def _no_write_interest(_on: bool) -> None:
 
 async def _send_rest(
     sock: socket.socket, data: bytes, wait_writable: Wait, want_write: WantWrite
-) -> None:
+) -> bool:
     """Send all of *data*, waiting for room; meanwhile nothing more is read (backpressure).
+
+    Returns:
+        True once all is sent; False if a wait said :data:`STOP` (the rest is
+        dropped: the connection is being cut).
 
     Cancellation: may leave part of *data* unsent; the caller closes the
     connection, it does not resume.
@@ -423,10 +473,32 @@ async def _send_rest(
     want_write(True)
     try:
         while rest:
-            await wait_writable()
+            if await wait_writable() is STOP:
+                return False
             try:
                 rest = rest[sock.send(rest) :]
             except BlockingIOError:
                 continue
     finally:
         want_write(False)
+    return True
+
+
+def _stopper(
+    sock: socket.socket, scope: trio.CancelScope, waker: Waker | None
+) -> Callable[[str], None]:
+    """The abort a connection registers in its table: wake its task with :data:`STOP`.
+
+    Through the waker only when the task is parked there; otherwise (running,
+    or the portable engine, whose tasks wait in Trio's I/O manager) its scope
+    is cancelled.
+    """
+    if waker is None:
+        return lambda _reason: scope.cancel()
+    fd = sock.fileno()
+
+    def abort(_reason: str) -> None:
+        if not waker.stop(fd):
+            scope.cancel()
+
+    return abort

@@ -220,3 +220,77 @@ async def test_eof_then_reset_is_routine_not_an_error(
     # is its job and says nothing about how the connections ended.
     noted = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "app.ticker"]
     assert not noted
+
+
+async def _read_to_close(stream: trio.SocketStream) -> None:
+    """Read until the server's close shows: EOF, or a reset (it closed with unread data)."""
+    try:
+        while await stream.receive_some(65536):
+            pass
+    except trio.BrokenResourceError:
+        pass
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_abort_all_cuts_parked_readers_and_blocked_writers(
+    nursery: trio.Nursery, engine: str
+) -> None:
+    """Shutdown's abort ends a connection waiting to read and one waiting for room to write.
+
+    With ``--engine tasks`` both are woken with STOP (no ``Cancelled``); every engine must
+    close them with the reason given, and keep serving new connections.
+    """
+    from app.feed.events import ConnClose
+
+    running = await start_server(nursery, engine=engine)
+    with trio.fail_after(20):
+        reader = await connect(running)
+        await reader.send_all(b"hi")
+        assert await reader.receive_some(10) == b"hi"  # now parked, waiting to read
+        hog = await connect(running)
+        with trio.move_on_after(1):
+            while True:  # never reads: the server's send to it stops part way
+                await hog.send_all(b"x" * 65536)
+        # The hog's echo is part-sent: its bytes out lag its bytes in.
+        await wait_until(lambda: any(c.bytes_in > c.bytes_out for c in running.hub.tcp))
+        running.hub.tcp.abort_all("shutdown")
+        await _read_to_close(reader)
+        await _read_to_close(hog)
+        await wait_until(lambda: len(running.hub.tcp) == 0)
+        async with await connect(running) as other:
+            await other.send_all(b"ping")
+            assert await other.receive_some(10) == b"ping"
+        await reader.aclose()
+        await hog.aclose()
+    reasons = [e.reason for e in running.events if isinstance(e, ConnClose)]
+    assert reasons[:2] == ["shutdown", "shutdown"], reasons
+
+
+async def test_waker_stop_wakes_a_parked_task_with_stop_only() -> None:
+    """``Waker.stop`` returns the parked task STOP (no exception); no task parked: False."""
+    import select
+    import socket
+
+    from app.echo.tasks import STOP, Waker
+
+    a, b = socket.socketpair()
+    with a, b, select.epoll() as ep, trio.fail_after(5):
+        waker = Waker(ep)
+        fd = a.fileno()
+        waker.add(fd)
+        got: list[object] = []
+        assert not waker.stop(fd)  # nobody parked yet: the caller would cancel instead
+        async with trio.open_nursery() as inner:
+            inner.start_soon(waker.run)
+
+            async def park() -> None:
+                got.append(await waker.wait(fd, waker.aborter(fd)))
+
+            inner.start_soon(park)
+            await wait_until(lambda: fd in waker._parked)
+            assert waker.stop(fd)
+            await wait_until(lambda: bool(got))
+            b.send(b"x")  # news after the stop wakes nobody
+            inner.cancel_scope.cancel()
+        waker.remove(fd)
+    assert got == [STOP]
