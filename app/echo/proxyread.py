@@ -1,10 +1,10 @@
 """The PROXY header at the start of a connection: read, checked, refused in one place.
 
-Every listener with ``--proxy-protocol`` does the same three things, through
-this module: refuse at accept a peer not in ``--proxy-trusted``
-(:func:`refuse_untrusted`), read the header in the connection's own task, and
-on a bad header close the connection with one counted log line
-(:func:`greet`).  Only how the header is read differs:
+Every listener with ``--proxy-protocol`` refuses at accept a peer not in
+``--proxy-trusted`` (:func:`refuse_untrusted`).  Those that read the header in
+the connection's own task (all but the epoll engine, which reads it in its
+loop) close a connection with a bad header through :func:`greet`: one counted
+log line, the socket closed.  Only how the header is read differs:
 
 * the TCP echo engines read it themselves (they keep the bytes that came after
   it and echo them);
