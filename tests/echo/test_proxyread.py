@@ -13,8 +13,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest
 import trio
 
-from app.echo.proxy import HEADER_TIMEOUT, ProxyProtocolError, build_v1, build_v2, proxy_policy
-from app.echo.proxyread import ProxiedSocket, read_proxy_header
+from app.echo.proxy import (
+    HEADER_TIMEOUT,
+    ProxyHeader,
+    ProxyProtocolError,
+    ProxyRefusals,
+    build_v1,
+    build_v2,
+    proxy_policy,
+)
+from app.echo.proxyread import ProxiedSocket, greet, read_proxy_header, refuse_untrusted
 
 POLICY = proxy_policy("any", "127.0.0.1")
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -137,3 +145,73 @@ async def test_the_reader_needs_no_pollrdhup(
             client.shutdown(socket.SHUT_WR)
             with pytest.raises(ProxyProtocolError, match="closed after"):
                 await read_proxy_header(server, POLICY)
+
+
+# -- what every PROXY listener shares: the trust check at accept, the refusal ---------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "peer", "refused"),
+    [
+        ("off", "203.0.113.7:5", False),  # no policy: nothing to check
+        ("any", "127.0.0.1:5", False),
+        ("any", "203.0.113.7:5", True),
+        ("v2", "[2001:db8::1]:5", True),
+    ],
+)
+def test_refuse_untrusted_closes_only_a_peer_outside_proxy_trusted(
+    mode: str, peer: str, refused: bool
+) -> None:
+    refusals = ProxyRefusals("test")
+    a, b = socket.socketpair()
+    with a, b:
+        assert refuse_untrusted(proxy_policy(mode, "127.0.0.0/8"), refusals, a, peer) is refused
+        assert (a.fileno() == -1) is refused
+        assert refusals.total == int(refused)
+
+
+async def test_greet_returns_the_header_and_keeps_the_socket() -> None:
+    refusals = ProxyRefusals("test")
+    a, b = socket.socketpair()
+    with a, b:
+        assert POLICY is not None
+        header = POLICY.parse(V1)
+        assert isinstance(header, ProxyHeader)
+
+        async def read() -> ProxyHeader:
+            await trio.lowlevel.checkpoint()
+            return header
+
+        assert await greet(a, "127.0.0.1:9", refusals, read) is header
+        assert a.fileno() != -1 and refusals.total == 0
+
+
+async def test_greet_refuses_a_bad_header_once_and_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusals = ProxyRefusals("test")
+    a, b = socket.socketpair()
+    with a, b, caplog.at_level("WARNING", logger="app.echo.proxy"):
+
+        async def read() -> ProxyHeader:
+            raise ProxyProtocolError("expected a PROXY protocol v2 header, got b'GET'")
+
+        assert await greet(a, "127.0.0.1:9", refusals, read) is None
+        assert a.fileno() == -1 and refusals.total == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "test: closing 127.0.0.1:9: expected a PROXY protocol v2 header, got b'GET'"
+    ]
+
+
+async def test_greet_closes_the_socket_when_cancelled() -> None:
+    refusals = ProxyRefusals("test")
+    a, b = socket.socketpair()
+    with a, b:
+
+        async def read() -> ProxyHeader:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        with trio.move_on_after(0.01):
+            await greet(a, "127.0.0.1:9", refusals, read)
+        assert a.fileno() == -1 and refusals.total == 0  # closed, but no refusal
