@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from app.bench.load import Plan, run_bench
+from app.bench.stats import Summary
 from app.certs import make_self_signed
 from app.child import self_command
 from app.echo.proxy import build_v1, build_v2
@@ -92,6 +94,19 @@ class TlsPipe(TlsClientStream):
         while data := await self.receive_some():
             chunks.append(data)
         return b"".join(chunks)
+
+
+async def bench_exactly(plan: Plan) -> Summary:
+    """Run *plan* (a TLS or wss:// ping-pong) and check what every ping-pong bench must show:
+    every connection up, no error (one wrong byte is a ``mismatch``), and exactly ``size``
+    bytes each way per message."""
+    with trio.fail_after(30):
+        summary = await run_bench(plan, lambda line: None)
+    assert summary.established == plan.connections
+    assert summary.errors == {}
+    assert summary.messages > 0
+    assert summary.bytes == summary.messages * plan.size * 2
+    return summary
 
 
 async def start_tls_server(
