@@ -40,7 +40,7 @@ from app import portability
 from app.config import ClientSettings
 from app.echo.proxy import build_v1, build_v2
 from app.errors import PEER_GONE
-from app.tlsclient import TlsClientStream, client_context
+from app.tlsclient import TlsClientStream, client_context, handshake_failure
 
 PROMPT: Final = ">>: "
 #: What ``--ws`` accepts (the websocket client refuses anything else with a traceback).
@@ -190,7 +190,9 @@ async def _connect(
         raise ClientError(f"no answer from {where} within {timeout:g} s") from None
     except trio.BrokenResourceError as exc:
         if isinstance(exc.__cause__, ssl.SSLError) or "close_notify" in str(exc):
-            raise ClientError(f"TLS handshake with {where} failed: {_tls_reason(exc)}") from None
+            raise ClientError(
+                f"TLS handshake with {where} failed: {handshake_failure(exc)}"
+            ) from None
         raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
     except OSError as exc:
         raise ClientError(f"cannot connect to {where}: {_reason(exc)}") from None
@@ -408,23 +410,6 @@ async def _ws_session(
         nursery.cancel_scope.cancel()
     if closed:
         raise closed[0]
-
-
-# OpenSSL's reasons when the other side does not speak TLS at all (a plain echo, an HTTP port).
-NOT_TLS: Final = frozenset({"WRONG_VERSION_NUMBER", "UNEXPECTED_MESSAGE", "RECORD_LAYER_FAILURE"})
-
-
-def _tls_reason(exc: trio.BrokenResourceError) -> str:
-    """Why a handshake failed, in words: ``certificate verify failed: self-signed certificate``."""
-    cause = exc.__cause__
-    verify = getattr(cause, "verify_message", None)
-    if verify:
-        return f"certificate verify failed: {verify} (--cafile FILE trusts it, --insecure skips)"
-    reason = getattr(cause, "reason", None)
-    if reason is None:
-        return str(exc)
-    hint = " (is it a TLS port?)" if reason in NOT_TLS else ""
-    return str(reason).replace("_", " ").lower() + hint
 
 
 def _reason(exc: BaseException) -> str:

@@ -24,9 +24,10 @@ from typing import Final
 import trio
 
 from app.echo.conns import ConnTable, LimitLog
+from app.echo.echostats import EchoSummary
 from app.echo.proxy import ProxyRefusals
 from app.feed.bucket import TokenBucket
-from app.feed.events import Block, EchoStats, Notice, Stats
+from app.feed.events import Block, Notice, Stats
 from app.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,12 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()
     udp = hub.udp
     if udp is not None:
         tables += (udp,)
+    summary = EchoSummary(hub.tcp, hub.ws, hub.tls, udp)
     sweep_every = min(STATS_INTERVAL, hub.settings.idle_timeout / SWEEPS_PER_TIMEOUT)
     now = trio.current_time()
     next_probe = now + PROBE_INTERVAL
     next_sweep = now + sweep_every
     next_stats = now + STATS_INTERVAL
-    last_totals = (0, 0)
     lags: list[float] = []
     block_threshold = hub.settings.block_threshold
     notices = TokenBucket(1 / STALL_NOTICE_EVERY, 1)
@@ -92,29 +93,9 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()
             table.refusals.flush()
         for limit_log in refusals:
             limit_log.flush()
-        samples_tcp, bytes_tcp, msgs_tcp = hub.tcp.samples()
-        samples_ws, bytes_ws, msgs_ws = hub.ws.samples()
-        samples_tls, bytes_tls, msgs_tls = hub.tls.samples()
-        samples_udp, bytes_udp, msgs_udp = udp.samples() if udp is not None else ([], 0, 0)
-        totals = (
-            bytes_tcp + bytes_ws + bytes_tls + bytes_udp,
-            msgs_tcp + msgs_ws + msgs_tls + msgs_udp,
-        )
-        udp_open = len(udp) if udp is not None else 0
-        if len(hub.tcp) or len(hub.ws) or len(hub.tls) or udp_open or totals != last_totals:
-            feed.publish(
-                EchoStats(
-                    tcp=len(hub.tcp),
-                    ws=len(hub.ws),
-                    tls=len(hub.tls),
-                    bytes_per_s=round((totals[0] - last_totals[0]) / elapsed, 1),
-                    msgs_per_s=round((totals[1] - last_totals[1]) / elapsed, 1),
-                    conns=(samples_tcp + samples_ws + samples_tls + samples_udp),
-                    udp=udp_open,
-                    udp_dropped=hub.udp_drops.all,
-                )
-            )
-        last_totals = totals
+        echo_stats = summary.tick(elapsed, udp_dropped=hub.udp_drops.all)
+        if echo_stats is not None:
+            feed.publish(echo_stats)
         feed.publish(
             Stats(
                 lag=max(lags, default=0.0),

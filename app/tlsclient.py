@@ -1,4 +1,5 @@
-"""TLS for our clients (``client --tls``, ``bench --tls``): contexts, and a stream that half-closes.
+"""TLS for our clients (``client --tls``, ``bench --tls``, ``wss://``): contexts, failures in
+words, and a stream that half-closes.
 
 Why not only ``trio.SSLStream``: it cannot half-close (no ``send_eof``), and
 the piped client's contract is "send everything, say so, then read every
@@ -11,11 +12,14 @@ that.  The bench, which never half-closes, uses ``trio.SSLStream``.
 from __future__ import annotations
 
 import ssl
+from typing import Final
 
 import trio
 
 # Largest single read from the socket.
 RECV_SIZE = 64 * 1024
+# OpenSSL's reasons when the other side does not speak TLS at all (a plain echo, an HTTP port).
+NOT_TLS: Final = frozenset({"WRONG_VERSION_NUMBER", "UNEXPECTED_MESSAGE", "RECORD_LAYER_FAILURE"})
 
 
 def client_context(*, insecure: bool = False, cafile: str = "") -> ssl.SSLContext:
@@ -30,6 +34,23 @@ def client_context(*, insecure: bool = False, cafile: str = "") -> ssl.SSLContex
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def handshake_failure(exc: trio.BrokenResourceError) -> str:
+    """Why a handshake failed, in words: ``certificate verify failed: self-signed certificate``.
+
+    *exc* is what :meth:`TlsClientStream.do_handshake` or ``trio.SSLStream``
+    raised; the ``ssl.SSLError`` behind it (its ``__cause__``) says why.
+    """
+    cause = exc.__cause__
+    verify = getattr(cause, "verify_message", None)
+    if verify:
+        return f"certificate verify failed: {verify} (--cafile FILE trusts it, --insecure skips)"
+    reason = getattr(cause, "reason", None)
+    if reason is None:
+        return str(exc)
+    hint = " (is it a TLS port?)" if reason in NOT_TLS else ""
+    return str(reason).replace("_", " ").lower() + hint
 
 
 class TlsClientStream(trio.abc.HalfCloseableStream):

@@ -7,7 +7,7 @@
 //                over timeline-model.js (pure), -layout.js (pure), -labels.js, -draw.js, -input.js
 //   console.js   interleaved output lines in seq order
 //   controls.js  scenario form, Run, the runs list with Cancel and trace download
-//   echo.js      echo connections and the /ws/echo box
+//   echo.js      echo connections and the /ws/echo box; echo-totals.js (pure) its counters
 //   lag.js       loop lag chart and task count
 //   notices.js   errors, server notices, the gap notice
 //   stalls.js    the stall banner: which task holds the loop now, and its stack
@@ -161,6 +161,7 @@ function showHello(hello) {
   showInstances(hello);
   const tcp = hello.listeners?.tcp;
   $("#tcp-address").textContent = tcp ? tcp : "?";
+  echo.setListeners(hello.listeners);
   showPeers(hello);
   lag.setBlockThreshold(hello.limits?.block_threshold);
   echoRun = hello.echo_run;

@@ -1,5 +1,5 @@
-// The echo panel: live TCP and websocket echo connections (bytes, messages), totals, and a
-// websocket echo box that talks to /ws/echo.
+// The echo panel: live TCP, TLS, websocket and UDP echo connections (bytes, messages), the
+// counters (echo-totals.js), and a websocket echo box that talks to /ws/echo.
 //
 // Rules of this module:
 // * Connections are known from conn_open and conn_close; their counters come from the
@@ -9,7 +9,8 @@
 // * The echo box keeps text as text: what is sent as a text frame comes back as one, and is
 //   shown as it came.
 
-import { el, fmtBytes, fmtDuration, fmtRate, taskColour } from "./util.js";
+import { echoTotals } from "./echo-totals.js";
+import { el, fmtBytes, fmtDuration, taskColour } from "./util.js";
 
 // Connections tracked at most (the server's default limit is 10,000 TCP connections);
 // beyond this they are counted in the totals only.
@@ -50,9 +51,17 @@ export class EchoPanel {
   reset() {
     this.conns = new Map();
     this.closed = [];
-    this.stats = { tcp: 0, ws: 0, udp: 0, udp_dropped: 0, bytes_per_s: 0, msgs_per_s: 0 };
+    this.stats = {};
     this.statsAt = 0;
     this.untracked = 0;
+    // hello.listeners: which transports this server echoes on (TLS and UDP counters need it).
+    this.listeners = {};
+    this.scheduleRender();
+  }
+
+  /** The listeners this server's hello names; the TLS and UDP counters show only for those on. */
+  setListeners(listeners) {
+    this.listeners = listeners || {};
     this.scheduleRender();
   }
 
@@ -127,26 +136,17 @@ export class EchoPanel {
   }
 
   render() {
-    const open = this.conns.size + this.untracked;
-    const { tcp, ws, udp = 0, udp_dropped: udpDropped = 0 } = this.stats;
-    let tcpOpen = 0;
-    let wsOpen = 0;
-    let udpOpen = 0;
+    const open = { all: this.conns.size + this.untracked, tcp: 0, ws: 0, tls: 0, udp: 0 };
     for (const conn of this.conns.values()) {
-      if (conn.transport === "tcp") tcpOpen += 1;
-      else if (conn.transport === "ws") wsOpen += 1;
-      else if (conn.transport === "udp") udpOpen += 1;
+      if (conn.transport in open) open[conn.transport] += 1;
     }
-    this.totals.replaceChildren(
-      stat("open", String(open), "echo-open"),
-      stat("tcp", String(this.statsAt ? tcp : tcpOpen)),
-      stat("ws", String(this.statsAt ? ws : wsOpen)),
-      // UDP: one lane per active source (RFC 862 has no connection); drops: rate/size bounds.
-      stat("udp", String(this.statsAt ? udp : udpOpen), "echo-udp"),
-      stat("udp dropped", udpDropped.toLocaleString("en"), "echo-udp-dropped"),
-      stat("msgs/s", fmtRate(this.stats.msgs_per_s), "echo-msgs-rate"),
-      stat("bytes/s", fmtBytes(this.stats.bytes_per_s)),
-    );
+    const totals = echoTotals({
+      stats: this.stats,
+      fresh: this.statsAt !== 0,
+      open,
+      listeners: this.listeners,
+    });
+    this.totals.replaceChildren(...totals.map(stat));
     const busiest = [...this.conns.values()]
       .sort((a, b) => b.bytesIn - a.bytesIn || b.task - a.task)
       .slice(0, MAX_ROWS);
@@ -249,11 +249,11 @@ export class EchoPanel {
   }
 }
 
-function stat(label, value, testid) {
+function stat({ label, value, text, testid, title }) {
   return el(
     "div",
-    { class: "stat" },
-    el("span", { class: "stat-value", dataset: testid ? { testid } : undefined }, value),
+    { class: "stat", title },
+    el("span", { class: "stat-value", dataset: { testid, value: String(value) } }, text),
     el("span", { class: "stat-label" }, label),
   );
 }

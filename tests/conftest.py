@@ -107,7 +107,7 @@ def expect_hypercorn_drop(running: Running, request: pytest.FixtureRequest) -> N
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
-async def read_all(stream: trio.SocketStream, limit: int = 1 << 30) -> bytes:
+async def read_all(stream: trio.abc.ReceiveStream, limit: int = 1 << 30) -> bytes:
     """Everything *stream* delivers until EOF."""
     chunks = []
     total = 0

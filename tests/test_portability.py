@@ -11,9 +11,11 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -22,10 +24,12 @@ from app import portability
 from app.cli import _raise_fd_limit, main
 from app.client import Stdin
 from app.config import EchoEngine, WsEngine
+from app.echo.proxy import build_v2
 from app.portability import Capabilities, choose_engines
 
-from conftest import start_server
+from conftest import read_all, start_server, wait_until
 from netclient import http_request, ws_connect
+from tlshelp import TlsPipe, start_tls_server
 
 LINUX = Capabilities(epoll=True, reuse_port=True, sigterm=True, rlimit=True, proc=True, fcntl=True)
 MACOS = dataclasses.replace(LINUX, epoll=False, proc=False)
@@ -154,3 +158,36 @@ def test_the_server_imports_no_epoll_module_until_one_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_proxy_protocol_needs_no_pollrdhup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """macOS has no POLLRDHUP, Windows no poll() at all: with both taken away (and no epoll),
+    a PROXY header still goes before TLS, and a peer that half-closes inside its header is
+    closed for that, on every listener, not after the header timeout."""
+    monkeypatch.setattr(portability, "CURRENT", MACOS)
+    monkeypatch.delattr(select, "POLLRDHUP", raising=False)
+    monkeypatch.delattr(select, "poll", raising=False)
+    caplog.set_level(logging.WARNING, logger="app.echo.proxy")
+    header = build_v2(("203.0.113.7", 40000), ("127.0.0.1", 8002))
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="any")
+            tcp = await trio.open_tcp_stream("127.0.0.1", running.ports.tls)
+            await tcp.send_all(header)
+            async with TlsPipe(tcp, files.client_context(), "localhost") as pipe:
+                await pipe.do_handshake()
+                await pipe.send_all(b"\x00portable\xff")
+                assert await pipe.receive_some() == b"\x00portable\xff"
+            ports = [running.ports.tls, running.ports.https, running.ports.http, running.tcp[1]]
+            for port in ports:
+                async with await trio.open_tcp_stream("127.0.0.1", port) as s:
+                    await s.send_all(header[:20])
+                    await s.send_eof()
+                    assert await read_all(s) == b""
+            await wait_until(lambda: running.hub.proxy_refusals.total == len(ports))
+            nursery.cancel_scope.cancel()
+    reasons = [r.getMessage() for r in caplog.records if r.name == "app.echo.proxy"]
+    assert len(reasons) == len(ports)
+    assert all(r.endswith("closed after 20 bytes of an unfinished PROXY header") for r in reasons)

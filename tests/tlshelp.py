@@ -7,14 +7,43 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trio
 
+from app.bench.load import Plan, run_bench
+from app.bench.stats import Summary
 from app.certs import make_self_signed
 from app.child import self_command
+from app.echo.proxy import build_v1, build_v2
 from app.ready import Ready, parse_ready
 from app.tlsclient import TlsClientStream
 
 from conftest import Running, start_server
+
+#: The PROXY headers a balancer may send before TLS (HAProxy's ``send-proxy`` and
+#: ``send-proxy-v2``, whose health checks are LOCAL), each with the client it carries
+#: as ``(host, port)`` and as the feed's ``peer``; None: LOCAL keeps the socket's address.
+PROXY_BEFORE_TLS = [
+    pytest.param(
+        build_v1(("203.0.113.7", 40000), ("127.0.0.1", 8443)),
+        ("203.0.113.7", 40000),
+        "203.0.113.7:40000",
+        id="v1-tcp4",
+    ),
+    pytest.param(
+        build_v2(("198.51.100.9", 41000), ("127.0.0.1", 8443)),
+        ("198.51.100.9", 41000),
+        "198.51.100.9:41000",
+        id="v2-tcp4",
+    ),
+    pytest.param(
+        build_v2(("2001:db8::7", 42000), ("::1", 8443), b"\x04\x00\x03abc"),  # and a TLV
+        ("2001:db8::7", 42000),
+        "[2001:db8::7]:42000",
+        id="v2-tcp6",
+    ),
+    pytest.param(build_v2(None, None), None, None, id="v2-local"),
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +94,19 @@ class TlsPipe(TlsClientStream):
         while data := await self.receive_some():
             chunks.append(data)
         return b"".join(chunks)
+
+
+async def bench_exactly(plan: Plan) -> Summary:
+    """Run *plan* (a TLS or wss:// ping-pong) and check what every ping-pong bench must show:
+    every connection up, no error (one wrong byte is a ``mismatch``), and exactly ``size``
+    bytes each way per message."""
+    with trio.fail_after(30):
+        summary = await run_bench(plan, lambda line: None)
+    assert summary.established == plan.connections
+    assert summary.errors == {}
+    assert summary.messages > 0
+    assert summary.bytes == summary.messages * plan.size * 2
+    return summary
 
 
 async def start_tls_server(

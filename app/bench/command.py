@@ -42,7 +42,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target = bench.add_mutually_exclusive_group()
     target.add_argument("--tcp", metavar="HOST:PORT", help="TCP echo (default 127.0.0.1:8001)")
     target.add_argument(
-        "--ws", metavar="URL", help="websocket echo, e.g. ws://127.0.0.1:8000/ws/echo"
+        "--ws",
+        metavar="URL",
+        help="websocket echo, e.g. ws://127.0.0.1:8000/ws/echo (wss://: over TLS, verified)",
     )
     target.add_argument(
         "--udp",
@@ -51,15 +53,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"unanswered after {UDP_TIMEOUT * 1000:g} ms counts as lost",
     )
     target.add_argument(
-        "--feed", metavar="URL", help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events"
+        "--feed",
+        metavar="URL",
+        help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events (wss://: over TLS, verified)",
     )
     # Issue 11: TCP echo over TLS, verified like `client --tls`.
     target.add_argument("--tls", metavar="HOST:PORT", help="TCP echo over TLS, e.g. 127.0.0.1:8002")
     verify = bench.add_mutually_exclusive_group()
     verify.add_argument(
-        "--insecure", action="store_true", help="--tls: accept any certificate (self-signed)"
+        "--insecure",
+        action="store_true",
+        help="--tls and wss:// URLs: accept any certificate (self-signed)",
     )
-    verify.add_argument("--cafile", default="", help="--tls: trust the CAs in this PEM file")
+    verify.add_argument(
+        "--cafile", default="", help="--tls and wss:// URLs: trust the CAs in this PEM file"
+    )
     bench.add_argument(
         "--connections",
         type=number_type("int", 1, MAX_CONNECTIONS),

@@ -21,6 +21,11 @@ and last ``t`` are read and the events between are spread evenly.
 ``deflate`` (``--deflate``): websocket clients offer permessage-deflate as a
 browser does (RFC 7692; ``client_max_window_bits``, memLevel 5); each feed
 phase then also reports the bytes on the wire per event (issue 12).
+
+TLS (issue 11): ``--tls`` and ``wss://`` URLs (ping-pong and feed) verify the
+server as ``trio-echo client`` does (``--insecure``, ``--cafile``), through
+``trio.SSLStream`` with the handshake done before anything else, so that one
+that fails is counted as ``tls_handshake_failed`` with its reason in words.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from websockets.uri import parse_uri
 from app.bench.command import UDP_TIMEOUT
 from app.bench.stats import Histogram, Latency, Summary
 from app.client import proxy_header
-from app.tlsclient import client_context
+from app.tlsclient import client_context, handshake_failure
 
 # Handshakes in flight at once while connecting, so the server's listen
 # backlog does not distort the start (as the Node client does).
@@ -70,6 +75,8 @@ LAG_STRATA: Final = 16
 CHURN_TICK: Final = 0.01
 # The largest messages this tool sends (the server's default limit is 1 MiB).
 MAX_SIZE: Final = 16 * 1024 * 1024
+# The stalled feed subscriber's receive buffer (bytes): small, so the server feels it soon.
+STALLED_RCVBUF: Final = 4096
 
 Progress = Callable[[str], None]
 
@@ -87,7 +94,7 @@ class Plan:
     text: bool = False
     #: Feed mode: events per second to make the server publish.
     rate: int = 10_000
-    # Issue 11: TLS mode ("tls", target host:port) verifies the server like the client does.
+    # Issue 11: TLS ("tls" mode, and wss:// URLs) verifies the server like the client does.
     insecure: bool = False
     cafile: str = ""
     #: Websocket and feed modes: offer permessage-deflate, as browsers do.
@@ -98,6 +105,10 @@ class Plan:
 
 class BenchError(Exception):
     """The run could not start (nothing to connect to, a bad target)."""
+
+
+class TlsHandshakeError(BenchError):
+    """A TLS handshake failed: not TLS, or a certificate that does not verify (the reason)."""
 
 
 def tcp_address(target: str) -> tuple[str, int]:
@@ -137,16 +148,20 @@ class Recorder:
         self.bytes = 0
         self.total_messages = 0
         self.errors: Counter[str] = Counter()
+        #: The first reason given for each kind of connect error, for the one-line report.
+        self.reasons: dict[str, str] = {}
         self.established = 0
         self.measuring = False
         self._unsettled = connections
         #: Set once every connection is up or has failed to come up.
         self.settled = trio.Event()
 
-    def up(self, error: str = "") -> None:
-        """One connection came up, or failed to (*error* says how)."""
+    def up(self, error: str = "", reason: str = "") -> None:
+        """One connection came up, or failed to (*error* says how, *reason* why in words)."""
         if error:
             self.errors[error] += 1
+            if reason:
+                self.reasons.setdefault(error, reason)
         else:
             self.established += 1
         self._unsettled -= 1
@@ -293,8 +308,9 @@ async def _tls_client(
         except OSError:
             rec.up("connect_failed")  # refused, unreachable: as over TCP
             return
-        except trio.BrokenResourceError:
-            rec.up("tls_handshake_failed")  # not TLS, or a certificate that does not verify
+        except trio.BrokenResourceError as exc:
+            # Not TLS, or a certificate that does not verify.
+            rec.up("tls_handshake_failed", handshake_failure(exc))
             return
     async with stream:
         rec.up()
@@ -322,12 +338,15 @@ async def _tls_client(
             rec.done(elapsed, size)
 
 
-def _tls_context(plan: Plan) -> ssl.SSLContext:
-    """The ``--tls`` client context, verifying as ``client --tls`` does.
+def _tls_context(plan: Plan) -> ssl.SSLContext | None:
+    """The client context for ``--tls`` and ``wss://`` targets, verifying as ``client --tls``
+    does; None for plain TCP, UDP and ``ws://``.
 
     Raises:
         BenchError: ``--cafile`` cannot be read or holds no certificate.
     """
+    if plan.mode != "tls" and not plan.target.startswith("wss://"):
+        return None
     try:
         return client_context(insecure=plan.insecure, cafile=plan.cafile)
     except (OSError, ssl.SSLError) as exc:
@@ -341,38 +360,71 @@ async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
 
 
 class _WsClient:
-    """One websocket client connection: a trio socket and websockets' sans-IO protocol."""
+    """One websocket client connection: websockets' sans-IO protocol over a trio socket.
 
-    def __init__(self, sock: trio.socket.SocketType, protocol: ClientProtocol) -> None:
+    ``ws://`` reads and writes the socket itself (the benchmark's hot path);
+    ``wss://`` goes through ``trio.SSLStream`` over the same socket.
+    """
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        protocol: ClientProtocol,
+        tls: trio.SSLStream[trio.SocketStream] | None = None,
+    ) -> None:
         self.sock = sock
         self.protocol = protocol
+        self.tls = tls
         #: Events received but not consumed yet (frames that came with the handshake answer).
         self.pending: list[Event] = []
-        #: Bytes read from the socket after the handshake (compressed, if deflate).
+        #: Bytes read from the socket after the handshake (compressed, if deflate; TLS
+        #: records' payload, not their framing, over ``wss://``).
         self.wire_in = 0
 
     @classmethod
     async def open(
-        cls, url: str, *, max_size: int | None = MAX_SIZE, deflate: bool = False
+        cls,
+        url: str,
+        *,
+        ctx: ssl.SSLContext | None = None,
+        max_size: int | None = MAX_SIZE,
+        deflate: bool = False,
+        rcvbuf: int = 0,
     ) -> _WsClient:
-        """Connect and do the opening handshake; with *deflate*, offer permessage-deflate.
+        """Connect, do the TLS handshake for ``wss://`` (verified by *ctx*, else by the
+        system's CAs), then the
+        opening handshake; with *deflate*, offer permessage-deflate.  *rcvbuf* sets a
+        small ``SO_RCVBUF`` (bytes) before connecting.
+
+        Cancellation: the socket is closed; nothing is left open.
 
         Raises:
             OSError: no connection.
+            TlsHandshakeError: the TLS handshake failed (``wss://``).
             BenchError: the handshake was refused.
         """
-        parts = urlsplit(url)
+        uri = parse_uri(url)
         extensions = enable_client_permessage_deflate(None) if deflate else None
-        protocol = ClientProtocol(parse_uri(url), extensions=extensions, max_size=max_size)
-        client = cls(trio.socket.socket(), protocol)
-        sock, protocol = client.sock, client.protocol
+        protocol = ClientProtocol(uri, extensions=extensions, max_size=max_size)
+        sock = trio.socket.socket()
         try:
-            await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            await sock.connect((uri.host, uri.port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tls = None
+            if uri.secure:
+                ctx = ctx or client_context()
+                tls = trio.SSLStream(trio.SocketStream(sock), ctx, server_hostname=uri.host)
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    raise TlsHandshakeError(handshake_failure(exc)) from None
+            client = cls(sock, protocol, tls)
             protocol.send_request(protocol.connect())
             await client.flush()
             while True:
-                data = await sock.recv(RECV_SIZE)
+                data = await client.recv()
                 if not data:
                     raise BenchError(f"{url}: closed during the handshake")
                 protocol.receive_data(data)
@@ -389,8 +441,23 @@ class _WsClient:
     async def flush(self) -> None:
         """Send whatever the protocol queued (messages, pongs, close answers)."""
         for data in self.protocol.data_to_send():
-            if data:
+            if not data:
+                continue
+            if self.tls is None:
                 await _send_all(self.sock, data)
+            else:
+                await self.tls.send_all(data)
+
+    async def recv(self) -> bytes | bytearray:
+        """The next bytes from the server; ``b""`` at its end.
+
+        Raises:
+            OSError: the socket failed (a reset).
+            trio.BrokenResourceError: over ``wss://``, the TLS stream failed or was cut.
+        """
+        if self.tls is None:
+            return await self.sock.recv(RECV_SIZE)
+        return await self.tls.receive_some(RECV_SIZE)
 
     async def receive(self) -> tuple[Opcode, bytes] | None:
         """The next whole data message ``(opcode, payload)``; None when the connection closed."""
@@ -414,7 +481,7 @@ class _WsClient:
             await self.flush()
             if protocol.state is not OPEN:
                 return None
-            data = await self.sock.recv(RECV_SIZE)
+            data = await self.recv()
             if not data:
                 protocol.receive_eof()
                 return None
@@ -422,11 +489,21 @@ class _WsClient:
             protocol.receive_data(data)
 
 
-async def _ws_client(plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Semaphore) -> None:
+async def _ws_client(
+    plan: Plan,
+    ctx: ssl.SSLContext | None,
+    rec: Recorder,
+    payloads: Payloads,
+    up: trio.Semaphore,
+) -> None:
+    """Websocket echo (``ws://``, or ``wss://`` verified by *ctx*): ping-pong, as over TCP."""
     async with up:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                client = await _WsClient.open(plan.target, deflate=plan.deflate)
+                client = await _WsClient.open(plan.target, ctx=ctx, deflate=plan.deflate)
+        except TlsHandshakeError as exc:
+            rec.up("tls_handshake_failed", str(exc))
+            return
         except (OSError, BenchError, trio.TooSlowError):
             rec.up("connect_failed")
             return
@@ -442,8 +519,12 @@ async def _ws_client(plan: Plan, rec: Recorder, payloads: Payloads, up: trio.Sem
                 protocol.send_text(payload)
             else:
                 protocol.send_binary(payload)
-            await client.flush()
-            message = await client.receive()
+            try:
+                await client.flush()
+                message = await client.receive()
+            except (OSError, trio.BrokenResourceError):
+                rec.errors["reset"] += 1  # as over TLS: this connection ends, the run goes on
+                return
             elapsed = now() - start
             if message is None:
                 rec.errors["closed"] += 1
@@ -504,9 +585,10 @@ async def _subscribe(
     up: trio.Semaphore,
     ready: trio.Event | None,
     deflate: bool = False,
+    ctx: ssl.SSLContext | None = None,
 ) -> None:
     async with up:
-        client = await _WsClient.open(url, max_size=None, deflate=deflate)
+        client = await _WsClient.open(url, ctx=ctx, max_size=None, deflate=deflate)
     with client.sock:
         hello = await client.receive()
         if hello is None:
@@ -539,18 +621,11 @@ async def _subscribe(
             add_lags(sub.hists[p], arrival, count, first + sub.offset, last + sub.offset)
 
 
-async def _stalled_subscriber(url: str) -> None:
+async def _stalled_subscriber(url: str, ctx: ssl.SSLContext | None) -> None:
     """A subscriber that does the handshake, then never reads again (a frozen browser tab)."""
-    parts = urlsplit(url)
-    sock = trio.socket.socket()
-    with sock:
-        # A small receive buffer, so that the server feels the stall soon.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        await sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
-        protocol = ClientProtocol(parse_uri(url))
-        protocol.send_request(protocol.connect())
-        for data in protocol.data_to_send():
-            await _send_all(sock, data)
+    # A small receive buffer, so that the server feels the stall soon.
+    client = await _WsClient.open(url, ctx=ctx, rcvbuf=STALLED_RCVBUF)
+    with client.sock:
         await trio.sleep_forever()
 
 
@@ -596,16 +671,17 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
         host, port = tcp_address(plan.target)
     else:
         check_url(plan.target)
-    ctx = _tls_context(plan) if plan.mode == "tls" else None
+    ctx = _tls_context(plan)
     async with trio.open_nursery() as nursery:
         for _ in range(plan.connections):
             if plan.mode in ("tcp", "udp"):
                 client = _tcp_client if plan.mode == "tcp" else _udp_client
                 nursery.start_soon(client, host, port, plan, rec, payloads, up)
-            elif ctx is not None:
+            elif plan.mode == "tls":
+                assert ctx is not None  # a tls plan always has one (_tls_context)
                 nursery.start_soon(_tls_client, host, port, ctx, plan, rec, payloads, up)
             else:
-                nursery.start_soon(_ws_client, plan, rec, payloads, up)
+                nursery.start_soon(_ws_client, plan, ctx, rec, payloads, up)
         with trio.move_on_after(CONNECT_TIMEOUT + 1):
             await rec.settled.wait()
         seconds = 0.0
@@ -616,7 +692,8 @@ async def run_bench(plan: Plan, progress: Progress) -> Summary:
         nursery.cancel_scope.cancel()
     if not rec.established:
         # Raised outside the nursery, so that callers see it bare, not in a group.
-        raise BenchError(f"no connection to {plan.target}: {dict(rec.errors)}")
+        why = "".join(f"; {error}: {reason}" for error, reason in rec.reasons.items())
+        raise BenchError(f"no connection to {plan.target}: {dict(rec.errors)}{why}")
     return Summary(
         mode=plan.mode,
         target=plan.target,
@@ -666,6 +743,7 @@ async def _window(plan: Plan, rec: Recorder, progress: Progress) -> float:
 async def _run_feed(plan: Plan, progress: Progress) -> Summary:
     """Subscribers, churn at ``plan.rate``, then the same again with one subscriber stalled."""
     check_url(plan.target)
+    ctx = _tls_context(plan)
     phases = ("all reading", "one stalled")
     subs = [Subscriber(len(phases)) for _ in range(plan.connections)]
     phase = [-1]
@@ -675,7 +753,9 @@ async def _run_feed(plan: Plan, progress: Progress) -> Summary:
         first = trio.Event()
         for i, sub in enumerate(subs):
             ready = first if i == 0 else None
-            nursery.start_soon(_subscribe, plan.target, sub, phase, rec, up, ready, plan.deflate)
+            nursery.start_soon(
+                _subscribe, plan.target, sub, phase, rec, up, ready, plan.deflate, ctx
+            )
         with trio.fail_after(CONNECT_TIMEOUT):
             await first.wait()
         if not subs[0].tcp:
@@ -687,7 +767,7 @@ async def _run_feed(plan: Plan, progress: Progress) -> Summary:
         total = 0.0
         for p, name in enumerate(phases):
             if p == 1:
-                nursery.start_soon(_stalled_subscriber, plan.target)
+                nursery.start_soon(_stalled_subscriber, plan.target, ctx)
             phase[0] = p
             progress(f"phase {name!r} for {plan.duration:g} s")
             seconds = await _window(plan, rec, progress)

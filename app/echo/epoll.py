@@ -36,8 +36,8 @@ from app.echo.proxy import (
     ProxyProtocolError,
     ProxyRefusals,
     carried_peer,
-    peer_host,
 )
+from app.echo.proxyread import refuse_untrusted
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
 log = logging.getLogger(__name__)
@@ -200,9 +200,7 @@ class EpollEngine(Multiplexed[Link]):
     # -- the PROXY protocol header (cold path: once per connection) ------------------------------
 
     def _greet(self, sock: socket.socket, peer: str, proxy: ProxyPolicy) -> None:
-        if not proxy.trusts(peer_host(peer)):
-            self._refusals.untrusted(peer)
-            sock.close()
+        if refuse_untrusted(proxy, self._refusals, sock, peer):
             return
         table = self._table
         if len(table) + len(self._greetings) >= table.limit:

@@ -72,8 +72,8 @@ from app.echo.proxy import (
     ProxyProtocolError,
     ProxyRefusals,
     carried_peer,
-    peer_host,
 )
+from app.echo.proxyread import greet, refuse_untrusted
 from app.errors import PEER_GONE, describe
 from app.net import accept_forever
 
@@ -283,11 +283,10 @@ class TaskEngine:
                     nursery.start_soon(waker.run, name="tcp echo waker")
 
                 def on_accept(sock: socket.socket, peer: str) -> None:
+                    if refuse_untrusted(self._proxy, self._refusals, sock, peer):
+                        return
                     if self._proxy is not None:
-                        if not self._proxy.trusts(peer_host(peer)):
-                            self._refusals.untrusted(peer)
-                            sock.close()
-                        elif len(self._table) + self._greeting >= self._table.limit:
+                        if len(self._table) + self._greeting >= self._table.limit:
                             self._table.refusals.refuse(peer)
                             sock.close()
                         else:
@@ -312,34 +311,34 @@ class TaskEngine:
 
         Cancellation: closes the socket; a connection not yet admitted leaves no trace.
         """
+        reader = HeaderReader(proxy)
         try:
-            header, rest = await self._read_header(sock, waker, proxy)
-        except ProxyProtocolError as exc:
-            self._refusals.refuse(peer, str(exc))
-            sock.close()
-            return
-        except BaseException:
-            sock.close()
-            raise
+            header = await greet(
+                sock,
+                peer,
+                self._refusals,
+                functools.partial(self._read_header, sock, waker, reader),
+            )
         finally:
             self._greeting -= 1
+        if header is None:
+            return
         scope = trio.CancelScope()
         conn = self._table.admit(carried_peer(header, peer), _stopper(sock, scope, waker))
         if conn is None:
             sock.close()
             return
-        await self._serve(sock, conn, scope, waker, rest)
+        await self._serve(sock, conn, scope, waker, reader.leftover)
 
     async def _read_header(
-        self, sock: socket.socket, waker: Waker | None, proxy: ProxyPolicy
-    ) -> tuple[ProxyHeader, bytes]:
-        """The header and the bytes that came after it in the same reads.
+        self, sock: socket.socket, waker: Waker | None, reader: HeaderReader
+    ) -> ProxyHeader:
+        """Read until *reader* has the whole header; the bytes after it stay in its ``leftover``.
 
         Raises:
             ProxyProtocolError: a bad header, EOF or a reset before it, or none
                 within :data:`HEADER_TIMEOUT`.
         """
-        reader = HeaderReader(proxy)
         with _parking(sock, waker) as waits, trio.move_on_after(HEADER_TIMEOUT):
             while True:
                 try:
@@ -353,7 +352,7 @@ class TaskEngine:
                     ) from None
                 header = reader.receive_data(data)
                 if isinstance(header, ProxyHeader):
-                    return header, reader.leftover
+                    return header
         raise ProxyProtocolError(f"no whole PROXY header within {HEADER_TIMEOUT:g} s")
 
     async def _serve(

@@ -38,6 +38,7 @@ between two checkpoints awaits.
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import socket
@@ -51,14 +52,8 @@ from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable, HandshakeCounts
 from app.echo.multiplex import MAX_EVENTS, POLL_IN, POLL_OUT, Link, Multiplexed
-from app.echo.proxy import (
-    ProxyPolicy,
-    ProxyProtocolError,
-    ProxyRefusals,
-    carried_peer,
-    peer_host,
-)
-from app.echo.proxyread import read_proxy_header
+from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxyread import greet, read_proxy_header, refuse_untrusted
 from app.errors import describe
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
 
@@ -248,11 +243,9 @@ class TlsEchoEngine(Multiplexed[_Link]):
             sock.close()
             return
         proxy = self._proxy
+        if refuse_untrusted(proxy, self._proxy_refusals, sock, peer):
+            return
         if proxy is not None:
-            if not proxy.trusts(peer_host(peer)):
-                self._proxy_refusals.untrusted(peer)
-                sock.close()
-                return
             assert self._nursery is not None
             self._greeting += 1
             self._nursery.start_soon(self._greet, sock, peer, proxy, name=f"tls echo {peer}")
@@ -268,18 +261,13 @@ class TlsEchoEngine(Multiplexed[_Link]):
 
         Cancellation: closes the socket (the engine is going away).
         """
+        read = functools.partial(read_proxy_header, trio.socket.from_stdlib_socket(sock), proxy)
         try:
-            header = await read_proxy_header(trio.socket.from_stdlib_socket(sock), proxy)
-        except ProxyProtocolError as exc:
-            self._proxy_refusals.refuse(peer, str(exc))
-            sock.close()
-            return
-        except BaseException:
-            sock.close()
-            raise
+            header = await greet(sock, peer, self._proxy_refusals, read)
         finally:
             self._greeting -= 1
-        self._start_handshake(sock, carried_peer(header, peer))
+        if header is not None:
+            self._start_handshake(sock, carried_peer(header, peer))
 
     def _start_handshake(self, sock: socket.socket, peer: str) -> None:
         try:

@@ -17,6 +17,7 @@ reads again, so a peer that does not read stops being read.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
@@ -28,14 +29,8 @@ import trio
 from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import ConnTable, HandshakeCounts
-from app.echo.proxy import (
-    ProxyPolicy,
-    ProxyProtocolError,
-    ProxyRefusals,
-    carried_peer,
-    peer_host,
-)
-from app.echo.proxyread import read_proxy_header
+from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxyread import greet, read_proxy_header, refuse_untrusted
 from app.errors import describe
 from app.net import accept_forever
 
@@ -94,10 +89,7 @@ class TlsTaskEngine:
             table.refusals.refuse(peer)
             sock.close()
             return
-        proxy = self._proxy
-        if proxy is not None and not proxy.trusts(peer_host(peer)):
-            self._proxy_refusals.untrusted(peer)
-            sock.close()
+        if refuse_untrusted(self._proxy, self._proxy_refusals, sock, peer):
             return
         assert self._nursery is not None
         self._handshaking += 1
@@ -118,11 +110,9 @@ class TlsTaskEngine:
             try:
                 if self._proxy is not None:
                     # The PROXY header comes before TLS; exactly it is taken.
-                    try:
-                        header = await read_proxy_header(tcp.socket, self._proxy)
-                    except ProxyProtocolError as exc:
-                        self._proxy_refusals.refuse(peer, str(exc))
-                        await trio.aclose_forcefully(tcp)
+                    read = functools.partial(read_proxy_header, tcp.socket, self._proxy)
+                    header = await greet(tcp.socket, peer, self._proxy_refusals, read)
+                    if header is None:
                         return
                     peer = carried_peer(header, peer)
                 with trio.fail_after(self._handshake_timeout):

@@ -190,6 +190,10 @@ class EchoStats(Event, tag="echo_stats", frozen=True):
     udp_dropped: int = 0
     #: TLS echo connections (issue 11); left out of the JSON while 0.
     tls: int = 0
+    #: Bytes moved over TLS echo since start (both directions, as ``/metrics`` counts them),
+    #: and UDP datagrams echoed since start; left out of the JSON while 0.
+    tls_bytes: int = 0
+    udp_datagrams: int = 0
 
 
 class Stats(Event, tag="stats", frozen=True):

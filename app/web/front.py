@@ -38,6 +38,7 @@ info routes (:mod:`app.web.info`).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import socket
 import ssl
@@ -54,14 +55,8 @@ from starlette.types import ASGIApp
 from app.certs import tls_info
 from app.config import Settings
 from app.echo.conns import HandshakeCounts, LimitLog
-from app.echo.proxy import (
-    ProxyPolicy,
-    ProxyProtocolError,
-    ProxyRefusals,
-    carried_peer,
-    peer_host,
-)
-from app.echo.proxyread import ProxiedSocket, read_proxy_header
+from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxyread import ProxiedSocket, greet, read_proxy_header, refuse_untrusted
 from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.feed.events import TlsInfo
@@ -283,10 +278,7 @@ class WebFront:
                 listener: str, tls: ssl.SSLContext | None
             ) -> Callable[[socket.socket, str], None]:
                 def on_accept(sock: socket.socket, peer: str) -> None:
-                    proxy = self._proxy
-                    if proxy is not None and not proxy.trusts(peer_host(peer)):
-                        self._proxy_refusals.untrusted(peer)
-                        sock.close()
+                    if refuse_untrusted(self._proxy, self._proxy_refusals, sock, peer):
                         return
                     if len(self._streams) >= self._limit:
                         self._refusals.refuse(peer)
@@ -430,12 +422,11 @@ class WebFront:
     async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> bool:
         """Take the PROXY header; from then on the stream is the client it carries.
 
-        False (one log line, the caller closes) for a missing or bad header.
+        False (one log line, the socket closed) for a missing or bad header.
         """
-        try:
-            header = await read_proxy_header(stream.socket, proxy)
-        except ProxyProtocolError as exc:
-            self._proxy_refusals.refuse(stream.peer, str(exc))
+        read = functools.partial(read_proxy_header, stream.socket, proxy)
+        header = await greet(stream.socket, stream.peer, self._proxy_refusals, read)
+        if header is None:
             return False
         stream.peer = carried_peer(header, stream.peer)
         if header.source is not None:

@@ -428,3 +428,6 @@ def test_udp_sources_show_beside_tcp(page: Page) -> None:
         row = page.locator('[data-testid="echo-conn"][data-transport="udp"]')
         expect(row).to_have_count(1)
         expect(row.locator(".peer")).to_have_text(f"{host}:{local[1]}")
+    # This server has no TLS listener: its counters are not drawn at all (not as zeros).
+    expect(page.get_by_test_id("echo-udp-datagrams")).to_have_text(SOME)
+    expect(page.get_by_test_id("echo-tls")).to_have_count(0)

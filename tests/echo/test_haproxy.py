@@ -1,8 +1,9 @@
 """Real HAProxy in front of the server: ``send-proxy`` (v1) and ``send-proxy-v2``.
 
 HAProxy (Debian's ``haproxy``) is started by the test with a generated
-configuration on loopback ports, in front of the TCP echo port and the web
-port.  The client connects from 127.0.0.2, HAProxy from 127.0.0.1: the
+configuration on loopback ports, in front of the TCP echo port, the web
+port, and (TLS passed through, the header before it) the TLS echo and HTTPS
+ports.  The client connects from 127.0.0.2, HAProxy from 127.0.0.1: the
 address the server reports (the feed's ``conn_open``) must be the client's.
 Skipped when ``/usr/sbin/haproxy`` is absent, except under ``CI=true``, where
 that is a failure.
@@ -10,6 +11,7 @@ that is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,7 +24,9 @@ import trio
 
 from app.feed.events import ConnOpen
 
-from conftest import ENGINES, Running, read_all, start_server, wait_until
+from conftest import ENGINES, Running, read_all, wait_until
+from netclient import http_over
+from tlshelp import CertFiles, TlsPipe, start_tls_server
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CLIENT_HOST = "127.0.0.2"
@@ -43,9 +47,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(tcp: int, http: int, fronts: dict[str, int]) -> str:
-    """One frontend and backend per entry of *fronts*: ``echo_v1`` goes to the echo port with
-    ``send-proxy``, ``web_v2`` to the web port with ``send-proxy-v2``, and so on."""
+def config(targets: dict[str, int], fronts: dict[str, int]) -> str:
+    """One frontend and backend per entry of *fronts*: ``echo_v1`` goes to ``targets["echo"]``
+    with ``send-proxy``, ``https_v2`` to ``targets["https"]`` with ``send-proxy-v2``, and so on."""
     text = """
 global
     maxconn 100
@@ -56,7 +60,7 @@ defaults
     timeout server 30s
 """
     for name, port in fronts.items():
-        target = tcp if name.startswith("echo") else http
+        target = targets[name.rsplit("_", 1)[0]]
         option = "send-proxy" if name.endswith("v1") else "send-proxy-v2"
         if name == "echo_v2":
             # Health checks with the header: v2 sends them as LOCAL, which must be accepted.
@@ -70,14 +74,23 @@ backend {name}
     return text
 
 
+#: Each front, named for the port it goes to and the header HAProxy puts before the stream.
+FRONTS = ("echo_v1", "echo_v2", "web_v1", "web_v2", "tls_v1", "tls_v2", "https_v1", "https_v2")
+
+
 @pytest.fixture(params=ENGINES)
 async def behind_haproxy(
     request: pytest.FixtureRequest, nursery: trio.Nursery, haproxy_binary: str, tmp_path: Path
-) -> AsyncIterator[tuple[Running, dict[str, int]]]:
-    running = await start_server(nursery, engine=request.param, proxy_protocol="any")
-    fronts = {name: free_port() for name in ("echo_v1", "echo_v2", "web_v1", "web_v2")}
+) -> AsyncIterator[tuple[Running, dict[str, int], CertFiles]]:
+    """A server with TLS (its TLS echo engine follows the engine), behind HAProxy."""
+    running, files = await start_tls_server(
+        nursery, tmp_path, engine=request.param, proxy_protocol="any"
+    )
+    ports = running.ports
+    targets = {"echo": ports.tcp, "web": ports.http, "tls": ports.tls, "https": ports.https}
+    fronts = {name: free_port() for name in FRONTS}
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(config(running.ports.tcp, running.ports.http, fronts))
+    cfg.write_text(config(targets, fronts))
     proc = await trio.lowlevel.open_process(
         [haproxy_binary, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -91,7 +104,7 @@ async def behind_haproxy(
                         break
                     except OSError:
                         await trio.sleep(0.05)
-        yield running, fronts
+        yield running, fronts, files
     finally:
         proc.terminate()
         with trio.move_on_after(5):
@@ -114,16 +127,24 @@ def opens(running: Running, cursor: int, transport: str) -> list[ConnOpen]:
     return [e for e in events if isinstance(e, ConnOpen) and e.transport == transport]
 
 
-@pytest.mark.parametrize("front", ["echo_v1", "echo_v2"])
+@pytest.mark.parametrize("front", ["echo_v1", "echo_v2", "tls_v1", "tls_v2"])
 async def test_echo_behind_haproxy_sees_the_client(
-    behind_haproxy: tuple[Running, dict[str, int]], front: str
+    behind_haproxy: tuple[Running, dict[str, int], CertFiles], front: str
 ) -> None:
-    running, fronts = behind_haproxy
+    """TCP echo, and TLS echo passed through (the handshake follows the header): exact,
+    half-closed (FIN, or close_notify), and the connection is the client's."""
+    running, fronts, files = behind_haproxy
+    transport = "tls" if front.startswith("tls") else "tcp"
     cursor = len(running.events)
     payload = os.urandom(200_000)
     with trio.fail_after(15):
-        stream = await from_client_host(fronts[front])
-        client_port = stream.socket.getsockname()[1]
+        tcp = await from_client_host(fronts[front])
+        client_port = tcp.socket.getsockname()[1]
+        stream: trio.abc.HalfCloseableStream = tcp
+        if transport == "tls":
+            pipe = TlsPipe(tcp, files.client_context(), "localhost")
+            await pipe.do_handshake()
+            stream = pipe
         async with stream, trio.open_nursery() as nursery:
 
             async def send() -> None:
@@ -133,14 +154,14 @@ async def test_echo_behind_haproxy_sees_the_client(
             nursery.start_soon(send)
             assert await read_all(stream) == payload
         mine = f"{CLIENT_HOST}:{client_port}"
-        await wait_until(lambda: any(e.peer == mine for e in opens(running, cursor, "tcp")))
+        await wait_until(lambda: any(e.peer == mine for e in opens(running, cursor, transport)))
     assert running.hub.proxy_refusals.total == 0
 
 
 async def test_haproxy_v2_health_checks_are_accepted(
-    behind_haproxy: tuple[Running, dict[str, int]],
+    behind_haproxy: tuple[Running, dict[str, int], CertFiles],
 ) -> None:
-    running, _ = behind_haproxy
+    running, _, _ = behind_haproxy
     cursor = len(running.events)
     with trio.fail_after(15):
         # Checks every 200 ms: a few come in, from HAProxy itself, none refused.
@@ -151,9 +172,9 @@ async def test_haproxy_v2_health_checks_are_accepted(
 
 @pytest.mark.parametrize("front", ["web_v1", "web_v2"])
 async def test_web_behind_haproxy_sees_the_client(
-    behind_haproxy: tuple[Running, dict[str, int]], front: str
+    behind_haproxy: tuple[Running, dict[str, int], CertFiles], front: str
 ) -> None:
-    running, fronts = behind_haproxy
+    running, fronts, _ = behind_haproxy
     cursor = len(running.events)
     with trio.fail_after(15):
         stream = await from_client_host(fronts[front])
@@ -174,4 +195,23 @@ async def test_web_behind_haproxy_sees_the_client(
             assert head.startswith(b"HTTP/1.1 101"), head
         mine = f"{CLIENT_HOST}:{client_port}"
         await wait_until(lambda: any(e.peer == mine for e in opens(running, cursor, "ws")))
+    assert running.hub.proxy_refusals.total == 0
+
+
+@pytest.mark.parametrize("front", ["https_v1", "https_v2"])
+async def test_https_behind_haproxy_sees_the_client(
+    behind_haproxy: tuple[Running, dict[str, int], CertFiles], front: str
+) -> None:
+    running, fronts, files = behind_haproxy
+    ctx = files.client_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    with trio.fail_after(15):
+        tcp = await from_client_host(fronts[front])
+        client_port = tcp.socket.getsockname()[1]
+        stream = trio.SSLStream(tcp, ctx, server_hostname="localhost", https_compatible=True)
+        status, _, body = await http_over(stream, "/info")
+    assert status == 200, body
+    info = json.loads(body)
+    assert info["client"] == {"host": CLIENT_HOST, "port": client_port}
+    assert info["server"]["listener"] == "https"
     assert running.hub.proxy_refusals.total == 0

@@ -27,7 +27,7 @@ from app.web.info import MAX_ECHO_BODY
 
 from conftest import Running, wait_until
 from netclient import http_over
-from tlshelp import CertFiles, start_tls_server
+from tlshelp import PROXY_BEFORE_TLS, CertFiles, start_tls_server
 
 
 @pytest.fixture
@@ -381,21 +381,28 @@ async def test_https_over_the_web_limit_is_closed_at_accept(
         assert running.hub.handshakes["web"].done == 1
 
 
+@pytest.mark.parametrize(("header", "client", "peer"), PROXY_BEFORE_TLS)
 async def test_info_over_https_behind_a_proxy_header_shows_the_carried_client(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    header: bytes,
+    client: tuple[str, int] | None,
+    peer: str | None,
 ) -> None:
     """The front reads the PROXY header before the TLS handshake; /info's client is the one
-    the header carries (the ASGI scope's client, set by the front)."""
-    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="v1")
+    the header carries (the ASGI scope's client, set by the front), a LOCAL header's the
+    socket's own."""
+    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="any")
     ctx = files.client_context()
     ctx.set_alpn_protocols(["http/1.1"])
     with trio.fail_after(10):
         tcp = await trio.open_tcp_stream("127.0.0.1", running.ports.https)
-        await tcp.send_all(b"PROXY TCP4 198.51.100.9 127.0.0.1 41000 8443\r\n")
+        host, port = tcp.socket.getsockname()[:2] if client is None else client
+        await tcp.send_all(header)
         stream = trio.SSLStream(tcp, ctx, server_hostname="localhost", https_compatible=True)
         status, body = await http1(stream, "/info")
     assert status == 200
     info = json.loads(body)
-    assert info["client"] == {"host": "198.51.100.9", "port": 41000}
+    assert info["client"] == {"host": host, "port": port}
     assert info["tls"]["sni"] == "localhost"
     assert info["server"]["listener"] == "https"
