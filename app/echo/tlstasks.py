@@ -167,6 +167,10 @@ class TlsTaskEngine:
                     self._table.close(conn, reason)
         finally:
             if goodbye:
+                # Our close_notify, then the socket, which SSLStream.aclose closes however it
+                # ends (cut short too): no second close, whose checkpoint would cost each of
+                # 1,000 connections one more scheduling pass at shutdown.
                 with trio.move_on_after(CLOSE_GRACE, shield=True):
-                    await stream.aclose()  # our close_notify, then the socket
-            await trio.aclose_forcefully(tcp)
+                    await stream.aclose()
+            else:
+                await trio.aclose_forcefully(tcp)
