@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from conftest import ENGINES
 from procs import read_stderr, start_serve
 
 CONNECTIONS = 1000
 
 
-@pytest.mark.parametrize("engine", ["epoll", "tasks"])
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_sigterm_under_load(tmp_path: Path, engine: str) -> None:
     proc, tcp_port, _ = await start_serve(tmp_path, extra=["--engine", engine])
     echoed = 0
