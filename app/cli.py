@@ -3,6 +3,15 @@
 This is the process's outer shell: parse flags, resolve settings, set up
 logging and signals, run Trio, and turn every expected failure into one line
 on stderr and an exit code.  Nothing here knows how a part works inside.
+
+Every error has one form, argparse's, named after the command that failed
+(``trio-echo serve: error: ...``):
+
+* a usage error (a flag's syntax or value, found by argparse or later,
+  :class:`~app.config.ConfigError`): the command's usage line, then the error;
+  exit 2;
+* a runtime error (a port in use, a file that cannot be read, a server that
+  does not answer, :class:`CommandError`): the error line alone; exit 1.
 """
 
 from __future__ import annotations
@@ -43,18 +52,30 @@ from app.scenarios.catalog import Param
 log = logging.getLogger("app")
 
 
+class CommandError(Exception):
+    """A command failed while running, not in its flags: ``PROG: error: MESSAGE``, exit 1."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code (0 ok, 1 runtime error, 2 usage error)."""
     # Until Trio's signal receiver is up, SIGTERM means "stop now, quietly".
     if portability.CURRENT.sigterm:
         signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # The parser of the command that runs (set_defaults below), so that its errors carry
+    # its own name and usage: `trio-echo serve: error: ...`, not the top level's.
+    command_parser: argparse.ArgumentParser = args.parser
+    if unknown:
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
     except ConfigError as exc:
-        parser.error(str(exc))
+        command_parser.error(str(exc))
+    except CommandError as exc:
+        print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
 
@@ -90,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Set by the supervisor of --workers N for each worker it starts; not for people.
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
-    serve.set_defaults(command=_serve)
+    serve.set_defaults(command=_serve, parser=serve)
 
     client = commands.add_parser(
         "client",
@@ -100,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "exits 0 once every byte came back.",
     )
     add_options(client, CLIENT_OPTIONS, ClientSettings)
-    client.set_defaults(command=_client)
+    client.set_defaults(command=_client, parser=client)
 
-    add_bench_parser(commands)
+    add_bench_parser(commands)  # sets its own parser= default
     _add_watch_parsers(commands)
 
     demo = commands.add_parser(
@@ -132,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds a step may hold the loop before it is a block "
             f"(default: {BLOCK_THRESHOLD})",
         )
-        sub.set_defaults(command=_demo, scenario=info.name)
+        sub.set_defaults(command=_demo, scenario=info.name, parser=sub)
     return parser
 
 
@@ -150,7 +171,7 @@ def _add_watch_parsers(commands: Any) -> None:
     )
     add_options(watch, WATCH_OPTIONS, WatchSettings)
     watch.add_argument("child_argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")
-    watch.set_defaults(command=_watch)
+    watch.set_defaults(command=_watch, parser=watch)
     for name, what in (("ps", "a table"), ("pstree", "a tree")):
         sub = commands.add_parser(
             name,
@@ -159,7 +180,7 @@ def _add_watch_parsers(commands: Any) -> None:
             "from the web URL that `watch` or `serve` printed.",
         )
         sub.add_argument("url", help="e.g. http://127.0.0.1:8000")
-        sub.set_defaults(command=_ps, tree=name == "pstree")
+        sub.set_defaults(command=_ps, tree=name == "pstree", parser=sub)
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -169,7 +190,7 @@ def _watch(args: argparse.Namespace) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        raise ConfigError("watch: expected -- COMMAND [ARGS...], got no command")
+        raise ConfigError("expected -- COMMAND [ARGS...], got no command")
     settings = resolve(WatchSettings, WATCH_OPTIONS, vars(args), os.environ)
     _setup_logging(settings.log_level)
     try:
@@ -225,8 +246,7 @@ def _demo(args: argparse.Namespace) -> int:
             )
         )
     except RunRefused as exc:
-        print(f"trio-echo demo: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None  # a parameter out of bounds: a usage error
     return 0 if record.state == "done" else 1
 
 
@@ -237,7 +257,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         parse_feed(settings.feed)
     except BadFeedURL as exc:
-        _die(str(exc))
+        raise ConfigError(str(exc)) from None
     _raise_fd_limit(settings.max_connections + settings.max_web_connections)
     if settings.workers > 1 and not portability.CURRENT.reuse_port:
         _die(
@@ -386,8 +406,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _die(message: str) -> NoReturn:
-    print(f"trio-echo: {message}", file=sys.stderr)
-    raise SystemExit(1)
+    """Fail at run time: ``main`` prints ``trio-echo COMMAND: error: MESSAGE``, exit 1."""
+    raise CommandError(message)
 
 
 def _interrupt(signum: int, frame: object) -> None:

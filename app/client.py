@@ -37,7 +37,7 @@ from trio_websocket import (
 )
 
 from app import portability
-from app.config import ClientSettings
+from app.config import ClientSettings, ConfigError
 from app.echo.proxy import build_v1, build_v2
 from app.errors import PEER_GONE
 from app.tlsclient import TlsClientStream, client_context, handshake_failure
@@ -141,10 +141,8 @@ def _tls_context(settings: ClientSettings) -> ssl.SSLContext:
     """The client's TLS context from ``--insecure`` / ``--cafile``.
 
     Raises:
-        ClientError: both flags given, or the CA file cannot be used.
+        ClientError: the CA file cannot be used.
     """
-    if settings.insecure and settings.cafile:
-        raise ClientError("give --insecure or --cafile, not both")
     try:
         return client_context(insecure=settings.insecure, cafile=settings.cafile)
     except (OSError, ssl.SSLError) as exc:
@@ -429,19 +427,21 @@ def _reason(exc: BaseException) -> str:
 
 
 def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    """Run the client; return the exit code."""
+    """Run the client; return the exit code (1: it failed, ``trio-echo client: error: ...``).
+
+    Raises:
+        ConfigError: flags that cannot work together or a bad URL (the CLI's usage error).
+    """
     if settings.ws and not settings.ws.startswith(WS_SCHEMES):
-        print(
-            f"trio-echo client: --ws: expected a ws:// or wss:// URL, got {settings.ws!r}",
-            file=stderr,
-        )
-        return 2
+        raise ConfigError(f"--ws: expected a ws:// or wss:// URL, got {settings.ws!r}")
+    if settings.insecure and settings.cafile:
+        raise ConfigError("--insecure and --cafile: give one, not both")
     interactive = stdin.isatty()
     reader = Stdin(stdin.fileno())
     try:
         trio.run(run_client, settings, reader, stdout.buffer, interactive)
     except ClientError as exc:
-        print(f"trio-echo client: {exc}", file=stderr)
+        print(f"trio-echo client: error: {exc}", file=stderr)
         return 1
     except KeyboardInterrupt:
         print(file=stderr)

@@ -41,15 +41,18 @@ async def test_unverified_certificate_is_one_line_and_exit_1(
     done = await run_client(["--tls", "--port", str(running.ports.tls)], b"hi\n", tmp_path)
     assert done.returncode == 1
     (line,) = done.stderr.decode().splitlines()
-    assert line.startswith("trio-echo client: TLS handshake with 127.0.0.1:")
+    assert line.startswith("trio-echo client: error: TLS handshake with 127.0.0.1:")
     assert "self-signed certificate" in line
     assert running.hub.handshakes["echo"].failed == 1
 
 
 async def test_insecure_and_cafile_together_are_refused(tmp_path: Path) -> None:
     done = await run_client(["--tls", "--insecure", "--cafile", "x.pem"], b"", tmp_path)
-    assert done.returncode == 1
-    assert done.stderr == b"trio-echo client: give --insecure or --cafile, not both\n"
+    assert done.returncode == 2  # a usage error: the usage line, then the error
+    assert done.stderr.startswith(b"usage: trio-echo client ")
+    assert done.stderr.endswith(
+        b"\ntrio-echo client: error: --insecure and --cafile: give one, not both\n"
+    )
 
 
 async def test_wss_url_with_cafile(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -79,5 +82,5 @@ async def test_wss_with_an_unverified_certificate_is_one_line(
     done = await run_client(["--ws", url], b"one\n", tmp_path)
     assert done.returncode == 1
     (line,) = done.stderr.decode().splitlines()
-    assert line.startswith("trio-echo client: TLS handshake with localhost:"), line
+    assert line.startswith("trio-echo client: error: TLS handshake with localhost:"), line
     assert "certificate verify failed: self-signed certificate" in line

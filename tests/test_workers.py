@@ -131,5 +131,6 @@ def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"trio-echo: [Errno 98] tcp echo: cannot listen on 127.0.0.1:{port}: Address already in use"
+        "trio-echo serve: error: [Errno 98] tcp echo: "
+        f"cannot listen on 127.0.0.1:{port}: Address already in use"
     ]

@@ -1,7 +1,9 @@
 """``trio-echo bench``: its flags, and the shell that runs a plan and prints the result.
 
 Exit codes: 0 when the run measured something without errors, 1 when it saw
-errors (mismatches, resets, failed connects), 2 when it could not start.
+errors (mismatches, resets, failed connects) or could not start (nothing
+listens, a failed handshake: ``trio-echo bench: error: ...``), 2 for a usage
+error (a bad flag, with the usage line, as argparse reports it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final
 import trio
 
 from app.bounds import number_type
+from app.config import ConfigError
 from app.units import MiB
 
 # Bounds of the flags, with the reason.
@@ -40,25 +43,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stops reading. Ctrl-C ends the window early and still prints the summary.",
     )
     target = bench.add_mutually_exclusive_group()
-    target.add_argument("--tcp", metavar="HOST:PORT", help="TCP echo (default 127.0.0.1:8001)")
+    target.add_argument(
+        "--tcp", metavar="HOST:PORT", type=_host_port, help="TCP echo (default 127.0.0.1:8001)"
+    )
     target.add_argument(
         "--ws",
         metavar="URL",
+        type=_ws_url,
         help="websocket echo, e.g. ws://127.0.0.1:8000/ws/echo (wss://: over TLS, verified)",
     )
     target.add_argument(
         "--udp",
         metavar="HOST:PORT",
+        type=_host_port,
         help="UDP echo (RFC 862): one datagram in flight per socket; --connections sockets; "
         f"unanswered after {UDP_TIMEOUT * 1000:g} ms counts as lost",
     )
     target.add_argument(
         "--feed",
         metavar="URL",
+        type=_ws_url,
         help="feed fan-out, e.g. ws://127.0.0.1:8000/ws/events (wss://: over TLS, verified)",
     )
     # Issue 11: TCP echo over TLS, verified like `client --tls`.
-    target.add_argument("--tls", metavar="HOST:PORT", help="TCP echo over TLS, e.g. 127.0.0.1:8002")
+    target.add_argument(
+        "--tls", metavar="HOST:PORT", type=_host_port, help="TCP echo over TLS, e.g. 127.0.0.1:8002"
+    )
     verify = bench.add_mutually_exclusive_group()
     verify.add_argument(
         "--insecure",
@@ -110,7 +120,29 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="TCP: send a PROXY protocol header first on every connection (as a balancer does)",
     )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    bench.set_defaults(command=run)
+    bench.set_defaults(command=run, parser=bench)
+
+
+def _host_port(text: str) -> str:
+    """*text* if it is ``HOST:PORT`` (checked at parse time: a usage error, exit 2)."""
+    from app.bench.load import BenchError, tcp_address
+
+    try:
+        tcp_address(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _ws_url(text: str) -> str:
+    """*text* if it is a ``ws://`` or ``wss://`` URL with a host and a valid port."""
+    from app.bench.load import BenchError, check_url
+
+    try:
+        check_url(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.udp:
         mode, target = "udp", args.udp
         if args.size > MAX_DATAGRAM:
-            print(f"trio-echo bench: --udp: --size is at most {MAX_DATAGRAM}", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--udp: --size is at most {MAX_DATAGRAM}")
     elif args.ws:
         mode, target = "ws", args.ws
     else:
@@ -152,16 +183,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = trio.run(partial(run_bench, plan, progress))
     except (BenchError, OSError, trio.TooSlowError) as exc:
-        print(f"trio-echo bench: {exc or 'no answer in time'}", file=sys.stderr)
-        return 2
+        print(f"trio-echo bench: error: {exc or 'no answer in time'}", file=sys.stderr)
+        return 1
     except BaseExceptionGroup as group:
         # Client tasks fail together (say, every subscriber refused): one line for all.
         cannot_start, other = group.split((BenchError, OSError, trio.TooSlowError))
         if cannot_start is None or other is not None:
             raise
         first = _first_leaf(cannot_start)
-        print(f"trio-echo bench: {first or type(first).__name__}", file=sys.stderr)
-        return 2
+        print(f"trio-echo bench: error: {first or type(first).__name__}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary.as_json()), flush=True)
     else:

@@ -111,7 +111,9 @@ async def watch(settings: WatchSettings, argv: list[str]) -> int:
             try:
                 pid = await nursery.start(child.run, name="child")
             except OSError as exc:
-                print(f"trio-echo watch: cannot run {shlex.join(argv)}: {exc}", file=sys.stderr)
+                print(
+                    f"trio-echo watch: error: cannot run {shlex.join(argv)}: {exc}", file=sys.stderr
+                )
                 nursery.cancel_scope.cancel()
                 return NOT_STARTED
             print(f"watching pid {pid}: {shlex.join(argv)}", flush=True)
@@ -193,6 +195,6 @@ async def _write_trace(path: Path, events: collections.deque[Event], argv: list[
     try:
         await trio.Path(path).write_text(json.dumps(body))
     except OSError as exc:
-        print(f"trio-echo watch: cannot write the trace: {exc}", file=sys.stderr)
+        print(f"trio-echo watch: error: cannot write the trace: {exc}", file=sys.stderr)
         return
     print(f"trace written to {path}", flush=True)

@@ -156,22 +156,39 @@ def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
         (["--tcp", "127.0.0.1:70000"], "expected HOST:PORT"),
         (["--ws", "http://x"], "expected a ws:// or wss:// URL"),
         (["--feed", "ws://127.0.0.1:99999/ws/events"], "out of range"),
+    ],
+)
+def test_a_malformed_target_is_a_usage_error_exit_2(
+    flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", *flags, "--duration", "0.2", "--connections", "3"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage: trio-echo bench "), err
+    assert err[-1].startswith("trio-echo bench: error: argument "), err
+    assert says in err[-1], err
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
         (["--tcp", "127.0.0.1:{closed}"], "no connection to"),
         (["--ws", "ws://127.0.0.1:{closed}/ws/echo"], "no connection to"),
         (["--feed", "ws://127.0.0.1:{closed}/ws/events"], "refused"),
     ],
 )
-def test_a_target_that_cannot_work_is_one_line_and_exit_2(
+def test_a_target_that_does_not_answer_is_one_error_line_exit_1(
     flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]  # nothing listens there once the probe closes
     args = [flag.format(closed=closed) for flag in flags]
-    assert main(["bench", *args, "--duration", "0.2", "--connections", "3"]) == 2
+    assert main(["bench", *args, "--duration", "0.2", "--connections", "3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     lines = [line for line in err if not line.startswith("bench: ")]  # progress lines
-    assert len(lines) == 1 and lines[0].startswith("trio-echo bench: "), err
+    assert len(lines) == 1 and lines[0].startswith("trio-echo bench: error: "), err
     assert says in lines[0], lines[0]
 
 

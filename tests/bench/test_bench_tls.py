@@ -102,10 +102,11 @@ def test_the_command_with_tls_insecure(tmp_path: Path) -> None:
     assert result["msgs_per_s"] > 0 and result["errors"] == {}
 
 
-def test_a_tls_target_that_cannot_work_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    for args, message in [
-        (["--tls", "127.0.0.1", "--insecure"], "expected HOST:PORT"),
-        (["--tls", "127.0.0.1:1", "--cafile", str(tmp_path / "none.pem")], "--cafile"),
+def test_a_tls_target_that_cannot_work_is_an_error_line(tmp_path: Path) -> None:
+    """A malformed target is a usage error (exit 2); a CA file that cannot be read, exit 1."""
+    for args, message, code in [
+        (["--tls", "127.0.0.1", "--insecure"], "expected HOST:PORT", 2),
+        (["--tls", "127.0.0.1:1", "--cafile", str(tmp_path / "none.pem")], "--cafile", 1),
     ]:
         done = subprocess.run(
             self_command("bench", *args, "--duration", "0.5"),
@@ -114,6 +115,6 @@ def test_a_tls_target_that_cannot_work_is_one_line_and_exit_2(tmp_path: Path) ->
             timeout=30,
             cwd=tmp_path,
         )
-        assert done.returncode == 2, done.stderr
-        (line,) = done.stderr.strip().splitlines()
-        assert line.startswith("trio-echo bench: ") and message in line, line
+        assert done.returncode == code, done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert line.startswith("trio-echo bench: error: ") and message in line, line

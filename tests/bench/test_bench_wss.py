@@ -2,7 +2,7 @@
 
 The websocket bench verifies the server as ``client --ws wss://`` does: the system's CAs,
 ``--cafile``'s, or none with ``--insecure``; a certificate that does not verify is counted as
-``tls_handshake_failed`` and, when no connection came up, one line and exit 2.
+``tls_handshake_failed`` and, when no connection came up, one line and exit 1.
 Behaviour, not speed: nothing here asserts how fast anything is.
 """
 
@@ -91,7 +91,7 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def test_the_command_against_serve_tls_self_signed(tmp_path: Path) -> None:
-    """A real ``serve --tls self-signed``: --insecure measures; without it, one line, exit 2."""
+    """A real ``serve --tls self-signed``: --insecure measures; without it, one line, exit 1."""
     proc, ready, _ = await start_tls_serve(tmp_path)
     try:
         assert ready.https
@@ -109,8 +109,8 @@ async def test_the_command_against_serve_tls_self_signed(tmp_path: Path) -> None
     result = json.loads(good.stdout)
     assert result["mode"] == "ws" and result["established"] == 5
     assert result["messages"] > 0 and result["errors"] == {}
-    assert bad.returncode == 2, bad.stderr
+    assert bad.returncode == 1, bad.stderr
     (line,) = bad.stderr.strip().splitlines()
-    assert line.startswith("trio-echo bench: no connection to wss://"), line
+    assert line.startswith("trio-echo bench: error: no connection to wss://"), line
     assert "tls_handshake_failed" in line and "self-signed certificate" in line, line
     assert "Traceback" not in bad.stderr and bad.stdout == ""

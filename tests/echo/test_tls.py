@@ -254,8 +254,8 @@ def test_missing_file_is_one_line_and_exit_1(tmp_path: Path, missing: str) -> No
     done = _serve(["--tls-cert", str(cert), "--tls-key", str(key)], tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"trio-echo: tls: cannot read the {'certificate' if missing == 'cert' else 'key'} "
-        f"{gone}: No such file or directory"
+        "trio-echo serve: error: tls: cannot read the "
+        f"{'certificate' if missing == 'cert' else 'key'} {gone}: No such file or directory"
     ]
 
 
@@ -265,7 +265,7 @@ def test_unreadable_key_is_one_line_and_exit_1(tmp_path: Path) -> None:
     done = _serve(["--tls-cert", str(files.cert), "--tls-key", str(files.key)], tmp_path)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert done.stderr.startswith("trio-echo: tls: cannot use the certificate")
+    assert done.stderr.startswith("trio-echo serve: error: tls: cannot use the certificate")
 
 
 def test_self_signed_prints_listeners_and_fingerprint(tmp_path: Path) -> None:
@@ -357,7 +357,7 @@ def test_encrypted_key_is_one_line_and_no_prompt(tmp_path: Path) -> None:
     done = _serve(["--tls-cert", str(files.cert), "--tls-key", str(files.key)], tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"trio-echo: tls: the key {files.key} is encrypted; give an unencrypted key"
+        f"trio-echo serve: error: tls: the key {files.key} is encrypted; give an unencrypted key"
     ]
 
 

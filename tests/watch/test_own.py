@@ -76,4 +76,4 @@ async def test_ps_of_nothing_is_one_line_and_exit_1() -> None:
         )
     assert result.returncode == 1
     (line,) = result.stderr.decode().splitlines()
-    assert line.startswith("trio-echo: http://127.0.0.1:9/api/tasks: ")
+    assert line.startswith("trio-echo ps: error: http://127.0.0.1:9/api/tasks: ")

@@ -314,7 +314,7 @@ async def test_a_command_that_cannot_start_is_one_line_and_127(tmp_path: Path) -
         )
     assert result.returncode == 127
     (line,) = result.stderr.decode().splitlines()
-    assert line.startswith(f"trio-echo watch: cannot run {missing}: ")
+    assert line.startswith(f"trio-echo watch: error: cannot run {missing}: ")
 
 
 async def test_a_snapshot_of_ten_thousand_tasks(nursery: trio.Nursery) -> None:
