@@ -42,3 +42,37 @@ class LagHistogram:
             out.append((repr(bound), running))
         out.append(("+Inf", self.count))
         return out
+
+
+# -- a lag that was the whole process's pause, not a task's (issue H3) ------------------------
+
+# A lag is put down to a pause of the whole process only when it lasts at least this many
+# heartbeat polls: a shorter one cannot be told from a heartbeat that merely beat late.
+MIN_PAUSE_POLLS: Final = 3
+# "Got no CPU": the process used less than this share of the lag in CPU time.  A task that
+# holds the loop either computes (CPU time advances with the wall clock) or blocks in a call
+# such as time.sleep, while the process's other threads keep running.
+PAUSED_CPU_SHARE: Final = 0.1
+
+
+def process_paused(
+    *, lag_start: float, lag_end: float, cpu: float, beats: tuple[float, float], poll: float
+) -> bool:
+    """Whether the process as a whole, not one of its tasks, kept the loop from running.
+
+    The loop was late from *lag_start* to *lag_end* (seconds on the heartbeat's
+    clock); meanwhile the process used *cpu* seconds of CPU time (measured over
+    a window that contains the lag).  *beats* are the last two beats of a thread
+    that beats every *poll* seconds (the stall watchdog's).  True when the
+    process got (almost) no CPU and that thread did not beat during the lag
+    either: nothing in the process ran (SIGSTOP, a VM pause, a host that gave it
+    no CPU).  A task holding the loop leaves the other thread beating.
+    """
+    lag = lag_end - lag_start
+    if lag < MIN_PAUSE_POLLS * poll or cpu >= PAUSED_CPU_SHARE * lag:
+        return False
+    previous, last = beats
+    margin = poll / 2  # a beat can be late by some scheduling noise
+    not_since = last <= lag_start + margin  # the thread has not beaten since the lag began
+    spanned = previous <= lag_start + margin and last >= lag_end - margin  # one gap spans it
+    return not_since or spanned

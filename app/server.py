@@ -260,7 +260,7 @@ class Server:
                         await nursery.start(ws_echo.run, name="ws echo engine")
                     nursery.start_soon(front.run, name="web front")
                     refusals: list[LimitLog | ProxyRefusals] = [front.refusals, hub.proxy_refusals]
-                    nursery.start_soon(run_ticker, hub, refusals, name="ticker")
+                    nursery.start_soon(run_ticker, hub, refusals, own.watchdog, name="ticker")
                     task_status.started(ports)
                     await self._stop.wait()
                     log.info("shutting down")

@@ -9,7 +9,10 @@ watching, or ``--trace off``) is reported here, since nothing else saw it: a
 page is watching right now (``--trace off``), a :class:`~app.feed.events.Notice`
 for it (at most one per :data:`STALL_NOTICE_EVERY`: a page is not a log; and
 none for nobody, or every page opened later would replay old stalls as news).
-Once a
+A lag during which the whole process got no CPU and the stall watchdog's
+thread did not run either (SIGSTOP, a VM pause) is not a task's doing: it is
+logged as a pause of the process (:func:`app.lagstats.process_paused`), with no
+block.  Once a
 second it publishes a :class:`~app.feed.events.Stats` event, and an
 :class:`~app.feed.events.EchoStats` event while echo connections are open, and
 logs refusals over the limits.
@@ -18,8 +21,9 @@ logs refusals over the limits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -29,6 +33,8 @@ from app.echo.proxy import ProxyRefusals
 from app.feed.bucket import TokenBucket
 from app.feed.events import Block, Notice, Stats
 from app.hub import Hub
+from app.lagstats import process_paused
+from trio_echo_agent.probe import now as heartbeat_clock
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,15 @@ STATS_INTERVAL: Final = 1.0
 SWEEPS_PER_TIMEOUT: Final = 4
 # Seconds between two stall notices on the page; the log still gets every stall.
 STALL_NOTICE_EVERY: Final = 10.0
+
+
+class Heartbeat(Protocol):
+    """A thread that beats every :attr:`poll` seconds (the stall watchdog, app/watch/own.py)."""
+
+    #: Seconds between beats.
+    poll: float
+    #: Its last two beats on :func:`heartbeat_clock`, the newest last.
+    beats: tuple[float, float]
 
 
 def count_tasks() -> int:
@@ -55,8 +70,16 @@ def count_tasks() -> int:
     return count
 
 
-async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()) -> None:
-    """Probe lag, sweep idle connections and publish summaries until cancelled."""
+async def run_ticker(
+    hub: Hub,
+    refusals: Sequence[LimitLog | ProxyRefusals] = (),
+    heartbeat: Heartbeat | None = None,
+) -> None:
+    """Probe lag, sweep idle connections and publish summaries until cancelled.
+
+    With *heartbeat*, a lag during which that thread did not beat and the process
+    used no CPU is reported as a pause of the process, not a stall of a task.
+    """
     feed = hub.feed
     tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws, hub.tls)
     udp = hub.udp
@@ -71,15 +94,28 @@ async def run_ticker(hub: Hub, refusals: Sequence[LimitLog | ProxyRefusals] = ()
     lags: list[float] = []
     block_threshold = hub.settings.block_threshold
     notices = TokenBucket(1 / STALL_NOTICE_EVERY, 1)
+    cpu_then = time.process_time()
     while True:
         await trio.sleep_until(next_probe)
         now = trio.current_time()
         lag = now - next_probe
+        cpu_now = time.process_time()
+        cpu, cpu_then = cpu_now - cpu_then, cpu_now  # over the probe interval and the lag
         lags.append(round(lag, 6))
         hub.lag.observe(lag)
-        if lag > block_threshold and not hub.tracer.steps_installed:
-            watched = feed.subscribers > 0
-            _report_stall(hub, lag, notify=watched and notices.take(now))
+        if lag > block_threshold:
+            notify = feed.subscribers > 0
+            woke = heartbeat_clock()
+            if heartbeat is not None and process_paused(
+                lag_start=woke - lag,
+                lag_end=woke,
+                cpu=cpu,
+                beats=heartbeat.beats,
+                poll=heartbeat.poll,
+            ):
+                _report_pause(hub, lag, notify=notify and notices.take(now))
+            elif not hub.tracer.steps_installed:
+                _report_stall(hub, lag, notify=notify and notices.take(now))
         next_probe = max(next_probe + PROBE_INTERVAL, now)
         if now >= next_sweep:
             next_sweep = now + sweep_every
@@ -122,3 +158,15 @@ def _report_stall(hub: Hub, lag: float, *, notify: bool) -> None:
     log.warning("%s", text)
     if notify:
         feed.publish(Notice(level="warning", text=text))
+
+
+def _report_pause(hub: Hub, lag: float, *, notify: bool) -> None:
+    """The whole process was paused: one log line (and a :class:`Notice`), no block of a task."""
+    text = (
+        f"the process was paused for about {lag * 1000:.0f} ms: it got no CPU time and no "
+        "thread of it ran (SIGSTOP, a VM pause, or a host that gave it no CPU); "
+        "no task held the event loop"
+    )
+    log.warning("%s", text)
+    if notify:
+        hub.feed.publish(Notice(level="warning", text=text))

@@ -446,6 +446,13 @@ class Watchdog:
         self._reported: dict[int, tuple[float, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="trio-echo watchdog", daemon=True)
+        #: Seconds between two polls of the thread.
+        self.poll = min(POLL, threshold / 2)
+        #: The thread's last two polls (:func:`now`), the newest last: its heartbeat.  A
+        #: gap between them far over :attr:`poll` means this thread did not run either,
+        #: so the whole process was paused (SIGSTOP, a VM pause), not just its loop
+        #: (``serve``'s lag probe asks, app/lagstats.py).
+        self.beats = (0.0, 0.0)
 
     def start(self) -> None:
         """Start watching (idempotent)."""
@@ -457,8 +464,10 @@ class Watchdog:
         self._stop.set()
 
     def _loop(self) -> None:
-        poll = min(POLL, self.threshold / 2)
+        poll = self.poll
+        self.beats = (now(), now())
         while not self._stop.wait(poll):
+            self.beats = (self.beats[1], now())
             try:
                 self.check(now())
             except Exception:
