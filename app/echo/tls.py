@@ -270,14 +270,8 @@ class TlsEchoEngine(Multiplexed[_Link]):
             self._start_handshake(sock, carried_peer(header, peer))
 
     def _start_handshake(self, sock: socket.socket, peer: str) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls_sock = self._context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=False
-            )
-        except OSError as exc:  # reset before we got to it
-            log.debug("tls echo: %s went away before its handshake: %s", peer, exc)
-            sock.close()
+        tls_sock = wrap_server_side(self._context, sock, peer)
+        if tls_sock is None:
             return
         hs = _Handshake(tls_sock, peer, trio.current_time() + self._handshake_timeout)
         fd = tls_sock.fileno()
@@ -444,6 +438,33 @@ class TlsEchoEngine(Multiplexed[_Link]):
         if link is not None:
             self._goodbye(link)
             self._drop(link, reason)
+
+
+def wrap_server_side(
+    context: ssl.SSLContext, sock: socket.socket, peer: str
+) -> ssl.SSLSocket | None:
+    """*sock* (accepted, non-blocking) as a server-side ``SSLSocket``, its handshake not begun.
+
+    Returns None, with *sock* closed and one debug line, when the peer has gone
+    (reset) before it could be wrapped.
+
+    Why the ``getpeername()`` first: CPython's ``wrap_socket`` moves the
+    descriptor from *sock* into the new ``SSLSocket`` and then, for a peer that
+    has already reset, raises ``ECONNRESET`` without closing it; the orphan is
+    held in a reference cycle (the exception's traceback) until the garbage
+    collector runs, so a flood of resets could pile up open descriptors.  Asking
+    first leaves that only to a reset landing between the two calls.
+    """
+    try:
+        sock.getpeername()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=False
+        )
+    except OSError as exc:  # reset before we got to it
+        log.debug("tls echo: %s went away before its handshake: %s", peer, exc)
+        sock.close()
+        return None
 
 
 def _reason(exc: BaseException) -> str:

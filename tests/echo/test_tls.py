@@ -9,10 +9,13 @@ one that a system without epoll gets (the platform is made to look like one).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import socket
 import ssl
+import struct
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import trio
 
 from app import portability
 from app.child import self_command
+from app.echo.tls import wrap_server_side
 from app.feed.events import ConnClose, ConnOpen, Event, Exit
 
 from conftest import Running, wait_until
@@ -470,3 +474,34 @@ async def test_proxy_header_before_tls_carries_the_client_address(
         await wait_until(lambda: running.hub.proxy_refusals.total == 1)
     opens = [e for e in events_since(running, cursor) if isinstance(e, ConnOpen)]
     assert [(o.transport, o.peer) for o in opens] == [("tls", peer or local)]
+
+
+def test_a_peer_reset_before_wrapping_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """A connection reset between accept and the wrap is closed now, not by the GC later.
+
+    CPython's ``wrap_socket`` would take the descriptor and raise, leaving an
+    unclosed ``SSLSocket`` in a reference cycle (seen once in CI as a
+    ResourceWarning under HAProxy's probes).
+    """
+    files = write_cert(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        accepted.setblocking(False)
+        fd = accepted.fileno()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # an RST, before the server wraps its side
+        deadline = time.monotonic() + 5
+        while accepted.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            # Wait until the RST has landed (it is at once on loopback, as a rule).
+            assert time.monotonic() < deadline, "the reset never arrived"
+            time.sleep(0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            assert wrap_server_side(context, accepted, "reset peer") is None
+            gc.collect()
+    # The descriptor is closed now: nothing else holds it.
+    with pytest.raises(OSError):
+        os.fstat(fd)
