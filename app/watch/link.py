@@ -157,6 +157,9 @@ class Link:
         if self._steps_demand > 0:
             await self._send(agent, wire.StepsRequest(True))
         buffer = bytearray()
+        # The start of the last stall told in the terminal: a stall still going is
+        # reported again every second (for the page), but told there once.
+        told_stall = -1.0
         try:
             while chunk := await stream.receive_some(RECEIVE_SIZE):
                 # Only the new bytes are searched: a big reply (a snapshot of thousands of
@@ -179,6 +182,9 @@ class Link:
                             channel.send_nowait(session.translate(msg.runs))
                     else:
                         session.handle(msg)
+                        if isinstance(msg, wire.Stall) and msg.t != told_stall:
+                            told_stall = msg.t
+                            _tell_stall(session.pid, msg)
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning(
                 "watch: pid %d sent something else (%s); closing its link", session.pid, exc
@@ -243,3 +249,21 @@ class Link:
                 runs.extend(await receive.receive())
         finally:
             agent.replies.pop(req, None)
+
+
+def _tell_stall(pid: int, msg: wire.Stall) -> None:
+    """One warning line in watch's terminal for a stall that began: who, for how long, where.
+
+    The page and ``ps`` show it too; the terminal is where a user without them looks.
+    """
+    where = ""
+    if msg.frames:
+        frame = msg.frames[-1]
+        where = f", at {frame.file}:{frame.line} in {frame.function}"
+    log.warning(
+        "watch: pid %d: task %s has held the event loop for %.1f s%s (still going)",
+        pid,
+        msg.name or "?",
+        msg.seconds,
+        where,
+    )

@@ -158,6 +158,10 @@ async def test_stall_is_named_while_still_stuck(
             assert tasks["stuck-task"]["where"][-1]["line"] == line
             table = await run_cli("ps", watched.url)
             assert f"stall.py:{line}" in next(r for r in table.splitlines() if "stuck-task" in r)
+            # And one line in watch's own terminal, while still stuck (told once, not per report).
+            told = b"task stuck-task has held the event loop for "
+            await watched.wait_err(told)
+            assert f"stall.py:{line} in ".encode() in watched.err
             # Then the step returns: the block with the full duration closes it.
             events += await events_until(
                 ws, lambda seen: any(b["name"] == "stuck-task" for b in kinds(seen, "block"))
@@ -165,6 +169,7 @@ async def test_stall_is_named_while_still_stuck(
         block = next(b for b in kinds(events, "block") if b["name"] == "stuck-task")
         assert block["dur"] >= 6
         assert await watched.proc.wait() == 0
+        assert watched.err.count(told) == 1, watched.err
 
 
 async def test_crash_keeps_traceback_and_exit_code(nursery: trio.Nursery) -> None:

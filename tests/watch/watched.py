@@ -65,8 +65,15 @@ class Watched:
                     await self.proc.wait()
 
     async def wait_output(self, text: bytes) -> None:
-        while text not in self.out:  # noqa: ASYNC110 - a child's output announces nothing
-            await trio.sleep(0.02)
+        await _wait_for(text, self.out)
+
+    async def wait_err(self, text: bytes) -> None:
+        await _wait_for(text, self.err)
+
+
+async def _wait_for(text: bytes, collected: bytearray) -> None:
+    while text not in collected:  # noqa: ASYNC110 - a child's output announces nothing
+        await trio.sleep(0.02)
 
 
 async def start_watch(
