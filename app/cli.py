@@ -172,6 +172,9 @@ def _add_watch_parsers(commands: Any) -> None:
     add_options(watch, WATCH_OPTIONS, WatchSettings)
     watch.add_argument("child_argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")
     watch.set_defaults(command=_watch, parser=watch)
+    # Without a URL: the page of `watch` (and `serve`) where it is by default.
+    watch_defaults = WatchSettings()
+    default_url = f"http://{watch_defaults.host}:{watch_defaults.http_port}"
     for name, what in (("ps", "a table"), ("pstree", "a tree")):
         sub = commands.add_parser(
             name,
@@ -179,7 +182,12 @@ def _add_watch_parsers(commands: Any) -> None:
             description=f"Print every task (id, name, parent, state, where it waits) as {what}, "
             "from the web URL that `watch` or `serve` printed.",
         )
-        sub.add_argument("url", help="e.g. http://127.0.0.1:8000")
+        sub.add_argument(
+            "url",
+            nargs="?",
+            default=default_url,
+            help=f"the page's URL or HOST:PORT (default {default_url})",
+        )
         sub.set_defaults(command=_ps, tree=name == "pstree", parser=sub)
 
 
@@ -207,6 +215,9 @@ def _ps(args: argparse.Namespace) -> int:
     except FetchError as exc:
         _die(str(exc))
     sys.stdout.write(pstree(runs) if args.tree else ps(runs))
+    if not runs:
+        # Not an error (a program between runs, or done): said on stderr, the table stays.
+        print(f"no trio.run is running at {args.url}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ nursery a level, each task with its state and innermost frame.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -30,17 +31,27 @@ class FetchError(RuntimeError):
     """The URL did not answer with a task list; the message says what happened."""
 
 
+def page_url(given: str) -> str:
+    """The page's URL from what the user typed: a URL, or ``HOST:PORT`` (http:// assumed)."""
+    return given if "://" in given else f"http://{given}"
+
+
 def fetch(url: str) -> list[dict[str, Any]]:
     """GET ``URL/api/tasks`` and return its ``runs``.
 
     Raises:
         FetchError: unreachable, not JSON, or not a task list.
     """
-    target = url.rstrip("/") + "/api/tasks"
+    target = page_url(url).rstrip("/") + "/api/tasks"
     try:
         with urllib.request.urlopen(target, timeout=FETCH_TIMEOUT) as response:
             body = json.loads(response.read())
-    except (OSError, ValueError) as exc:
+    except urllib.error.URLError as exc:
+        # "<urlopen error [Errno 111] Connection refused>" says it twice: the reason alone.
+        reason = exc.reason
+        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+        raise FetchError(f"cannot reach {target}: {text}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise FetchError(f"{target}: {exc}") from None
     runs = body.get("runs") if isinstance(body, dict) else None
     if not isinstance(runs, list):

@@ -126,6 +126,20 @@ async def test_tree_output_tasks_ps_pstree_and_exit(nursery: trio.Nursery) -> No
         assert done["stream"] == "stderr" and done["task"] == main["task"]
         assert kinds(events, "run_end")[0]["state"] == "done"
         assert (await get_json(watched.url, "/api/tasks"))["runs"] == []
+        # ps says so on stderr; its table (the header) stays on stdout for scripts.
+        after = await trio.run_process(
+            self_command("ps", watched.url), capture_stdout=True, capture_stderr=True
+        )
+        assert after.stdout.decode().split() == [
+            "RUN",
+            "PID",
+            "TASK",
+            "PARENT",
+            "STATE",
+            "NAME",
+            "WHERE",
+        ]
+        assert after.stderr.decode() == f"no trio.run is running at {watched.url}\n"
         watched.proc.send_signal(signal.SIGINT)
         assert await watched.proc.wait() == 0
 
