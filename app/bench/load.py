@@ -99,7 +99,8 @@ class Plan:
     cafile: str = ""
     #: Websocket and feed modes: offer permessage-deflate, as browsers do.
     deflate: bool = False
-    #: TCP mode: send a PROXY protocol header (``v1`` or ``v2``) first on each connection.
+    #: TCP, TLS (before the handshake) and websocket modes: send a PROXY protocol header
+    #: (``v1`` or ``v2``) first on each connection.
     send_proxy: str = ""
 
 
@@ -298,6 +299,8 @@ async def _tls_client(
                 tcp = await trio.open_tcp_stream(host, port)  # TCP_NODELAY is Trio's default
                 stream = trio.SSLStream(tcp, ctx, server_hostname=host)
                 try:
+                    if plan.send_proxy:  # before TLS, as a balancer sends it (and `client --tls`)
+                        await tcp.send_all(proxy_header(plan.send_proxy, tcp.socket))
                     await stream.do_handshake()
                 except BaseException:
                     await trio.aclose_forcefully(tcp)
