@@ -165,7 +165,7 @@ async def _connect(
     host: str,
     port: int,
     ctx: ssl.SSLContext | None,
-    send_proxy: str = "",
+    send_proxy: str | None = None,
 ) -> trio.abc.HalfCloseableStream:
     """A TCP connection to *host*:*port*: a PROXY header first with *send_proxy*, then
     TLS (handshake done) when *ctx* is given.
@@ -501,16 +501,38 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__  # some errors carry no message at all
 
 
+def check_flags(settings: ClientSettings) -> None:
+    """Refuse flags that cannot work together, instead of ignoring one of them.
+
+    Raises:
+        ConfigError: which flags, and why (the CLI's usage error, exit 2).
+    """
+    if settings.ws and not settings.ws.startswith(WS_SCHEMES):
+        raise ConfigError(f"--ws: expected a ws:// or wss:// URL, got {settings.ws!r}")
+    if settings.insecure and settings.cafile:
+        raise ConfigError("--insecure and --cafile: give one, not both")
+    if settings.udp and settings.tls:
+        raise ConfigError("--udp and --tls: TLS runs over TCP; give one")
+    if settings.udp and settings.ws:
+        raise ConfigError("--udp and --ws: give one")
+    if settings.tls and settings.ws:
+        raise ConfigError("--tls and --ws: --tls is for the TCP echo; use a wss:// URL")
+    if settings.udp and settings.send_proxy:
+        raise ConfigError("--udp and --send-proxy: a PROXY header is for TCP and websockets")
+    if (settings.insecure or settings.cafile) and not (
+        settings.tls or settings.ws.startswith("wss://")
+    ):
+        flag = "--insecure" if settings.insecure else "--cafile"
+        raise ConfigError(f"{flag} needs --tls or a wss:// URL for --ws")
+
+
 def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Run the client; return the exit code (1: it failed, ``trio-echo client: error: ...``).
 
     Raises:
         ConfigError: flags that cannot work together or a bad URL (the CLI's usage error).
     """
-    if settings.ws and not settings.ws.startswith(WS_SCHEMES):
-        raise ConfigError(f"--ws: expected a ws:// or wss:// URL, got {settings.ws!r}")
-    if settings.insecure and settings.cafile:
-        raise ConfigError("--insecure and --cafile: give one, not both")
+    check_flags(settings)
     interactive = stdin.isatty()
     reader = Stdin(stdin.fileno())
     try:

@@ -159,7 +159,8 @@ class ClientSettings:
     cafile: str = ""
     # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
     udp: bool = False
-    send_proxy: str = ""
+    #: ``v1`` or ``v2``; None sends no PROXY header.
+    send_proxy: str | None = None
     udp_timeout: float = 2.0
 
 
@@ -394,7 +395,7 @@ CLIENT_OPTIONS: Final = (
     Option(
         "send_proxy",
         "TCP: send a PROXY protocol header first (from this socket's addresses)",
-        choices=("", "v1", "v2"),
+        choices=("v1", "v2"),
     ),
     Option("udp_timeout", "UDP: seconds to wait for each echo before it counts as lost", 0.1, 60),
 )
@@ -482,7 +483,8 @@ def resolve(
     values: dict[str, Any] = {}
     for opt in options:
         if opt.name in given:
-            raw, source = given[opt.name], opt.flag
+            # The alias is the spelling users are shown (the client's --port), so errors use it.
+            raw, source = given[opt.name], (opt.aliases or (opt.flag,))[0]
         elif opt.env in env:
             raw, source = env[opt.env], opt.env
         else:
