@@ -5,10 +5,15 @@ Real processes against real servers on port 0, as a user runs them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import trio
+
+from app.child import self_command
+from app.feed.events import ConnOpen
 
 from conftest import start_server
 from test_client import run_client
@@ -56,3 +61,73 @@ async def test_ws_with_send_proxy_says_why_a_refused_upgrade_failed(
     assert done.returncode == 1, done.stderr
     (line,) = done.stderr.decode().splitlines()
     assert line == f"trio-echo client: error: {url} refused the websocket upgrade: HTTP 404"
+
+
+# -- serve's TRIO_ECHO_* in the client's environment: ignored; TRIO_ECHO_CLIENT_* is read ----
+
+#: Valid for serve, each of which broke or silently changed the client before.
+SERVE_ENV = {
+    "TRIO_ECHO_TLS": "self-signed",
+    "TRIO_ECHO_TCP_PORT": "0",
+    "TRIO_ECHO_UDP": "on",
+    "TRIO_ECHO_HOST": "0.0.0.0",
+}
+
+
+async def run_client_env(
+    args: list[str], stdin: bytes, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(20):
+        return await trio.run_process(
+            [*self_command("client"), *args],
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=cwd,
+            env={**os.environ, **env},
+        )
+
+
+async def test_the_client_ignores_serves_variables(nursery: trio.Nursery, tmp_path: Path) -> None:
+    running = await start_server(nursery)
+    cursor = len(running.events)
+    env = {**SERVE_ENV, "TRIO_ECHO_CLIENT_TCP_PORT": str(running.ports.tcp)}
+    done = await run_client_env([], b"over tcp\n", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"over tcp\n"
+    # Over TCP (a connection the server saw), not silently over UDP.
+    assert any(isinstance(e, ConnOpen) for e in running.events[cursor:])
+
+
+async def test_the_client_reads_its_own_variables(nursery: trio.Nursery, tmp_path: Path) -> None:
+    running = await start_server(nursery)
+    env = {
+        "TRIO_ECHO_CLIENT_UDP": "on",
+        "TRIO_ECHO_CLIENT_TCP_PORT": str(running.ports.udp),
+        "TRIO_ECHO_CLIENT_HOST": "127.0.0.1",
+    }
+    done = await run_client_env([], b"one datagram\n", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"one datagram\n"
+    # A bad value of its own is a usage error naming the variable.
+    done = await run_client_env([], b"", tmp_path, {"TRIO_ECHO_CLIENT_TLS": "self-signed"})
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines()[-1] == (
+        "trio-echo client: error: TRIO_ECHO_CLIENT_TLS: expected on or off, got 'self-signed'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("client", "TRIO_ECHO_CLIENT_<NAME>"),
+        ("bench", "Environment: none"),
+        ("serve", "Environment: TRIO_ECHO_<NAME>"),
+    ],
+)
+def test_help_says_which_variables_a_command_reads(command: str, says: str) -> None:
+    done = subprocess.run(
+        self_command(command, "--help"), capture_output=True, text=True, timeout=60, check=True
+    )
+    assert says in " ".join(done.stdout.split())

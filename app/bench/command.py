@@ -41,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "subscribers to /ws/events, make the server publish (by opening and resetting TCP echo "
         "connections) and measure each subscriber's lag, then again with one subscriber that "
         "stops reading. Ctrl-C ends the window early and still prints the summary.",
+        epilog="Environment: none; bench reads only its flags (not serve's TRIO_ECHO_*).",
     )
     target = bench.add_mutually_exclusive_group()
     target.add_argument(
