@@ -259,13 +259,47 @@ async def _tcp_client(
 ) -> None:
     stream = await _connect_tcp(settings)
     async with stream:
-        if interactive:
-            await _tcp_interactive(stream, stdin, stdout)
-        else:
-            await _tcp_piped(stream, stdin, stdout)
+        try:
+            if interactive:
+                await _tcp_interactive(stream, stdin, stdout)
+            else:
+                await _tcp_piped(stream, stdin, stdout)
+        except NothingEchoed as exc:
+            raise ClientError(
+                f"{exc} {_nothing_echoed_hint(settings, exc.reset)}".rstrip()
+            ) from None
+
+
+class NothingEchoed(ClientError):
+    """The server closed (or reset) before echoing a byte: often a flag's mismatch."""
+
+    def __init__(self, message: str, *, reset: bool = False) -> None:
+        super().__init__(message)
+        self.reset = reset
+
+
+def _nothing_echoed_hint(settings: ClientSettings, reset: bool) -> str:
+    """What a server that took our connection but echoed nothing may want, as a hint.
+
+    A TLS port resets plain bytes (they are no ClientHello); a ``--proxy-protocol``
+    listener closes a connection whose first bytes are no PROXY header.
+    """
+    if settings.tls:
+        return ""
+    if reset:
+        return "(is it a TLS port? --tls)"
+    if not settings.send_proxy:
+        return "(does the server want a PROXY header? --send-proxy v1|v2)"
+    return ""
 
 
 async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO) -> None:
+    """Send all of *stdin*, half-close, and copy every echoed byte to *stdout*.
+
+    Raises:
+        NothingEchoed: closed or reset before the first echoed byte.
+        ClientError: closed or reset later, with bytes still owed.
+    """
     sent = 0
     received = 0
     failure = ""
@@ -294,19 +328,21 @@ async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout:
         # Whatever stdin still holds can no longer come back.
         nursery.cancel_scope.cancel()
     if failure:
-        raise ClientError(failure)
+        raise NothingEchoed(failure, reset=True) if received == 0 else ClientError(failure)
     if not all_sent:
-        raise ClientError(
-            f"server closed the connection after echoing {received} bytes, input left"
-        )
-    if received != sent:
-        raise ClientError(f"server closed the connection after echoing {received} of {sent} bytes")
+        message = f"server closed the connection after echoing {received} bytes, input left"
+    elif received != sent:
+        message = f"server closed the connection after echoing {received} of {sent} bytes"
+    else:
+        return
+    raise NothingEchoed(message) if received == 0 else ClientError(message)
 
 
 async def _tcp_interactive(
     stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO
 ) -> None:
     buffer = b""
+    echoed = False
     while True:
         line = await _prompt(stdin, stdout)
         if line is None:
@@ -314,9 +350,16 @@ async def _tcp_interactive(
         await _send_or_fail(stream, line)
         # The tutorial's client waits for the echo of what it sent.
         while len(buffer) < len(line):
-            data = await stream.receive_some(CHUNK)
+            try:
+                data = await stream.receive_some(CHUNK)
+            except PEER_GONE as exc:
+                if echoed:
+                    raise ClientError(f"connection lost: {exc}") from None
+                raise NothingEchoed(f"connection lost: {exc}", reset=True) from None
             if not data:
-                raise ClientError("server closed the connection")
+                error = ClientError if echoed else NothingEchoed
+                raise error("server closed the connection")
+            echoed = True
             buffer += data
         stdout.write(buffer[: len(line)])
         stdout.flush()

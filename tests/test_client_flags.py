@@ -131,3 +131,44 @@ def test_help_says_which_variables_a_command_reads(command: str, says: str) -> N
         self_command(command, "--help"), capture_output=True, text=True, timeout=60, check=True
     )
     assert says in " ".join(done.stdout.split())
+
+
+# -- hints when the server took the connection but echoed nothing ---------------------------
+
+
+async def test_a_proxy_listener_without_send_proxy_gets_a_hint(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    running = await start_server(nursery, proxy_protocol="v1")
+    done = await run_client(["--port", str(running.ports.tcp)], b"hi you\n", tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert line == (
+        "trio-echo client: error: server closed the connection after echoing 0 of 7 bytes "
+        "(does the server want a PROXY header? --send-proxy v1|v2)"
+    )
+
+
+async def test_a_tls_port_without_tls_gets_a_hint(nursery: trio.Nursery, tmp_path: Path) -> None:
+    running, _ = await start_tls_server(nursery, tmp_path)
+    done = await run_client(["--port", str(running.ports.tls)], b"hi you\n", tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith("trio-echo client: error: connection lost after 0 bytes: ")
+    assert line.endswith(" (is it a TLS port? --tls)")
+
+
+async def test_no_hint_once_bytes_came_back(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A server that echoes a little and then closes is no flag's mismatch: no hint."""
+
+    async def echo_three_then_close(stream: trio.SocketStream) -> None:
+        await stream.send_all((await stream.receive_some(3))[:3])
+        await stream.aclose()
+
+    listeners = await nursery.start(trio.serve_tcp, echo_three_then_close, 0)
+    port = listeners[0].socket.getsockname()[1]
+    done = await run_client(["--port", str(port)], b"x" * 10, tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == b"xxx"
+    (line,) = done.stderr.decode().splitlines()
+    assert "--send-proxy" not in line and "--tls" not in line, line
