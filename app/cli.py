@@ -33,6 +33,7 @@ from app.bench.command import add_parser as add_bench_parser
 from app.bounds import number_type
 from app.config import (
     BLOCK_THRESHOLD,
+    CLIENT_ENV_PREFIX,
     CLIENT_OPTIONS,
     SERVE_OPTIONS,
     WATCH_OPTIONS,
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trio-echo",
         description="A structured-concurrency echo platform: TCP and websocket echo, "
         "and the coroutine tutorial live in the browser.",
-        epilog="Every flag can also be set in the environment as TRIO_ECHO_<NAME>; "
+        epilog="serve and watch read their flags from the environment as TRIO_ECHO_<NAME>, "
+        "client from TRIO_ECHO_CLIENT_<NAME> (never serve's), bench and demo from none; "
         "flags win over the environment, which wins over defaults.",
     )
     parser.add_argument("--version", action="version", version=f"trio-echo {__version__}")
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the TCP echo server (RFC 862), the web server (page, /ws/events, "
         "/ws/echo, /healthz) and the scenario runner under one Trio nursery. "
         "Ctrl-C or SIGTERM stops it (exit 0).",
+        epilog="Environment: TRIO_ECHO_<NAME> for each flag (named in its help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_options(serve, SERVE_OPTIONS, Settings)
@@ -119,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send lines to the echo server and print what comes back. "
         "Interactive on a terminal (prompt >>:); piped, it sends stdin, half-closes, and "
         "exits 0 once every byte came back.",
+        epilog=f"Environment: {CLIENT_ENV_PREFIX}<NAME> for each flag (named in its help), "
+        "never serve's TRIO_ECHO_<NAME>, whose meanings differ (bind address, port 0, "
+        "--tls self-signed, the UDP listener).",
     )
     add_options(client, CLIENT_OPTIONS, ClientSettings)
     client.set_defaults(command=_client, parser=client)

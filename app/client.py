@@ -6,8 +6,8 @@ byte to stdout, and exit 0 once all of it came back.  Over TCP the echo is a
 byte stream, so the piped mode compares byte counts; over websocket each
 line is one text message; over UDP (``--udp``) each line is one datagram,
 and its echo must come back whole within ``--udp-timeout``.  With
-``--send-proxy v1|v2`` a TCP client first sends a PROXY protocol header, as
-a load balancer would.
+``--send-proxy v1|v2`` a TCP or websocket client first sends a PROXY protocol
+header (before TLS and the HTTP upgrade), as a load balancer would.
 
 With ``--tls`` (issue 11) the TCP echo goes over TLS, to port 8002 unless
 ``--port`` says otherwise; the server's certificate is verified against the
@@ -25,15 +25,19 @@ from __future__ import annotations
 import os
 import ssl
 import stat
-from typing import BinaryIO, Final, TextIO
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import BinaryIO, Final, TextIO, cast
 from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
     open_websocket_url,
+    wrap_client_stream,
 )
 
 from app import portability
@@ -49,6 +53,8 @@ WS_SCHEMES: Final = ("ws://", "wss://")
 CHUNK: Final = 64 * 1024
 # The largest UDP payload over IPv4: a longer line cannot be one datagram.
 MAX_DATAGRAM: Final = 65_507
+# Seconds a websocket closing handshake may take when the client is done.
+WS_CLOSE_TIMEOUT: Final = 1.0
 
 
 class Stdin:
@@ -159,7 +165,7 @@ async def _connect(
     host: str,
     port: int,
     ctx: ssl.SSLContext | None,
-    send_proxy: str = "",
+    send_proxy: str | None = None,
 ) -> trio.abc.HalfCloseableStream:
     """A TCP connection to *host*:*port*: a PROXY header first with *send_proxy*, then
     TLS (handshake done) when *ctx* is given.
@@ -253,13 +259,47 @@ async def _tcp_client(
 ) -> None:
     stream = await _connect_tcp(settings)
     async with stream:
-        if interactive:
-            await _tcp_interactive(stream, stdin, stdout)
-        else:
-            await _tcp_piped(stream, stdin, stdout)
+        try:
+            if interactive:
+                await _tcp_interactive(stream, stdin, stdout)
+            else:
+                await _tcp_piped(stream, stdin, stdout)
+        except NothingEchoed as exc:
+            raise ClientError(
+                f"{exc} {_nothing_echoed_hint(settings, exc.reset)}".rstrip()
+            ) from None
+
+
+class NothingEchoed(ClientError):
+    """The server closed (or reset) before echoing a byte: often a flag's mismatch."""
+
+    def __init__(self, message: str, *, reset: bool = False) -> None:
+        super().__init__(message)
+        self.reset = reset
+
+
+def _nothing_echoed_hint(settings: ClientSettings, reset: bool) -> str:
+    """What a server that took our connection but echoed nothing may want, as a hint.
+
+    A TLS port resets plain bytes (they are no ClientHello); a ``--proxy-protocol``
+    listener closes a connection whose first bytes are no PROXY header.
+    """
+    if settings.tls:
+        return ""
+    if reset:
+        return "(is it a TLS port? --tls)"
+    if not settings.send_proxy:
+        return "(does the server want a PROXY header? --send-proxy v1|v2)"
+    return ""
 
 
 async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO) -> None:
+    """Send all of *stdin*, half-close, and copy every echoed byte to *stdout*.
+
+    Raises:
+        NothingEchoed: closed or reset before the first echoed byte.
+        ClientError: closed or reset later, with bytes still owed.
+    """
     sent = 0
     received = 0
     failure = ""
@@ -288,19 +328,21 @@ async def _tcp_piped(stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout:
         # Whatever stdin still holds can no longer come back.
         nursery.cancel_scope.cancel()
     if failure:
-        raise ClientError(failure)
+        raise NothingEchoed(failure, reset=True) if received == 0 else ClientError(failure)
     if not all_sent:
-        raise ClientError(
-            f"server closed the connection after echoing {received} bytes, input left"
-        )
-    if received != sent:
-        raise ClientError(f"server closed the connection after echoing {received} of {sent} bytes")
+        message = f"server closed the connection after echoing {received} bytes, input left"
+    elif received != sent:
+        message = f"server closed the connection after echoing {received} of {sent} bytes"
+    else:
+        return
+    raise NothingEchoed(message) if received == 0 else ClientError(message)
 
 
 async def _tcp_interactive(
     stream: trio.abc.HalfCloseableStream, stdin: Stdin, stdout: BinaryIO
 ) -> None:
     buffer = b""
+    echoed = False
     while True:
         line = await _prompt(stdin, stdout)
         if line is None:
@@ -308,9 +350,16 @@ async def _tcp_interactive(
         await _send_or_fail(stream, line)
         # The tutorial's client waits for the echo of what it sent.
         while len(buffer) < len(line):
-            data = await stream.receive_some(CHUNK)
+            try:
+                data = await stream.receive_some(CHUNK)
+            except PEER_GONE as exc:
+                if echoed:
+                    raise ClientError(f"connection lost: {exc}") from None
+                raise NothingEchoed(f"connection lost: {exc}", reset=True) from None
             if not data:
-                raise ClientError("server closed the connection")
+                error = ClientError if echoed else NothingEchoed
+                raise error("server closed the connection")
+            echoed = True
             buffer += data
         stdout.write(buffer[: len(line)])
         stdout.flush()
@@ -336,20 +385,89 @@ async def _ws_client(
 ) -> None:
     secure = settings.ws.startswith("wss://")
     ctx = _tls_context(settings) if secure else None
-    if ctx is not None:
+    if ctx is not None and not settings.send_proxy:
         await _check_tls(settings, ctx)
     try:
-        async with open_websocket_url(
-            settings.ws,
-            ssl_context=ctx,
-            connect_timeout=settings.connect_timeout,
-            disconnect_timeout=1,
-        ) as ws:
+        opened: AbstractAsyncContextManager[WebSocketConnection, bool | None]
+        if settings.send_proxy:
+            opened = _open_ws_behind_proxy_header(settings, ctx)
+        else:
+            opened = open_websocket_url(
+                settings.ws,
+                ssl_context=ctx,
+                connect_timeout=settings.connect_timeout,
+                disconnect_timeout=WS_CLOSE_TIMEOUT,
+            )
+        async with opened as ws:
             await _ws_session(ws, stdin, stdout, interactive)
     except ConnectionClosed as exc:
         raise ClientError(f"websocket closed: {exc.reason}") from None
+    except ConnectionRejected as exc:
+        raise ClientError(
+            f"{settings.ws} refused the websocket upgrade: HTTP {exc.status_code}"
+        ) from None
     except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
         raise ClientError(f"cannot connect to {settings.ws}: {_reason(exc)}") from None
+    except trio.TooSlowError:
+        raise ClientError(
+            f"no websocket handshake from {settings.ws} within {settings.connect_timeout:g} s"
+        ) from None
+
+
+@asynccontextmanager
+async def _open_ws_behind_proxy_header(
+    settings: ClientSettings, ctx: ssl.SSLContext | None
+) -> AsyncIterator[WebSocketConnection]:
+    """``--ws URL --send-proxy v1|v2``: the PROXY header, TLS for ``wss://``, then the upgrade.
+
+    trio-websocket's own connect writes nothing before its handshake, so the
+    stream is made here, exactly as for TCP (:func:`_connect`, which also says
+    why a TLS handshake failed), and handed to its ``wrap_client_stream``.
+    Its reader task runs in our nursery; a single error out of it (a refused
+    upgrade, a closed websocket) is raised as itself, not as a group.
+
+    Cancellation: the stream is closed; the websocket close is bounded by
+    ``WS_CLOSE_TIMEOUT``.
+
+    Raises:
+        ClientError: no connection, or the TLS handshake failed.
+        HandshakeError: the server refused the upgrade.
+        trio.TooSlowError: no upgrade answer within ``--connect-timeout``.
+    """
+    url = urlsplit(settings.ws)
+    host = url.hostname or "localhost"
+    port = url.port or (443 if ctx else 80)
+    stream = await _connect(settings, host, port, ctx, settings.send_proxy)
+    resource = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    host_header = host if url.port is None else f"{host}:{port}"
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(settings.connect_timeout):
+                    # Typed for trio's own streams; any trio Stream works (it only sends,
+                    # receives and closes), our half-closing TLS stream included.
+                    ws = await wrap_client_stream(
+                        nursery, cast(trio.SocketStream, stream), host_header, resource
+                    )
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(WS_CLOSE_TIMEOUT, shield=True):
+                    await ws.aclose()
+    except BaseExceptionGroup as group:
+        errors = [exc for exc in _leaves(group) if not isinstance(exc, trio.Cancelled)]
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for exc in group.exceptions for leaf in _leaves(exc)]
+    return [group]
 
 
 async def _check_tls(settings: ClientSettings, ctx: ssl.SSLContext) -> None:
@@ -426,16 +544,38 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__  # some errors carry no message at all
 
 
+def check_flags(settings: ClientSettings) -> None:
+    """Refuse flags that cannot work together, instead of ignoring one of them.
+
+    Raises:
+        ConfigError: which flags, and why (the CLI's usage error, exit 2).
+    """
+    if settings.ws and not settings.ws.startswith(WS_SCHEMES):
+        raise ConfigError(f"--ws: expected a ws:// or wss:// URL, got {settings.ws!r}")
+    if settings.insecure and settings.cafile:
+        raise ConfigError("--insecure and --cafile: give one, not both")
+    if settings.udp and settings.tls:
+        raise ConfigError("--udp and --tls: TLS runs over TCP; give one")
+    if settings.udp and settings.ws:
+        raise ConfigError("--udp and --ws: give one")
+    if settings.tls and settings.ws:
+        raise ConfigError("--tls and --ws: --tls is for the TCP echo; use a wss:// URL")
+    if settings.udp and settings.send_proxy:
+        raise ConfigError("--udp and --send-proxy: a PROXY header is for TCP and websockets")
+    if (settings.insecure or settings.cafile) and not (
+        settings.tls or settings.ws.startswith("wss://")
+    ):
+        flag = "--insecure" if settings.insecure else "--cafile"
+        raise ConfigError(f"{flag} needs --tls or a wss:// URL for --ws")
+
+
 def main(settings: ClientSettings, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Run the client; return the exit code (1: it failed, ``trio-echo client: error: ...``).
 
     Raises:
         ConfigError: flags that cannot work together or a bad URL (the CLI's usage error).
     """
-    if settings.ws and not settings.ws.startswith(WS_SCHEMES):
-        raise ConfigError(f"--ws: expected a ws:// or wss:// URL, got {settings.ws!r}")
-    if settings.insecure and settings.cafile:
-        raise ConfigError("--insecure and --cafile: give one, not both")
+    check_flags(settings)
     interactive = stdin.isatty()
     reader = Stdin(stdin.fileno())
     try:

@@ -159,7 +159,8 @@ class ClientSettings:
     cafile: str = ""
     # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
     udp: bool = False
-    send_proxy: str = ""
+    #: ``v1`` or ``v2``; None sends no PROXY header.
+    send_proxy: str | None = None
     udp_timeout: float = 2.0
 
 
@@ -176,6 +177,8 @@ class Option:
     aliases: tuple[str, ...] = ()
     #: A bare switch (``--udp``, ``--tls``) that sets the option on, not a flag taking a value.
     switch: bool = False
+    #: The environment variable's prefix: the client's own (``TRIO_ECHO_CLIENT_``), or serve's.
+    env_prefix: str = ENV_PREFIX
 
     @property
     def flag(self) -> str:
@@ -185,7 +188,7 @@ class Option:
     @property
     def env(self) -> str:
         """The environment variable, ``TRIO_ECHO_TCP_PORT`` for ``tcp_port``."""
-        return ENV_PREFIX + self.name.upper()
+        return self.env_prefix + self.name.upper()
 
 
 SERVE_OPTIONS: Final = (
@@ -375,28 +378,44 @@ SERVE_OPTIONS: Final = (
     ),
 )
 
-CLIENT_OPTIONS: Final = (
-    Option("host", "echo server address"),
-    Option("tcp_port", "echo server TCP port", 1, 65535, aliases=("--port",)),
-    Option("ws", "echo over this websocket URL instead of TCP, e.g. ws://127.0.0.1:8000/ws/echo"),
-    Option("connect_timeout", "seconds to wait for the connection", 0.1, 600),
-    # Issue 11 (TLS).
-    Option(
-        "tls",
-        f"echo over TLS (the port defaults to {DEFAULT_TLS_PORT}); the certificate is verified "
-        "against the system's CAs unless --insecure or --cafile",
-        switch=True,
-    ),
-    Option("insecure", "with --tls: accept any certificate (self-signed servers)", switch=True),
-    Option("cafile", "with --tls or a wss:// URL: trust the CA certificates in this PEM file"),
-    # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
-    Option("udp", "echo each line as one UDP datagram to --port", switch=True),
-    Option(
-        "send_proxy",
-        "TCP: send a PROXY protocol header first (from this socket's addresses)",
-        choices=("", "v1", "v2"),
-    ),
-    Option("udp_timeout", "UDP: seconds to wait for each echo before it counts as lost", 0.1, 60),
+# The client reads only TRIO_ECHO_CLIENT_* (issue 11 follow-up).  A client is run in the shell
+# where a server's TRIO_ECHO_* are set, and every name they share means something else there:
+# HOST is where serve binds (0.0.0.0 is no address to connect to), TCP_PORT=0 picks a free
+# port, TLS is off/self-signed (not on/off), UDP turns serve's UDP listener on, not the
+# client's UDP mode.  So no client setting borrows a serve variable, not even the one
+# (the port) whose meaning is nearly the same: one rule is easier to know than a list.
+CLIENT_ENV_PREFIX: Final = ENV_PREFIX + "CLIENT_"
+
+CLIENT_OPTIONS: Final = tuple(
+    dataclasses.replace(opt, env_prefix=CLIENT_ENV_PREFIX)
+    for opt in (
+        Option("host", "echo server address"),
+        Option("tcp_port", "echo server TCP port", 1, 65535, aliases=("--port",)),
+        Option(
+            "ws", "echo over this websocket URL instead of TCP, e.g. ws://127.0.0.1:8000/ws/echo"
+        ),
+        Option("connect_timeout", "seconds to wait for the connection", 0.1, 600),
+        # Issue 11 (TLS).
+        Option(
+            "tls",
+            f"echo over TLS (the port defaults to {DEFAULT_TLS_PORT}); the certificate is verified "
+            "against the system's CAs unless --insecure or --cafile",
+            switch=True,
+        ),
+        Option("insecure", "with --tls: accept any certificate (self-signed servers)", switch=True),
+        Option("cafile", "with --tls or a wss:// URL: trust the CA certificates in this PEM file"),
+        # -- issue 11 (part 2): UDP echo and the PROXY protocol ------------------------------------
+        Option("udp", "echo each line as one UDP datagram to --port", switch=True),
+        Option(
+            "send_proxy",
+            "TCP, TLS and --ws: send a PROXY protocol header first, before TLS and the upgrade "
+            "(from this socket's addresses)",
+            choices=("v1", "v2"),
+        ),
+        Option(
+            "udp_timeout", "UDP: seconds to wait for each echo before it counts as lost", 0.1, 60
+        ),
+    )
 )
 
 # -- issue 10 (watch): `trio-echo watch -- COMMAND` --------------------------------------------
@@ -482,7 +501,8 @@ def resolve(
     values: dict[str, Any] = {}
     for opt in options:
         if opt.name in given:
-            raw, source = given[opt.name], opt.flag
+            # The alias is the spelling users are shown (the client's --port), so errors use it.
+            raw, source = given[opt.name], (opt.aliases or (opt.flag,))[0]
         elif opt.env in env:
             raw, source = env[opt.env], opt.env
         else:

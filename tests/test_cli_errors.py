@@ -43,6 +43,31 @@ USAGE_ERRORS = [
     (("watch",), "watch", "expected -- COMMAND [ARGS...], got no command"),
     (("watch", "--"), "watch", "expected -- COMMAND [ARGS...], got no command"),
     (("demo", "switch", "--rounds", "0"), "demo switch", "rounds: 0 is outside 1..1000"),
+    # -- issue 11 follow-ups: flags that do not go together are refused, not ignored --
+    (("client", "--tls", "--udp"), "client", "--udp and --tls: TLS runs over TCP"),
+    (("client", "--ws", "ws://127.0.0.1:9/ws/echo", "--udp"), "client", "--udp and --ws"),
+    (("client", "--ws", "ws://127.0.0.1:9/ws/echo", "--tls"), "client", "--tls and --ws"),
+    (("client", "--insecure"), "client", "--insecure needs --tls or a wss:// URL"),
+    (("client", "--cafile", "x.pem"), "client", "--cafile needs --tls or a wss:// URL"),
+    (
+        ("client", "--ws", "ws://127.0.0.1:9/ws/echo", "--insecure"),
+        "client",
+        "--insecure needs --tls or a wss:// URL",
+    ),
+    (("client", "--udp", "--send-proxy", "v1"), "client", "--udp and --send-proxy"),
+    (("client", "--port", "0"), "client", "--port: 0 is outside 1..65535"),
+    (("bench", "--tcp", "127.0.0.1:9", "--insecure"), "bench", "--insecure needs --tls"),
+    (("bench", "--cafile", "x.pem"), "bench", "--cafile needs --tls"),
+    (("bench", "--ws", "ws://127.0.0.1:9/ws/echo", "--insecure"), "bench", "--insecure needs"),
+    (("bench", "--udp", "127.0.0.1:9", "--send-proxy", "v2"), "bench", "--send-proxy: a PROXY"),
+    (
+        ("bench", "--feed", "ws://127.0.0.1:9/ws/events", "--send-proxy", "v1"),
+        "bench",
+        "--send-proxy works with --tcp, --tls and --ws, not --feed",
+    ),
+    (("bench", "--tls", "127.0.0.1:9", "--udp", "127.0.0.1:9"), "bench", "argument --udp: not"),
+    (("client", "--send-proxy", ""), "client", "argument --send-proxy: invalid choice: ''"),
+    # -- end of issue 11 follow-ups --
 ]
 
 

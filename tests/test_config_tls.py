@@ -64,6 +64,8 @@ def test_client_tls_switch_and_its_default_port() -> None:
     c = client(["--tls"])
     assert (c.tls, c.tcp_port, c.insecure) == (True, 8002, False)
     assert client(["--tls", "--port", "9999"]).tcp_port == 9999
-    assert client([], {"TRIO_ECHO_TLS": "off"}).tls is False
-    assert client([], {"TRIO_ECHO_TLS": "on", "TRIO_ECHO_INSECURE": "yes"}).insecure
+    assert client([], {"TRIO_ECHO_CLIENT_TLS": "off"}).tls is False
+    assert client([], {"TRIO_ECHO_CLIENT_TLS": "on", "TRIO_ECHO_CLIENT_INSECURE": "yes"}).insecure
+    # serve's variables mean other things (TLS=self-signed): the client does not read them.
+    assert client([], {"TRIO_ECHO_TLS": "self-signed", "TRIO_ECHO_TCP_PORT": "0"}) == client([])
     assert client(["--tls", "--insecure"]).insecure

@@ -41,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "subscribers to /ws/events, make the server publish (by opening and resetting TCP echo "
         "connections) and measure each subscriber's lag, then again with one subscriber that "
         "stops reading. Ctrl-C ends the window early and still prints the summary.",
+        epilog="Environment: none; bench reads only its flags (not serve's TRIO_ECHO_*).",
     )
     target = bench.add_mutually_exclusive_group()
     target.add_argument(
@@ -117,7 +118,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--send-proxy",
         choices=("v1", "v2"),
-        help="TCP: send a PROXY protocol header first on every connection (as a balancer does)",
+        help="--tcp, --tls (before TLS) and --ws: send a PROXY protocol header first on every "
+        "connection (as a balancer does)",
     )
     bench.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     bench.set_defaults(command=run, parser=bench)
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from app.bench.load import BenchError, Plan, run_bench
     from app.bench.stats import table
 
+    check_flags(args)
     if args.feed:
         mode, target = "feed", args.feed
     elif args.tls:
@@ -198,6 +201,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(summary), flush=True)
     return 1 if summary.errors else 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse flags that do nothing for the chosen target, instead of ignoring them.
+
+    Raises:
+        ConfigError: the flag and why (the CLI's usage error, exit 2).
+    """
+    secure = bool(args.tls) or any(url.startswith("wss://") for url in (args.ws, args.feed) if url)
+    if (args.insecure or args.cafile) and not secure:
+        flag = "--insecure" if args.insecure else "--cafile"
+        raise ConfigError(f"{flag} needs --tls HOST:PORT or a wss:// URL")
+    if args.send_proxy and args.udp:
+        raise ConfigError("--send-proxy: a PROXY header is for TCP, not --udp")
+    if args.send_proxy and args.feed:
+        # The feed run also churns TCP echo connections, which would need headers too.
+        raise ConfigError("--send-proxy works with --tcp, --tls and --ws, not --feed")
 
 
 def _first_leaf(group: BaseException) -> BaseException:

@@ -99,7 +99,8 @@ class Plan:
     cafile: str = ""
     #: Websocket and feed modes: offer permessage-deflate, as browsers do.
     deflate: bool = False
-    #: TCP mode: send a PROXY protocol header (``v1`` or ``v2``) first on each connection.
+    #: TCP, TLS (before the handshake) and websocket modes: send a PROXY protocol header
+    #: (``v1`` or ``v2``) first on each connection.
     send_proxy: str = ""
 
 
@@ -298,6 +299,8 @@ async def _tls_client(
                 tcp = await trio.open_tcp_stream(host, port)  # TCP_NODELAY is Trio's default
                 stream = trio.SSLStream(tcp, ctx, server_hostname=host)
                 try:
+                    if plan.send_proxy:  # before TLS, as a balancer sends it (and `client --tls`)
+                        await tcp.send_all(proxy_header(plan.send_proxy, tcp.socket))
                     await stream.do_handshake()
                 except BaseException:
                     await trio.aclose_forcefully(tcp)
@@ -390,11 +393,13 @@ class _WsClient:
         max_size: int | None = MAX_SIZE,
         deflate: bool = False,
         rcvbuf: int = 0,
+        send_proxy: str = "",
     ) -> _WsClient:
         """Connect, do the TLS handshake for ``wss://`` (verified by *ctx*, else by the
         system's CAs), then the
         opening handshake; with *deflate*, offer permessage-deflate.  *rcvbuf* sets a
-        small ``SO_RCVBUF`` (bytes) before connecting.
+        small ``SO_RCVBUF`` (bytes) before connecting.  *send_proxy* (``v1``, ``v2``)
+        sends a PROXY protocol header first, before TLS and HTTP, as a balancer does.
 
         Cancellation: the socket is closed; nothing is left open.
 
@@ -412,6 +417,8 @@ class _WsClient:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             await sock.connect((uri.host, uri.port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if send_proxy:
+                await _send_all(sock, proxy_header(send_proxy, sock))
             tls = None
             if uri.secure:
                 ctx = ctx or client_context()
@@ -500,7 +507,9 @@ async def _ws_client(
     async with up:
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                client = await _WsClient.open(plan.target, ctx=ctx, deflate=plan.deflate)
+                client = await _WsClient.open(
+                    plan.target, ctx=ctx, deflate=plan.deflate, send_proxy=plan.send_proxy
+                )
         except TlsHandshakeError as exc:
             rec.up("tls_handshake_failed", str(exc))
             return

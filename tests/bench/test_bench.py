@@ -210,3 +210,14 @@ async def test_tcp_bench_sends_proxy_headers(nursery: trio.Nursery) -> None:
         summary = await run_bench(plan, lambda line: None)
     await check(summary, 5)
     assert running.hub.proxy_refusals.total == 0
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_ws_bench_sends_proxy_headers(nursery: trio.Nursery, version: str) -> None:
+    """Issue 11 follow-up: `bench --ws URL --send-proxy` sends the header before the upgrade."""
+    running = await start_server(nursery, proxy_protocol=version)
+    plan = Plan("ws", running.url("/ws/echo"), connections=5, duration=0.5, send_proxy=version)
+    with trio.fail_after(20):
+        summary = await run_bench(plan, lambda line: None)
+    await check(summary, 5)
+    assert running.hub.proxy_refusals.total == 0

@@ -15,7 +15,7 @@ import trio
 from app.bench.load import BenchError, Plan, run_bench
 from app.child import self_command
 
-from tlshelp import bench_exactly, start_tls_server, write_cert
+from tlshelp import bench_exactly, start_tls_serve, start_tls_server, write_cert
 
 
 @pytest.mark.parametrize("size", [64, 16 * 1024])
@@ -118,3 +118,62 @@ def test_a_tls_target_that_cannot_work_is_an_error_line(tmp_path: Path) -> None:
         assert done.returncode == code, done.stderr
         line = done.stderr.strip().splitlines()[-1]
         assert line.startswith("trio-echo bench: error: ") and message in line, line
+
+
+# -- issue 11 follow-up: `bench --tls --send-proxy` sends the header before TLS ---------------
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_tls_bench_sends_proxy_header_before_tls(
+    nursery: trio.Nursery, tmp_path: Path, version: str
+) -> None:
+    """Every connection's header reaches a server that requires one, then TLS follows."""
+    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol=version)
+    plan = Plan(
+        "tls",
+        f"localhost:{running.ports.tls}",
+        connections=4,
+        duration=0.5,
+        cafile=str(files.cert),
+        send_proxy=version,
+    )
+    await bench_exactly(plan)
+    assert running.hub.handshakes["echo"].done == 4
+
+
+@pytest.mark.parametrize(("server", "version"), [("v2", "v2"), ("any", "v1")])
+async def test_the_command_with_tls_and_send_proxy(
+    tmp_path: Path, server: str, version: str
+) -> None:
+    """The fresh-user trial: `bench --tls HOST:PORT --insecure --send-proxy` against
+    `serve --proxy-protocol ... --tls self-signed` echoes instead of being reset."""
+    proc, ready, _ = await start_tls_serve(tmp_path, "--proxy-protocol", server, "--no-udp")
+    try:
+        with trio.fail_after(60):
+            bench = await trio.run_process(
+                self_command(
+                    "bench",
+                    "--tls",
+                    ready.tls,
+                    "--insecure",
+                    "--send-proxy",
+                    version,
+                    "--connections",
+                    "3",
+                    "--duration",
+                    "0.5",
+                    "--json",
+                ),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=tmp_path,
+            )
+    finally:
+        proc.terminate()
+        with trio.fail_after(10):
+            await proc.wait()
+    assert bench.returncode == 0, bench.stderr.decode()
+    result = json.loads(bench.stdout)
+    assert result["mode"] == "tls" and result["established"] == 3
+    assert result["messages"] > 0 and result["errors"] == {}

@@ -114,3 +114,20 @@ async def test_the_command_against_serve_tls_self_signed(tmp_path: Path) -> None
     assert line.startswith("trio-echo bench: error: no connection to wss://"), line
     assert "tls_handshake_failed" in line and "self-signed certificate" in line, line
     assert "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+async def test_wss_bench_sends_the_proxy_header_before_tls(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Issue 11 follow-up: `bench --ws wss://... --send-proxy v2`: header, TLS, upgrade."""
+    running, files = await start_tls_server(nursery, tmp_path, proxy_protocol="v2")
+    plan = Plan(
+        "ws",
+        f"wss://localhost:{running.ports.https}/ws/echo",
+        connections=3,
+        duration=0.5,
+        cafile=str(files.cert),
+        send_proxy="v2",
+    )
+    await bench_exactly(plan)
+    assert running.hub.proxy_refusals.total == 0
