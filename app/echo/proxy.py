@@ -367,6 +367,15 @@ class ProxyRefusals:
         self._unlogged = 0
         #: Connections closed so far.
         self.total = 0
+        #: Each listener's own counts (``/metrics``), by listener name; see :meth:`listener`.
+        self.listeners: dict[str, ProxyCounts] = {}
+
+    def listener(self, name: str) -> ProxyCounts:
+        """The counts of listener *name* (made on first use), which refuse through this object."""
+        counts = self.listeners.get(name)
+        if counts is None:
+            counts = self.listeners[name] = ProxyCounts(self)
+        return counts
 
     def refuse(self, peer: str, reason: str) -> None:
         """Count one refused connection from *peer* (the socket's address) and log why."""
@@ -398,3 +407,37 @@ class ProxyRefusals:
 def peer_host(peer: str) -> str:
     """The host of a ``host:port`` / ``[host]:port`` text."""
     return peer.rsplit(":", 1)[0].strip("[]")
+
+
+class ProxyCounts:
+    """One listener's PROXY headers: accepted, and connections refused by reason.
+
+    What the listener calls; a refusal is also counted and logged by the
+    server's :class:`ProxyRefusals` (one log budget, one total for
+    ``/healthz``), while ``/metrics`` reads these per-listener numbers.
+    """
+
+    __slots__ = ("_refusals", "accepted", "invalid", "untrusted")
+
+    def __init__(self, refusals: ProxyRefusals) -> None:
+        self._refusals = refusals
+        #: Headers accepted (the connection went on as the client it carries, or LOCAL).
+        self.accepted = 0
+        #: Connections closed for a missing, malformed, truncated or slow header.
+        self.invalid = 0
+        #: Connections closed at accept: the peer is not in ``--proxy-trusted``.
+        self.untrusted = 0
+
+    def accept(self) -> None:
+        """Count one whole, valid header."""
+        self.accepted += 1
+
+    def refuse(self, peer: str, reason: str) -> None:
+        """Count one connection from *peer* closed for its header, and log *reason*."""
+        self.invalid += 1
+        self._refusals.refuse(peer, reason)
+
+    def refuse_untrusted(self, peer: str) -> None:
+        """Count one connection from *peer* closed at accept: not in ``--proxy-trusted``."""
+        self.untrusted += 1
+        self._refusals.untrusted(peer)

@@ -55,7 +55,7 @@ from starlette.types import ASGIApp
 from app.certs import tls_info
 from app.config import Settings
 from app.echo.conns import HandshakeCounts, LimitLog
-from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxy import ProxyCounts, ProxyPolicy, ProxyRefusals, carried_peer
 from app.echo.proxyread import ProxiedSocket, greet, read_proxy_header, refuse_untrusted
 from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
@@ -234,12 +234,12 @@ class WebFront:
         handshakes: HandshakeCounts | None = None,
         *,
         proxy: ProxyPolicy | None = None,
-        proxy_refusals: ProxyRefusals | None = None,
+        proxy_refusals: ProxyCounts | None = None,
     ) -> None:
         self._listeners = listeners
         #: Who must send a PROXY header first (None: --proxy-protocol off), and its refusals.
         self._proxy = proxy
-        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol")
+        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol").listener("web")
         self._settings = settings
         self._draining = draining
         self._limit = settings.max_web_connections
