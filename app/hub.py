@@ -62,7 +62,8 @@ class Hub:
     udp_drops: UdpDrops = field(default_factory=UdpDrops)
     #: Who must send a PROXY header first, and from where (None: --proxy-protocol off).
     proxy: ProxyPolicy | None = None
-    #: Connections closed for a missing, bad or untrusted PROXY header (TCP echo, web).
+    #: Connections closed for a missing, bad or untrusted PROXY header (TCP and TLS echo, web);
+    #: each listener's own counts, headers accepted too, in its ``listeners`` (for /metrics).
     proxy_refusals: ProxyRefusals = field(default_factory=lambda: ProxyRefusals("proxy protocol"))
     pid: int = field(default_factory=os.getpid)
     version: str = __version__

@@ -11,6 +11,7 @@ Names follow Prometheus' conventions: a ``trio_echo_`` prefix, base units
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from collections.abc import Callable, Iterator
@@ -45,6 +46,9 @@ class HubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
         yield from _connections(hub, *self._web_counts())
+        yield from _tls(hub)
+        yield from _udp(hub)
+        yield from _proxy(hub)
         yield from _feed(hub)
         lag = HistogramMetricFamily(
             "trio_echo_loop_lag_seconds",
@@ -76,7 +80,10 @@ class HubCollector(Collector):
 
 
 def _connections(hub: Hub, web_open: int, web_refused: int) -> Iterator[Metric]:
-    tables: tuple[ConnTable, ...] = (hub.tcp, hub.ws)
+    # Connection tables: TLS echo only while TLS is on, as /healthz shows it.
+    tables: list[ConnTable] = [hub.tcp, hub.ws]
+    if hub.settings.tls_enabled:
+        tables.append(hub.tls)
     open_ = GaugeMetricFamily(
         "trio_echo_connections_open", "Connections open now, by transport", labels=["transport"]
     )
@@ -93,7 +100,7 @@ def _connections(hub: Hub, web_open: int, web_refused: int) -> Iterator[Metric]:
     )
     messages = CounterMetricFamily(
         "trio_echo_echo_messages",
-        "Echo messages (TCP reads, websocket messages)",
+        "Echo messages (TCP and TLS reads, websocket messages, UDP datagrams)",
         labels=["transport"],
     )
     for table in tables:
@@ -101,15 +108,91 @@ def _connections(hub: Hub, web_open: int, web_refused: int) -> Iterator[Metric]:
         open_.add_metric(label, len(table))
         accepted.add_metric(label, table.accepted)
         refused.add_metric(label, table.refusals.total)
+    # UDP has no connections: its table holds the sources with a lane (see app.echo.udp),
+    # and its totals count every datagram echoed, lane or not.
+    if hub.settings.udp and hub.udp is not None:
+        tables.append(hub.udp)
+    for table in tables:
         total_bytes, total_msgs = table.closed_bytes, table.closed_msgs
         for conn in table:
             total_bytes += conn.moved
             total_msgs += conn.msgs
-        moved.add_metric(label, total_bytes)
-        messages.add_metric(label, total_msgs)
+        moved.add_metric([table.transport], total_bytes)
+        messages.add_metric([table.transport], total_msgs)
     open_.add_metric(["web"], web_open)
     refused.add_metric(["web"], web_refused)
     yield from (open_, accepted, refused, moved, messages)
+
+
+#: ``/metrics``' listener label for each of ``Hub.handshakes`` (the TLS echo port, HTTPS).
+HANDSHAKE_LISTENERS = {"echo": "echo", "web": "https"}
+
+
+def _tls(hub: Hub) -> Iterator[Metric]:
+    """TLS handshakes by listener and result (issue 11's counts, as /healthz shows them)."""
+    if not hub.settings.tls_enabled:
+        return
+    handshakes = CounterMetricFamily(
+        "trio_echo_tls_handshakes",
+        "TLS handshakes that ended, by listener (echo, https) and result"
+        " (done, failed, timed_out: closed after --tls-handshake-timeout)",
+        labels=["listener", "result"],
+    )
+    for key, counts in hub.handshakes.items():
+        for result, value in counts.as_json().items():
+            handshakes.add_metric([HANDSHAKE_LISTENERS[key], result], value)
+    yield handshakes
+
+
+#: ``/metrics``' reason label for each field of :class:`~app.echo.udp.UdpDrops`.
+UDP_DROP_REASONS = {
+    "source": "source_bound",
+    "total": "global_bound",
+    "oversize": "oversize",
+    "failed": "send_failed",
+}
+
+
+def _udp(hub: Hub) -> Iterator[Metric]:
+    """UDP sources with a lane now, and datagrams dropped by reason (as /healthz shows them)."""
+    if not hub.settings.udp:
+        return
+    yield GaugeMetricFamily(
+        "trio_echo_udp_sources",
+        "UDP source addresses with a lane now (active in the last 10 s, at most 256)",
+        value=len(hub.udp) if hub.udp is not None else 0,
+    )
+    dropped = CounterMetricFamily(
+        "trio_echo_udp_dropped_datagrams",
+        "UDP datagrams not echoed, by reason (source_bound, global_bound: the rate bounds;"
+        " oversize: over --udp-max-datagram; send_failed)",
+        labels=["reason"],
+    )
+    for field_name, value in dataclasses.asdict(hub.udp_drops).items():
+        dropped.add_metric([UDP_DROP_REASONS[field_name]], value)
+    yield dropped
+
+
+def _proxy(hub: Hub) -> Iterator[Metric]:
+    """PROXY protocol headers accepted and connections refused, by listener (tcp, tls, web)."""
+    if hub.proxy is None:
+        return
+    accepted = CounterMetricFamily(
+        "trio_echo_proxy_headers_accepted",
+        "PROXY protocol headers accepted, by listener",
+        labels=["listener"],
+    )
+    refused = CounterMetricFamily(
+        "trio_echo_proxy_refused_connections",
+        "Connections closed for their PROXY header, by listener and reason"
+        " (untrusted: peer not in --proxy-trusted; invalid: missing, malformed or late)",
+        labels=["listener", "reason"],
+    )
+    for name, counts in sorted(hub.proxy_refusals.listeners.items()):
+        accepted.add_metric([name], counts.accepted)
+        refused.add_metric([name, "untrusted"], counts.untrusted)
+        refused.add_metric([name, "invalid"], counts.invalid)
+    yield from (accepted, refused)
 
 
 def _feed(hub: Hub) -> Iterator[Metric]:

@@ -236,7 +236,7 @@ class Server:
                 https=(https_listener, self.tls.web) if https_listener and self.tls else None,
                 handshakes=hub.handshakes["web"],
                 proxy=hub.proxy,
-                proxy_refusals=hub.proxy_refusals,
+                proxy_refusals=hub.proxy_refusals.listener("web"),
             )
             engine = _engine(choice.engine, tcp_listener, hub)
             log.info("engines: tcp echo %s, /ws/echo %s", engine.name, choice.ws_engine)
@@ -278,14 +278,14 @@ def _engine(name: EchoEngine, listener: socket.socket, hub: Hub) -> EpollEngine 
     if name == "epoll":
         from app.echo.epoll import EpollEngine
 
-        return EpollEngine(listener, hub.tcp, hub.proxy, hub.proxy_refusals)
+        return EpollEngine(listener, hub.tcp, hub.proxy, hub.proxy_refusals.listener("tcp"))
     return TaskEngine(
         listener,
         hub.tcp,
         _watcher(hub),
         portable=name == "trio",
         proxy=hub.proxy,
-        refusals=hub.proxy_refusals,
+        refusals=hub.proxy_refusals.listener("tcp"),
     )
 
 
@@ -346,7 +346,8 @@ def _tls_engine(
     if engine == "epoll":
         from app.echo.tls import TlsEchoEngine
 
-        return TlsEchoEngine(*args, hub.proxy, hub.proxy_refusals)
+        return TlsEchoEngine(*args, hub.proxy, hub.proxy_refusals.listener("tls"))
     from app.echo.tlstasks import TlsTaskEngine
 
-    return TlsTaskEngine(*args, watch=_watcher(hub), proxy=hub.proxy, refusals=hub.proxy_refusals)
+    refusals = hub.proxy_refusals.listener("tls")
+    return TlsTaskEngine(*args, watch=_watcher(hub), proxy=hub.proxy, refusals=refusals)

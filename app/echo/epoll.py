@@ -31,6 +31,7 @@ from app.echo.proxy import (
     HEADER_TIMEOUT,
     MAX_HEADER,
     HeaderReader,
+    ProxyCounts,
     ProxyHeader,
     ProxyPolicy,
     ProxyProtocolError,
@@ -78,7 +79,7 @@ class EpollEngine(Multiplexed[Link]):
         listener: socket.socket,
         table: ConnTable,
         proxy: ProxyPolicy | None = None,
-        refusals: ProxyRefusals | None = None,
+        refusals: ProxyCounts | None = None,
     ) -> None:
         super().__init__(table)
         self._listener = listener
@@ -87,7 +88,7 @@ class EpollEngine(Multiplexed[Link]):
         self._view = memoryview(self._buf)
         self._accept_paused_until = 0.0
         self._proxy = proxy
-        self._refusals = refusals or ProxyRefusals("tcp echo")
+        self._refusals = refusals or ProxyRefusals("tcp echo").listener("tcp")
         self._greetings: dict[int, Greeting] = {}
         self._sweep_at = 0.0
 
@@ -245,6 +246,7 @@ class EpollEngine(Multiplexed[Link]):
     def _greeted(self, greeting: Greeting, header: ProxyHeader) -> None:
         """The header is whole: the connection joins the table as the client it carries."""
         self._forget_greeting(greeting)
+        self._refusals.accept()
         link = self._open(greeting.sock, carried_peer(header, greeting.peer))
         rest = greeting.reader.leftover
         if link is None or not rest:

@@ -95,7 +95,10 @@ class ProxyHeader:
     ``UNKNOWN`` (v1 UNKNOWN, v2 UNSPEC or AF_UNIX: no IP address carried, the
     socket's address stands).  *source*/*destination* are ``(host, port)``
     or None when not carried.  *length* is the header's size in bytes: what
-    the stream must skip before its payload.
+    the stream must skip before its payload.  *tlvs* are a v2 PROXY header's
+    type-length-value fields as ``(type, value)``, in the order sent (v1 has
+    none; a LOCAL header's are discarded with its addresses, section 2.2);
+    bounded with the header by :data:`MAX_V2_PAYLOAD`.
     """
 
     version: int
@@ -104,6 +107,7 @@ class ProxyHeader:
     source: tuple[str, int] | None
     destination: tuple[str, int] | None
     length: int
+    tlvs: tuple[tuple[int, bytes], ...] = ()
 
 
 def parse(data: bytes | bytearray | memoryview, versions: frozenset[int]) -> ProxyHeader | NeedData:
@@ -211,16 +215,16 @@ def _parse_v2(head: bytes) -> ProxyHeader | NeedData:
         layout, family, kind = _V2_INET6, "TCP6", ipaddress.IPv6Address  # type: ignore[assignment]
     else:
         # UNSPEC or AF_UNIX: nothing an IP server can show; the socket's addresses stand.
-        _check_tlvs(body, _unix_size(family_bits))
-        return ProxyHeader(2, Command.PROXY, "UNKNOWN", None, None, length)
+        tlvs = _tlvs(body, _unix_size(family_bits))
+        return ProxyHeader(2, Command.PROXY, "UNKNOWN", None, None, length, tlvs)
     if payload < layout.size:
         raise ProxyProtocolError(
             f"v2 header: {payload} bytes cannot hold {family} addresses ({layout.size})"
         )
     src, dst, sport, dport = layout.unpack_from(body)
-    _check_tlvs(body, layout.size)
+    source, destination = (str(kind(src)), sport), (str(kind(dst)), dport)
     return ProxyHeader(
-        2, Command.PROXY, family, (str(kind(src)), sport), (str(kind(dst)), dport), length
+        2, Command.PROXY, family, source, destination, length, _tlvs(body, layout.size)
     )
 
 
@@ -228,15 +232,19 @@ def _unix_size(family_bits: int) -> int:
     return 216 if family_bits == _FAMILY_UNIX else 0
 
 
-def _check_tlvs(body: bytes, start: int) -> None:
-    """Walk the TLVs after the addresses; each must fit in the header.  Their values are skipped."""
+def _tlvs(body: bytes, start: int) -> tuple[tuple[int, bytes], ...]:
+    """The TLVs after the addresses (section 2.2.7), each ``(type, value)``; each must fit."""
+    found = []
     at = min(start, len(body))
     while at < len(body):
         if len(body) - at < _TLV_HEAD:
             raise ProxyProtocolError("v2 header: a TLV is cut off")
-        at += _TLV_HEAD + int.from_bytes(body[at + 1 : at + 3], "big")
-        if at > len(body):
+        end = at + _TLV_HEAD + int.from_bytes(body[at + 1 : at + 3], "big")
+        if end > len(body):
             raise ProxyProtocolError("v2 header: a TLV runs past the header's length")
+        found.append((body[at], body[at + _TLV_HEAD : end]))
+        at = end
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +375,15 @@ class ProxyRefusals:
         self._unlogged = 0
         #: Connections closed so far.
         self.total = 0
+        #: Each listener's own counts (``/metrics``), by listener name; see :meth:`listener`.
+        self.listeners: dict[str, ProxyCounts] = {}
+
+    def listener(self, name: str) -> ProxyCounts:
+        """The counts of listener *name* (made on first use), which refuse through this object."""
+        counts = self.listeners.get(name)
+        if counts is None:
+            counts = self.listeners[name] = ProxyCounts(self)
+        return counts
 
     def refuse(self, peer: str, reason: str) -> None:
         """Count one refused connection from *peer* (the socket's address) and log why."""
@@ -398,3 +415,37 @@ class ProxyRefusals:
 def peer_host(peer: str) -> str:
     """The host of a ``host:port`` / ``[host]:port`` text."""
     return peer.rsplit(":", 1)[0].strip("[]")
+
+
+class ProxyCounts:
+    """One listener's PROXY headers: accepted, and connections refused by reason.
+
+    What the listener calls; a refusal is also counted and logged by the
+    server's :class:`ProxyRefusals` (one log budget, one total for
+    ``/healthz``), while ``/metrics`` reads these per-listener numbers.
+    """
+
+    __slots__ = ("_refusals", "accepted", "invalid", "untrusted")
+
+    def __init__(self, refusals: ProxyRefusals) -> None:
+        self._refusals = refusals
+        #: Headers accepted (the connection went on as the client it carries, or LOCAL).
+        self.accepted = 0
+        #: Connections closed for a missing, malformed, truncated or slow header.
+        self.invalid = 0
+        #: Connections closed at accept: the peer is not in ``--proxy-trusted``.
+        self.untrusted = 0
+
+    def accept(self) -> None:
+        """Count one whole, valid header."""
+        self.accepted += 1
+
+    def refuse(self, peer: str, reason: str) -> None:
+        """Count one connection from *peer* closed for its header, and log *reason*."""
+        self.invalid += 1
+        self._refusals.refuse(peer, reason)
+
+    def refuse_untrusted(self, peer: str) -> None:
+        """Count one connection from *peer* closed at accept: not in ``--proxy-trusted``."""
+        self.untrusted += 1
+        self._refusals.untrusted(peer)

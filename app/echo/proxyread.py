@@ -33,10 +33,10 @@ import trio
 from app.echo.proxy import (
     HEADER_TIMEOUT,
     MAX_HEADER,
+    ProxyCounts,
     ProxyHeader,
     ProxyPolicy,
     ProxyProtocolError,
-    ProxyRefusals,
     peer_host,
 )
 
@@ -45,7 +45,7 @@ AnySocket = socket.socket | trio.socket.SocketType
 
 
 def refuse_untrusted(
-    policy: ProxyPolicy | None, refusals: ProxyRefusals, sock: AnySocket, peer: str
+    policy: ProxyPolicy | None, refusals: ProxyCounts, sock: AnySocket, peer: str
 ) -> bool:
     """At accept: close *sock* if a PROXY header is required and *peer* may not send one.
 
@@ -55,7 +55,7 @@ def refuse_untrusted(
     """
     if policy is None or policy.trusts(peer_host(peer)):
         return False
-    refusals.untrusted(peer)
+    refusals.refuse_untrusted(peer)
     sock.close()
     return True
 
@@ -63,20 +63,21 @@ def refuse_untrusted(
 async def greet(
     sock: AnySocket,
     peer: str,
-    refusals: ProxyRefusals,
+    refusals: ProxyCounts,
     read: Callable[[], Awaitable[ProxyHeader]],
 ) -> ProxyHeader | None:
     """Read a connection's PROXY header with *read*; refuse the connection if it fails.
 
-    *peer* is the socket's address, for the log line.  Returns the header, or
-    None once a :class:`~app.echo.proxy.ProxyProtocolError` from *read* has been
-    counted and logged by *refusals* and *sock* closed.
+    *peer* is the socket's address, for the log line.  Returns the header
+    (counted as accepted by *refusals*), or None once a
+    :class:`~app.echo.proxy.ProxyProtocolError` from *read* has been counted
+    and logged by *refusals* and *sock* closed.
 
     Cancellation (and any other exception): *sock* is closed and the
     exception propagates; the connection leaves no trace.
     """
     try:
-        return await read()
+        header = await read()
     except ProxyProtocolError as exc:
         refusals.refuse(peer, str(exc))
         sock.close()
@@ -84,6 +85,8 @@ async def greet(
     except BaseException:
         sock.close()
         raise
+    refusals.accept()
+    return header
 
 
 async def read_proxy_header(sock: trio.socket.SocketType, policy: ProxyPolicy) -> ProxyHeader:

@@ -67,6 +67,7 @@ from app.echo.proxy import (
     HEADER_TIMEOUT,
     MAX_HEADER,
     HeaderReader,
+    ProxyCounts,
     ProxyHeader,
     ProxyPolicy,
     ProxyProtocolError,
@@ -255,7 +256,7 @@ class TaskEngine:
         *,
         portable: bool = False,
         proxy: ProxyPolicy | None = None,
-        refusals: ProxyRefusals | None = None,
+        refusals: ProxyCounts | None = None,
     ) -> None:
         self.name: Final = "trio" if portable else "tasks"
         self._portable = portable
@@ -266,7 +267,7 @@ class TaskEngine:
         self._on_task_start = on_task_start
         #: With a policy, each connection task first reads the PROXY header (see _greet).
         self._proxy = proxy
-        self._refusals = refusals or ProxyRefusals("tcp echo")
+        self._refusals = refusals or ProxyRefusals("tcp echo").listener("tcp")
         self._greeting = 0
 
     async def run(self) -> None:

@@ -52,7 +52,7 @@ from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import Conn, ConnTable, HandshakeCounts
 from app.echo.multiplex import MAX_EVENTS, POLL_IN, POLL_OUT, Link, Multiplexed
-from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxy import ProxyCounts, ProxyPolicy, ProxyRefusals, carried_peer
 from app.echo.proxyread import greet, read_proxy_header, refuse_untrusted
 from app.errors import describe
 from app.net import ACCEPT_CAPACITY_SLEEP, accept_batch
@@ -126,12 +126,12 @@ class TlsEchoEngine(Multiplexed[_Link]):
         handshake_timeout: float,
         counts: HandshakeCounts,
         proxy: ProxyPolicy | None = None,
-        refusals: ProxyRefusals | None = None,
+        refusals: ProxyCounts | None = None,
     ) -> None:
         super().__init__(table)
         #: Who must send a PROXY header before TLS (None: --proxy-protocol off).
         self._proxy = proxy
-        self._proxy_refusals = refusals or ProxyRefusals("tls echo")
+        self._proxy_refusals = refusals or ProxyRefusals("tls echo").listener("tls")
         # Connections still sending their PROXY header (each in a short task of its own).
         self._greeting = 0
         self._nursery: trio.Nursery | None = None

@@ -29,7 +29,7 @@ import trio
 from app.certs import tls_info
 from app.echo import RECV_SIZE
 from app.echo.conns import ConnTable, HandshakeCounts
-from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxy import ProxyCounts, ProxyPolicy, ProxyRefusals, carried_peer
 from app.echo.proxyread import greet, read_proxy_header, refuse_untrusted
 from app.errors import describe
 from app.net import accept_forever
@@ -58,11 +58,11 @@ class TlsTaskEngine:
         counts: HandshakeCounts,
         watch: Callable[[int], None] | None = None,
         proxy: ProxyPolicy | None = None,
-        refusals: ProxyRefusals | None = None,
+        refusals: ProxyCounts | None = None,
     ) -> None:
         #: Who must send a PROXY header before TLS (None: --proxy-protocol off).
         self._proxy = proxy
-        self._proxy_refusals = refusals or ProxyRefusals("tls echo")
+        self._proxy_refusals = refusals or ProxyRefusals("tls echo").listener("tls")
         self._listener = listener
         #: Called in each connection's task with its lane id, so the tracer follows it.
         self._watch = watch

@@ -55,14 +55,14 @@ from starlette.types import ASGIApp
 from app.certs import tls_info
 from app.config import Settings
 from app.echo.conns import HandshakeCounts, LimitLog
-from app.echo.proxy import ProxyPolicy, ProxyRefusals, carried_peer
+from app.echo.proxy import ProxyCounts, ProxyHeader, ProxyPolicy, ProxyRefusals, carried_peer
 from app.echo.proxyread import ProxiedSocket, greet, read_proxy_header, refuse_untrusted
 from app.echo.wsprotocol import DeflateSettings
 from app.errors import describe
 from app.feed.events import TlsInfo
 from app.net import accept_forever
 from app.web.hyper import HttpServer, shield_sends
-from app.web.info import STATE_LISTENER, STATE_TLS
+from app.web.info import STATE_LISTENER, STATE_PROXY, STATE_TLS
 from app.web.wsapi import Endpoint
 from app.web.wstrio import serve_websocket
 
@@ -234,12 +234,12 @@ class WebFront:
         handshakes: HandshakeCounts | None = None,
         *,
         proxy: ProxyPolicy | None = None,
-        proxy_refusals: ProxyRefusals | None = None,
+        proxy_refusals: ProxyCounts | None = None,
     ) -> None:
         self._listeners = listeners
         #: Who must send a PROXY header first (None: --proxy-protocol off), and its refusals.
         self._proxy = proxy
-        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol")
+        self._proxy_refusals = proxy_refusals or ProxyRefusals("proxy protocol").listener("web")
         self._settings = settings
         self._draining = draining
         self._limit = settings.max_web_connections
@@ -333,8 +333,11 @@ class WebFront:
             try:
                 # The PROXY header (if required) comes first, before TLS too.
                 proxy = self._proxy
-                if proxy is not None and not await self._read_proxy(stream, proxy):
-                    return
+                header: ProxyHeader | None = None
+                if proxy is not None:
+                    header = await self._read_proxy(stream, proxy)
+                    if header is None:
+                        return
                 conn: trio.abc.Stream = stream
                 info: TlsInfo | None = None
                 if tls is None:
@@ -367,7 +370,7 @@ class WebFront:
                         self._app,
                         self._config,
                         self._context,
-                        {STATE_LISTENER: listener, STATE_TLS: info},
+                        {STATE_LISTENER: listener, STATE_TLS: info, STATE_PROXY: header},
                         conn,
                         websocket_paths=self._websocket_paths,
                     )
@@ -419,19 +422,20 @@ class WebFront:
             return conn, Route.HTTP
         return conn, await conn.first_bytes(stream.peer)
 
-    async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> bool:
+    async def _read_proxy(self, stream: GuardedStream, proxy: ProxyPolicy) -> ProxyHeader | None:
         """Take the PROXY header; from then on the stream is the client it carries.
 
-        False (one log line, the socket closed) for a missing or bad header.
+        Returns the header, or None (one log line, the socket closed) for a
+        missing or bad one.
         """
         read = functools.partial(read_proxy_header, stream.socket, proxy)
         header = await greet(stream.socket, stream.peer, self._proxy_refusals, read)
         if header is None:
-            return False
+            return None
         stream.peer = carried_peer(header, stream.peer)
         if header.source is not None:
             stream.socket = ProxiedSocket(stream.socket, header.source)  # type: ignore[assignment]
-        return True
+        return header
 
     def _forget(self, stream: GuardedStream) -> None:
         self._streams.discard(stream)

@@ -8,7 +8,17 @@
        "tls":     {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384",
                    "sni": "localhost", "alpn": "h2"}  or null,
        "request": {"method": "GET", "path": "/info", "query": "a=1",
-                   "headers": {"host": "localhost:8443", ...}}}
+                   "headers": {"host": "localhost:8443", ...}},
+       "proxy":   {"version": 2, "command": "PROXY", "family": "TCP4",
+                   "source": {"host": "203.0.113.7", "port": 40000},
+                   "destination": {"host": "192.0.2.1", "port": 443},
+                   "tlvs": [{"type": 4, "value": "616263"}]}  or null}
+
+  ``proxy`` is the PROXY protocol header this connection started with (null
+  without one: ``--proxy-protocol off``).  ``source``/``destination`` are
+  null when it carries no IP address (LOCAL, v1 UNKNOWN, v2 UNSPEC or UNIX);
+  ``tlvs`` (type, value in hex, in the order sent) is null for v1, which has
+  none, and bounded with the header (4,096 bytes of addresses and TLVs).
 
 * ``ANY /echo`` (any method, also ones this server has never heard of): the
   same, plus ``body`` (the request body, UTF-8 text, or base64 when it is not
@@ -20,8 +30,9 @@
 Where the fields come from: ``client`` is the ASGI scope's ``client``, which
 the web front sets for each connection (the address a PROXY protocol header
 carries, when one is in use, so it is this one place that knows the client);
-``listener`` and ``tls`` come from the scope's ``state``, which the front
-fills per connection (:data:`STATE_LISTENER`, :data:`STATE_TLS`).
+``listener``, ``tls`` and ``proxy`` come from the scope's ``state``, which the
+front fills per connection (:data:`STATE_LISTENER`, :data:`STATE_TLS`,
+:data:`STATE_PROXY`).
 
 Header values are decoded as Latin-1 (RFC 9110 section 5.5: field values are
 octets; Latin-1 keeps each one).  Names are lower-case (as HTTP/2 sends them);
@@ -43,6 +54,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.echo.proxy import ProxyHeader
 from app.feed.events import TlsInfo
 from app.units import MiB
 
@@ -51,6 +63,8 @@ from app.units import MiB
 STATE_LISTENER: Final = "trio_echo.listener"
 #: Key of the per-connection state holding the connection's :class:`TlsInfo`, or None.
 STATE_TLS: Final = "trio_echo.tls"
+#: Key of the per-connection state holding its :class:`~app.echo.proxy.ProxyHeader`, or None.
+STATE_PROXY: Final = "trio_echo.proxy"
 
 # Largest request body /echo sends back.  1 MiB, like the websocket message
 # bound: enough for any test payload, small enough that a hundred at once fit.
@@ -92,6 +106,27 @@ def describe_request(scope: Scope, identity: ServerIdentity) -> dict[str, Any]:
             "query": scope.get("query_string", b"").decode("latin-1"),
             "headers": headers,
         },
+        "proxy": describe_proxy(state.get(STATE_PROXY)),
+    }
+
+
+def describe_proxy(header: object) -> dict[str, Any] | None:
+    """The ``proxy`` field: the PROXY header *header* as JSON, or None when it is not one."""
+    if not isinstance(header, ProxyHeader):
+        return None
+
+    def address(pair: tuple[str, int] | None) -> dict[str, Any] | None:
+        return {"host": pair[0], "port": pair[1]} if pair else None
+
+    return {
+        "version": header.version,
+        "command": header.command.name,
+        "family": header.family,
+        "source": address(header.source),
+        "destination": address(header.destination),
+        "tlvs": [{"type": t, "value": v.hex()} for t, v in header.tlvs]
+        if header.version == 2
+        else None,
     }
 
 

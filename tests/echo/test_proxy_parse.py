@@ -56,12 +56,18 @@ def test_v1_unknown_ignores_the_rest_of_the_line() -> None:
     assert (header.family, header.source, header.length) == ("UNKNOWN", None, len(data) - 3)
 
 
-def test_v2_tcp4_with_tlvs_skipped() -> None:
+def test_v2_tcp4_with_tlvs_kept_in_order() -> None:
     tlvs = bytes([0x04, 0, 2]) + b"ab" + bytes([0xEE, 0, 0])
     data = build_v2(("198.51.100.9", 4242), ("192.0.2.1", 8001), tlvs) + b"payload"
     header = parse(data, ANY)
     assert header == ProxyHeader(
-        2, Command.PROXY, "TCP4", ("198.51.100.9", 4242), ("192.0.2.1", 8001), len(data) - 7
+        2,
+        Command.PROXY,
+        "TCP4",
+        ("198.51.100.9", 4242),
+        ("192.0.2.1", 8001),
+        len(data) - 7,
+        ((0x04, b"ab"), (0xEE, b"")),
     )
 
 

@@ -163,11 +163,13 @@ def test_refuse_untrusted_closes_only_a_peer_outside_proxy_trusted(
     mode: str, peer: str, refused: bool
 ) -> None:
     refusals = ProxyRefusals("test")
+    counts = refusals.listener("tcp")
     a, b = socket.socketpair()
     with a, b:
-        assert refuse_untrusted(proxy_policy(mode, "127.0.0.0/8"), refusals, a, peer) is refused
+        assert refuse_untrusted(proxy_policy(mode, "127.0.0.0/8"), counts, a, peer) is refused
         assert (a.fileno() == -1) is refused
-        assert refusals.total == int(refused)
+        assert refusals.total == counts.untrusted == int(refused)
+        assert counts.invalid == counts.accepted == 0
 
 
 async def test_greet_returns_the_header_and_keeps_the_socket() -> None:
@@ -182,8 +184,10 @@ async def test_greet_returns_the_header_and_keeps_the_socket() -> None:
             await trio.lowlevel.checkpoint()
             return header
 
-        assert await greet(a, "127.0.0.1:9", refusals, read) is header
+        counts = refusals.listener("tcp")
+        assert await greet(a, "127.0.0.1:9", counts, read) is header
         assert a.fileno() != -1 and refusals.total == 0
+        assert (counts.accepted, counts.invalid, counts.untrusted) == (1, 0, 0)
 
 
 async def test_greet_refuses_a_bad_header_once_and_closes(
@@ -196,8 +200,10 @@ async def test_greet_refuses_a_bad_header_once_and_closes(
         async def read() -> ProxyHeader:
             raise ProxyProtocolError("expected a PROXY protocol v2 header, got b'GET'")
 
-        assert await greet(a, "127.0.0.1:9", refusals, read) is None
+        counts = refusals.listener("web")
+        assert await greet(a, "127.0.0.1:9", counts, read) is None
         assert a.fileno() == -1 and refusals.total == 1
+        assert (counts.accepted, counts.invalid, counts.untrusted) == (0, 1, 0)
     assert [r.getMessage() for r in caplog.records] == [
         "test: closing 127.0.0.1:9: expected a PROXY protocol v2 header, got b'GET'"
     ]
@@ -212,6 +218,8 @@ async def test_greet_closes_the_socket_when_cancelled() -> None:
             await trio.sleep_forever()
             raise AssertionError("unreachable")
 
+        counts = refusals.listener("tls")
         with trio.move_on_after(0.01):
-            await greet(a, "127.0.0.1:9", refusals, read)
+            await greet(a, "127.0.0.1:9", counts, read)
         assert a.fileno() == -1 and refusals.total == 0  # closed, but no refusal
+        assert (counts.accepted, counts.invalid, counts.untrusted) == (0, 0, 0)
