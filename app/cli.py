@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
+        # Its flags fill forty lines: a usage error shows this line and its error, --help the rest.
+        usage="trio-echo serve [OPTIONS] (all of them: trio-echo serve --help)",
         help="run the TCP echo server, the web page and the scenario runner in one process",
         description="Run the TCP echo server (RFC 862), the web server (page, /ws/events, "
         "/ws/echo, /healthz) and the scenario runner under one Trio nursery. "
