@@ -55,6 +55,9 @@ CHUNK: Final = 64 * 1024
 MAX_DATAGRAM: Final = 65_507
 # Seconds a websocket closing handshake may take when the client is done.
 WS_CLOSE_TIMEOUT: Final = 1.0
+# Websocket paths whose server sends a message of its own before echoing (docs/protocol.md):
+# /ws/info sends the info JSON first.
+SPEAKS_FIRST: Final = frozenset({"/ws/info"})
 
 
 class Stdin:
@@ -398,8 +401,9 @@ async def _ws_client(
                 connect_timeout=settings.connect_timeout,
                 disconnect_timeout=WS_CLOSE_TIMEOUT,
             )
+        speaks_first = urlsplit(settings.ws).path.rstrip("/") in SPEAKS_FIRST
         async with opened as ws:
-            await _ws_session(ws, stdin, stdout, interactive)
+            await _ws_session(ws, stdin, stdout, interactive, speaks_first=speaks_first)
     except ConnectionClosed as exc:
         raise ClientError(f"websocket closed: {exc.reason}") from None
     except ConnectionRejected as exc:
@@ -487,9 +491,17 @@ async def _check_tls(settings: ClientSettings, ctx: ssl.SSLContext) -> None:
 
 
 async def _ws_session(
-    ws: WebSocketConnection, stdin: Stdin, stdout: BinaryIO, interactive: bool
+    ws: WebSocketConnection,
+    stdin: Stdin,
+    stdout: BinaryIO,
+    interactive: bool,
+    *,
+    speaks_first: bool = False,
 ) -> None:
     """Send each line of *stdin* as a message and print its echo, until stdin ends.
+
+    *speaks_first*: the server sends one message before any echo (``/ws/info``'s
+    JSON); it is printed on a line of its own and not taken for an echo.
 
     Replies are read by a task of their own, so that a server that closes the
     websocket (a shutdown's 1001) is noticed at once, also while the user is
@@ -512,6 +524,10 @@ async def _ws_session(
                     nursery.cancel_scope.cancel()
 
         nursery.start_soon(read_replies)
+        if speaks_first:
+            greeting = await replies.receive()
+            stdout.write((greeting.encode() if isinstance(greeting, str) else greeting) + b"\n")
+            stdout.flush()
         while True:
             line = await _prompt(stdin, stdout) if interactive else await stdin.readline()
             if not line:

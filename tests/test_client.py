@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -43,6 +44,17 @@ async def test_piped_over_websocket(running: Running, tmp_path: Path) -> None:
     done = await run_client(["--ws", running.url("/ws/echo")], "one\ntwo ✓\n".encode(), tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "one\ntwo ✓\n".encode()
+
+
+async def test_ws_info_prints_the_info_first_then_every_echo(
+    running: Running, tmp_path: Path
+) -> None:
+    # /ws/info speaks first (its JSON): that is not an echo, so no line may be lost to it.
+    done = await run_client(["--ws", running.url("/ws/info")], b"one\ntwo\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    info, *echoes = done.stdout.decode().splitlines()
+    assert json.loads(info)["request"]["path"] == "/ws/info"
+    assert echoes == ["one", "two"]
 
 
 async def test_refused_connection_is_one_line_and_exit_1(tmp_path: Path) -> None:
