@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from functools import partial
-from typing import Final
+from typing import Final, Literal
 
 import trio
 
@@ -125,26 +126,30 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.set_defaults(command=run, parser=bench)
 
 
-def _host_port(text: str) -> str:
-    """*text* if it is ``HOST:PORT`` (checked at parse time: a usage error, exit 2)."""
-    from app.bench.load import BenchError, tcp_address
+def _checked_by(check: Literal["tcp_address", "check_url"]) -> Callable[[str], str]:
+    """An argparse type: the text if ``app.bench.load.<check>`` accepts it, else a usage error.
 
-    try:
-        tcp_address(text)
-    except BenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    Checked at parse time, so a bad target is exit 2 with the usage line.  ``load``
+    is imported when a value is checked, not when the CLI builds its parser (it pulls
+    in every client).
+    """
+
+    def checked(text: str) -> str:
+        from app.bench import load
+
+        try:
+            getattr(load, check)(text)
+        except load.BenchError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return checked
 
 
-def _ws_url(text: str) -> str:
-    """*text* if it is a ``ws://`` or ``wss://`` URL with a host and a valid port."""
-    from app.bench.load import BenchError, check_url
-
-    try:
-        check_url(text)
-    except BenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+#: ``HOST:PORT``, with a port in 1..65535.
+_host_port = _checked_by("tcp_address")
+#: A ``ws://`` or ``wss://`` URL with a host and a valid port.
+_ws_url = _checked_by("check_url")
 
 
 def run(args: argparse.Namespace) -> int:
