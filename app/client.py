@@ -523,11 +523,13 @@ async def _ws_session(
                     closed.append(exc)
                     nursery.cancel_scope.cancel()
 
+        def show(message: str | bytes, end: bytes = b"") -> None:
+            stdout.write((message.encode() if isinstance(message, str) else message) + end)
+            stdout.flush()
+
         nursery.start_soon(read_replies)
         if speaks_first:
-            greeting = await replies.receive()
-            stdout.write((greeting.encode() if isinstance(greeting, str) else greeting) + b"\n")
-            stdout.flush()
+            show(await replies.receive(), b"\n")  # on a line of its own
         while True:
             line = await _prompt(stdin, stdout) if interactive else await stdin.readline()
             if not line:
@@ -536,9 +538,7 @@ async def _ws_session(
                 await ws.send_message(line.decode())
             except UnicodeDecodeError:
                 await ws.send_message(line)  # not text: binary, so every byte comes back
-            reply = await replies.receive()
-            stdout.write(reply.encode() if isinstance(reply, str) else reply)
-            stdout.flush()
+            show(await replies.receive())
         nursery.cancel_scope.cancel()
     if closed:
         raise closed[0]
