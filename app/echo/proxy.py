@@ -366,17 +366,22 @@ class ProxyRefusals:
     """Connections closed for their PROXY header: counted, each told in one log line.
 
     At most :data:`LOG_BURST` lines a second; the rest are counted and told in one
-    line by :meth:`flush`, which the ticker calls once a second.
+    line by :meth:`flush`, which the ticker calls once a second.  Listeners refuse
+    through their :class:`ProxyCounts` (:meth:`listener`), which count by reason
+    and call :meth:`log_refusal`.
     """
 
     def __init__(self, what: str) -> None:
         self._what = what
         self._logged = 0
         self._unlogged = 0
-        #: Connections closed so far.
-        self.total = 0
         #: Each listener's own counts (``/metrics``), by listener name; see :meth:`listener`.
         self.listeners: dict[str, ProxyCounts] = {}
+
+    @property
+    def total(self) -> int:
+        """Connections closed so far, every listener and reason (``/healthz``)."""
+        return sum(c.invalid + c.untrusted for c in self.listeners.values())
 
     def listener(self, name: str) -> ProxyCounts:
         """The counts of listener *name* (made on first use), which refuse through this object."""
@@ -385,18 +390,13 @@ class ProxyRefusals:
             counts = self.listeners[name] = ProxyCounts(self)
         return counts
 
-    def refuse(self, peer: str, reason: str) -> None:
-        """Count one refused connection from *peer* (the socket's address) and log why."""
-        self.total += 1
+    def log_refusal(self, peer: str, reason: str) -> None:
+        """Tell why *peer* (the socket's address) was closed, within the log budget."""
         if self._logged < LOG_BURST:
             self._logged += 1
             log.warning("%s: closing %s: %s", self._what, peer, reason)
         else:
             self._unlogged += 1
-
-    def untrusted(self, peer: str) -> None:
-        """*peer* is not in ``--proxy-trusted``."""
-        self.refuse(peer, "PROXY protocol required, and this address is not in --proxy-trusted")
 
     def flush(self) -> int:
         """Tell the refusals not logged since the last call in one line; return how many."""
@@ -420,9 +420,9 @@ def peer_host(peer: str) -> str:
 class ProxyCounts:
     """One listener's PROXY headers: accepted, and connections refused by reason.
 
-    What the listener calls; a refusal is also counted and logged by the
-    server's :class:`ProxyRefusals` (one log budget, one total for
-    ``/healthz``), while ``/metrics`` reads these per-listener numbers.
+    What the listener calls; a refusal is also logged through the server's
+    :class:`ProxyRefusals` (one log budget), whose total for ``/healthz`` is
+    the sum of these per-listener numbers that ``/metrics`` reads.
     """
 
     __slots__ = ("_refusals", "accepted", "invalid", "untrusted")
@@ -443,9 +443,11 @@ class ProxyCounts:
     def refuse(self, peer: str, reason: str) -> None:
         """Count one connection from *peer* closed for its header, and log *reason*."""
         self.invalid += 1
-        self._refusals.refuse(peer, reason)
+        self._refusals.log_refusal(peer, reason)
 
     def refuse_untrusted(self, peer: str) -> None:
         """Count one connection from *peer* closed at accept: not in ``--proxy-trusted``."""
         self.untrusted += 1
-        self._refusals.untrusted(peer)
+        self._refusals.log_refusal(
+            peer, "PROXY protocol required, and this address is not in --proxy-trusted"
+        )

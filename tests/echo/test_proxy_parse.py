@@ -219,12 +219,13 @@ def test_a_bad_trusted_network_is_refused_even_when_off() -> None:
 
 def test_refusals_are_logged_in_bursts_then_summed(caplog: pytest.LogCaptureFixture) -> None:
     refusals = ProxyRefusals("proxy protocol")
+    tcp, web = refusals.listener("tcp"), refusals.listener("web")
     with caplog.at_level(logging.WARNING, logger="app.echo.proxy"):
         for i in range(LOG_BURST + 5):
-            refusals.refuse(f"192.0.2.1:{i}", "bad")
+            tcp.refuse(f"192.0.2.1:{i}", "bad")
         assert refusals.flush() == 5
         assert refusals.flush() == 0
-        refusals.untrusted("192.0.2.2:1")
+        web.refuse_untrusted("192.0.2.2:1")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == LOG_BURST + 2
     assert "closed 5 more connections" in lines[LOG_BURST]
