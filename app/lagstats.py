@@ -56,23 +56,35 @@ PAUSED_CPU_SHARE: Final = 0.1
 
 
 def process_paused(
-    *, lag_start: float, lag_end: float, cpu: float, beats: tuple[float, float], poll: float
+    *,
+    lag_start: float,
+    lag_end: float,
+    cpu: float,
+    last_beat: float,
+    silence: tuple[float, float],
+    poll: float,
 ) -> bool:
     """Whether the process as a whole, not one of its tasks, kept the loop from running.
 
     The loop was late from *lag_start* to *lag_end* (seconds on the heartbeat's
     clock); meanwhile the process used *cpu* seconds of CPU time (measured over
-    a window that contains the lag).  *beats* are the last two beats of a thread
-    that beats every *poll* seconds (the stall watchdog's).  True when the
+    a window that contains the lag).  *last_beat* is the newest beat of a thread
+    that beats every *poll* seconds (the stall watchdog's), and *silence* its
+    last gap between two beats far over *poll* (start, end).  True when the
     process got (almost) no CPU and that thread did not beat during the lag
     either: nothing in the process ran (SIGSTOP, a VM pause, a host that gave it
     no CPU).  A task holding the loop leaves the other thread beating.
+
+    The silence is kept, not just the last two beats: after a SIGCONT the thread
+    may beat twice before the loop gets to ask (a loaded host), and the gap that
+    was the pause would be gone from a pair.  It must cover at least half of the
+    lag (the rest: the loop catching up after the resume).
     """
     lag = lag_end - lag_start
     if lag < MIN_PAUSE_POLLS * poll or cpu >= PAUSED_CPU_SHARE * lag:
         return False
-    previous, last = beats
     margin = poll / 2  # a beat can be late by some scheduling noise
-    not_since = last <= lag_start + margin  # the thread has not beaten since the lag began
-    spanned = previous <= lag_start + margin and last >= lag_end - margin  # one gap spans it
-    return not_since or spanned
+    if last_beat <= lag_start + margin:
+        return True  # the thread has not beaten since the lag began
+    covered = min(silence[1], lag_end) - max(silence[0], lag_start)
+    return covered >= max(MIN_PAUSE_POLLS * poll, lag / 2)

@@ -52,8 +52,10 @@ class Heartbeat(Protocol):
 
     #: Seconds between beats.
     poll: float
-    #: Its last two beats on :func:`heartbeat_clock`, the newest last.
-    beats: tuple[float, float]
+    #: Its newest beat on :func:`heartbeat_clock`.
+    last_beat: float
+    #: Its last gap between two beats far over :attr:`poll`: (start, end).
+    silence: tuple[float, float]
 
 
 def count_tasks() -> int:
@@ -110,7 +112,8 @@ async def run_ticker(
                 lag_start=woke - lag,
                 lag_end=woke,
                 cpu=cpu,
-                beats=heartbeat.beats,
+                last_beat=heartbeat.last_beat,
+                silence=heartbeat.silence,
                 poll=heartbeat.poll,
             ):
                 _report_pause(hub, lag, notify=notify and notices.take(now))

@@ -19,27 +19,47 @@ from procs import start_serve
 POLL = 0.1  # the watchdog's heartbeat
 
 
+NONE = (0.0, 0.0)  # no silence of the thread yet
+
+
 @pytest.mark.parametrize(
-    ("lag_start", "lag_end", "cpu", "beats", "paused"),
+    ("lag_start", "lag_end", "cpu", "last_beat", "silence", "paused"),
     [
         # Stopped 2 s from t=10: no CPU; the thread's last beat was just before (not woken yet).
-        (10.0, 12.0, 0.001, (9.85, 9.95), True),
-        # The same, but the thread woke first: its last gap spans the whole lag.
-        (10.0, 12.0, 0.001, (9.95, 12.01), True),
+        (10.0, 12.0, 0.001, 9.95, NONE, True),
+        # The same, but the thread woke first: its silence spans the whole lag.
+        (10.0, 12.0, 0.001, 12.01, (9.95, 12.01), True),
+        # The thread woke and beat twice before the loop asked (a loaded host): the silence
+        # still covers the lag but its last 0.3 s (the loop catching up).
+        (10.0, 12.3, 0.01, 12.2, (9.95, 12.1), True),
         # time.sleep(2) in a task: no CPU either, but the thread kept beating every 0.1 s.
-        (10.0, 12.0, 0.001, (11.85, 11.95), False),
+        (10.0, 12.0, 0.001, 11.95, NONE, False),
+        # The same, with an old silence (a pause long before) that does not cover this lag.
+        (10.0, 12.0, 0.001, 11.95, (5.0, 7.0), False),
         # A task computing for 2 s: the thread may starve of the GIL, but CPU time advanced.
-        (10.0, 12.0, 1.9, (9.85, 9.95), False),
+        (10.0, 12.0, 1.9, 9.95, NONE, False),
         # 0.25 s is under three polls: a late beat cannot be told from a pause.
-        (10.0, 10.25, 0.0, (9.85, 9.95), False),
+        (10.0, 10.25, 0.0, 9.95, NONE, False),
         # 1 s with 0.05 s of CPU (the probe interval before the stop was busy): still a pause.
-        (10.0, 11.0, 0.05, (9.9, 11.0), True),
+        (10.0, 11.0, 0.05, 11.0, (9.9, 11.0), True),
     ],
 )
 def test_process_paused(
-    lag_start: float, lag_end: float, cpu: float, beats: tuple[float, float], paused: bool
+    lag_start: float,
+    lag_end: float,
+    cpu: float,
+    last_beat: float,
+    silence: tuple[float, float],
+    paused: bool,
 ) -> None:
-    got = process_paused(lag_start=lag_start, lag_end=lag_end, cpu=cpu, beats=beats, poll=POLL)
+    got = process_paused(
+        lag_start=lag_start,
+        lag_end=lag_end,
+        cpu=cpu,
+        last_beat=last_beat,
+        silence=silence,
+        poll=POLL,
+    )
     assert got is paused
 
 

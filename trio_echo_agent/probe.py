@@ -54,6 +54,10 @@ EXITED_KEPT: Final = 100
 POLL: Final = 0.1
 # A stall still going is reported again this often (seconds), with a fresh stack.
 STALL_REPEAT: Final = 1.0
+# A gap between two of the watchdog's polls over this many polls is a silence of the
+# thread (it did not run): kept for the lag probe (app/lagstats.py, whose shortest pause
+# is three polls, so a silence of two is always recorded).
+SILENCE_POLLS: Final = 2
 
 Emit = Callable[[tuple[Any, ...]], None]
 now = time.perf_counter
@@ -448,11 +452,12 @@ class Watchdog:
         self._thread = threading.Thread(target=self._loop, name="trio-echo watchdog", daemon=True)
         #: Seconds between two polls of the thread.
         self.poll = min(POLL, threshold / 2)
-        #: The thread's last two polls (:func:`now`), the newest last: its heartbeat.  A
-        #: gap between them far over :attr:`poll` means this thread did not run either,
-        #: so the whole process was paused (SIGSTOP, a VM pause), not just its loop
-        #: (``serve``'s lag probe asks, app/lagstats.py).
-        self.beats = (0.0, 0.0)
+        #: The thread's newest poll (:func:`now`): its heartbeat.
+        self.last_beat = 0.0
+        #: Its last gap between two polls far over :attr:`poll` (start, end): this thread
+        #: did not run either, so the whole process was paused (SIGSTOP, a VM pause), not
+        #: just its loop (``serve``'s lag probe asks, app/lagstats.py).
+        self.silence = (0.0, 0.0)
 
     def start(self) -> None:
         """Start watching (idempotent)."""
@@ -465,9 +470,12 @@ class Watchdog:
 
     def _loop(self) -> None:
         poll = self.poll
-        self.beats = (now(), now())
+        self.last_beat = now()
         while not self._stop.wait(poll):
-            self.beats = (self.beats[1], now())
+            beat = now()
+            if beat - self.last_beat > SILENCE_POLLS * poll:
+                self.silence = (self.last_beat, beat)
+            self.last_beat = beat
             try:
                 self.check(now())
             except Exception:
